@@ -1,0 +1,177 @@
+"""Loading the diffusion backbone: a Stable Diffusion pipeline by hub id, local directory or `tiny`.
+
+All three go through `StableDiffusionPipeline.from_pretrained`; `tiny` is first built and saved
+in diffusers' layout (see tiny_backbone.py). The safety checker is always off, as in the seed
+study, so every image is generated and scored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+
+TINY = "tiny"
+
+
+@dataclass
+class Backbone:
+    pipe: Any  # diffusers.StableDiffusionPipeline
+    id: str
+    revision: str
+    path: Path  # where it was loaded from
+    device: Any  # torch.device
+    dtype: Any  # torch.dtype
+    random_weights: bool
+
+    @property
+    def latent_channels(self) -> int:
+        return self.pipe.unet.config.in_channels
+
+    def latent_size(self, resolution: int) -> int:
+        return resolution // self.pipe.vae_scale_factor
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "revision": self.revision,
+            "path": str(self.path),
+            "random_weights": self.random_weights,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+
+
+def resolve_device(name: str = "auto"):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise BenchError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError(f"--device {name}: no CUDA device is visible; use --device cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device):
+    import torch
+
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    dtypes = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+    }
+    if name not in dtypes:
+        raise BenchError(f"--dtype {name!r}: use auto, float32, float16 or bfloat16")
+    return dtypes[name]
+
+
+def quiet_libraries() -> None:
+    """Silence diffusers'/transformers' own progress bars and notices; bench shows its own."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def load_backbone(
+    spec: str,
+    *,
+    revision: str | None = None,
+    scheduler: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+) -> Backbone:
+    """Load `spec` (hub id, local directory or `tiny`) onto `device` with frozen weights."""
+    import diffusers
+    from diffusers import StableDiffusionPipeline
+
+    quiet_libraries()
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    random_weights = False
+    if spec == TINY:
+        from bench.tiny_backbone import TINY_VERSION, tiny_backbone_dir
+
+        path, source, rev, random_weights = (
+            tiny_backbone_dir(),
+            str(tiny_backbone_dir()),
+            None,
+            True,
+        )
+        resolved_revision = f"tiny-v{TINY_VERSION}-seed0"
+    elif Path(spec).is_dir():
+        path, source, rev = Path(spec), spec, None
+        resolved_revision = f"local:{_fingerprint(path)}"
+    else:
+        path, source, rev = Path(spec), spec, revision
+        resolved_revision = ""
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(
+            source,
+            revision=rev,
+            dtype=torch_dtype,
+            safety_checker=None,
+            requires_safety_checker=False,
+        )
+    except (OSError, ValueError) as e:
+        if Path(spec).exists() or spec == TINY:
+            raise BenchError(
+                f"backbone {spec}: cannot load it as a diffusers pipeline ({e})"
+            ) from None
+        raise BenchError(
+            f"backbone '{spec}' is not in the local Hugging Face cache and cannot be downloaded "
+            f"here; run `huggingface-cli download {spec}` on a machine with network, or pass a "
+            "local diffusers directory with --backbone DIR"
+        ) from None
+    if not resolved_revision:
+        resolved_revision = _hub_commit(spec, rev) or (rev or "unknown")
+    if scheduler:
+        pipe.scheduler = getattr(diffusers, scheduler).from_config(pipe.scheduler.config)
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
+        module.requires_grad_(False)
+        module.eval()
+    pipe.to(torch_device)
+    pipe.set_progress_bar_config(disable=True)
+    return Backbone(pipe, spec, resolved_revision, path, torch_device, torch_dtype, random_weights)
+
+
+def _hub_commit(repo_id: str, revision: str | None) -> str | None:
+    """The commit hash of the cached snapshot that was loaded."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "model_index.json", revision=revision)
+    except Exception:  # an odd id; the revision is then recorded as asked
+        return None
+    if isinstance(found, str):
+        return Path(found).parent.name
+    return None
+
+
+def _fingerprint(directory: Path) -> str:
+    """A cheap content fingerprint of a local pipeline: configs verbatim, weight files by size."""
+    digest = hashlib.sha256()
+    for file in sorted(directory.rglob("*")):
+        if not file.is_file():
+            continue
+        rel = os.fspath(file.relative_to(directory))
+        digest.update(rel.encode())
+        if file.suffix == ".json":
+            digest.update(file.read_bytes())
+        else:
+            digest.update(str(file.stat().st_size).encode())
+    return digest.hexdigest()[:12]

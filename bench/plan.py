@@ -1,0 +1,96 @@
+"""The cells of a suite, their seeds, their initial noise, and how they are cut into batches.
+
+A cell is one image to generate: (subject, prompt id, image index, replicate). Its seed is
+
+    seed = int.from_bytes(sha256(f"{subject}/{prompt_id}/{image_index}/{replicate}")[:8]) >> 1
+
+(a 63-bit integer), and its initial latent is `torch.randn` drawn on the CPU from a generator
+seeded with it. The method does not enter the hash: every method gets the same noise for the
+same cell, which is what paired comparisons between methods rest on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from bench.prompts import Prompt
+from bench.subjects import Subject
+from bench.suites import Suite
+
+
+def stable_seed(*parts: object) -> int:
+    """A 63-bit seed from the parts joined with '/': sha256, first 8 bytes, shifted right once."""
+    key = "/".join(str(p) for p in parts).encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> 1
+
+
+def cell_seed(subject_id: str, prompt_id: str, image_index: int, replicate: int) -> int:
+    return stable_seed(subject_id, prompt_id, image_index, replicate)
+
+
+@dataclass(frozen=True)
+class Cell:
+    subject: Subject
+    prompt: Prompt
+    image_index: int
+    replicate: int
+
+    @property
+    def seed(self) -> int:
+        return cell_seed(self.subject.id, self.prompt.id, self.image_index, self.replicate)
+
+    @property
+    def text(self) -> str:
+        """The prompt with the subject's identifier token: "a sks dog on the beach"."""
+        return self.prompt.render(self.subject.token, self.subject.class_noun)
+
+    @property
+    def scoring_text(self) -> str:
+        """What CLIP-T scores against: identifier dropped, class kept ("a dog on the beach")."""
+        return self.prompt.render(None, self.subject.class_noun)
+
+    @property
+    def image_name(self) -> str:
+        return f"{self.prompt.id}-{self.image_index}.png"
+
+
+def cells_for(suite: Suite, subject: Subject, replicate: int) -> list[Cell]:
+    """One subject's cells for one replicate, in prompt order then image index."""
+    return [
+        Cell(subject, prompt, index, replicate)
+        for prompt in suite.prompts_for(subject).prompts
+        for index in range(suite.images_per_prompt)
+    ]
+
+
+def plan(suite: Suite) -> list[Cell]:
+    """Every cell of a suite, ordered by subject, replicate, prompt, image index."""
+    return [
+        cell
+        for subject in suite.subjects
+        for replicate in suite.replicates
+        for cell in cells_for(suite, subject, replicate)
+    ]
+
+
+def batches(cells: list[Cell], batch_size: int) -> Iterator[list[Cell]]:
+    """Fixed chunks of the ordered cell list: a resumed run batches exactly as a fresh one."""
+    for start in range(0, len(cells), batch_size):
+        yield cells[start : start + batch_size]
+
+
+def initial_latents(cells: list[Cell], channels: int, size: int):
+    """(N, channels, size, size) float32 CPU noise, each row from its cell's own seed."""
+    import torch
+
+    rows = [
+        torch.randn(
+            (channels, size, size),
+            generator=torch.Generator("cpu").manual_seed(cell.seed),
+            dtype=torch.float32,
+        )
+        for cell in cells
+    ]
+    return torch.stack(rows)

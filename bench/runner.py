@@ -1,0 +1,245 @@
+"""`bench run`: fit a method on every (subject, replicate) of a suite, generate every cell, and
+store it all. Finished work is skipped, so an interrupted run resumes where it stopped."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench import atomic, registry
+from bench.config import config_dict, resolve_config
+from bench.errors import BenchError
+from bench.method_api import MethodContext
+from bench.paths import cache_dir
+from bench.plan import batches, cells_for, initial_latents
+from bench.store import RunPaths, provenance, run_id
+from bench.suites import Suite
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """How to run, not what: none of these enters the run id."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 8  # images per generation batch
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise BenchError(f"--batch-size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    method_name: str
+    method: Any
+    config: Any
+    suite: Suite
+    run_id: str
+    paths: RunPaths
+
+    def units(self) -> list[tuple[Any, int]]:
+        return [(s, r) for s in self.suite.subjects for r in self.suite.replicates]
+
+    def pending_units(self) -> list[tuple[Any, int]]:
+        return [
+            (s, r)
+            for s, r in self.units()
+            if not RunPaths.manifest(self.paths.unit(s.id, r)).exists()
+        ]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    run_dir: Path
+    fitted: int  # units trained in this invocation
+    generated: int  # images written in this invocation
+    skipped_units: int  # units already complete
+
+
+def prepare(
+    method_name: str, suite: Suite, overrides: dict[str, Any], runs_root: Path
+) -> PreparedRun:
+    """Resolve the method and its config, and name the run; loads no model."""
+    method_cls = registry.load(registry.METHODS, method_name)
+    defaults = suite.method_defaults.get(method_name, {})
+    config = resolve_config(method_cls.Config, defaults, overrides, where=f"method {method_name}")
+    rid = run_id(method_name, config_dict(config), suite.identity())
+    return PreparedRun(
+        method_name, method_cls(), config, suite, rid, RunPaths(runs_root / suite.name / rid)
+    )
+
+
+def execute(
+    prepared: PreparedRun, options: ExecutionOptions, console: Console | None = None
+) -> RunSummary:
+    from bench.backbone import load_backbone
+
+    console = console or Console(stderr=True)
+    suite, paths = prepared.suite, prepared.paths
+    units = prepared.units()
+    pending = prepared.pending_units()
+    if not paths.run_json.exists():
+        atomic.write_json(
+            paths.run_json,
+            {
+                "run_id": prepared.run_id,
+                "method": prepared.method_name,
+                "config": config_dict(prepared.config),
+                "suite": suite.identity(),
+                "units_total": len(units),
+                "provenance": provenance(),
+            },
+        )
+    if not pending:
+        return RunSummary(prepared.run_id, paths.root, 0, 0, len(units))
+
+    backbone = load_backbone(
+        suite.backbone,
+        revision=suite.backbone_revision,
+        scheduler=suite.generation.scheduler,
+        device=options.device,
+        dtype=options.dtype,
+    )
+    fitted = generated = 0
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
+    with Progress(*columns, console=console) as progress:
+        for subject, replicate in pending:
+            unit = paths.unit(subject.id, replicate)
+            ctx = MethodContext(
+                backbone=backbone,
+                suite=suite,
+                subject=subject,
+                config=prepared.config,
+                replicate=replicate,
+                workdir=unit,
+                cache=cache_dir(),
+            )
+            label = f"{subject.id}/replicate-{replicate}"
+            fit_seconds = None
+            if not RunPaths.fit_log(unit).exists():
+                fit_seconds = _fit(prepared, ctx, progress, label)
+                fitted += 1
+            cells = cells_for(suite, subject, replicate)
+            task = progress.add_task(f"generate {label}", total=len(cells), info="")
+            started = time.perf_counter()
+            for chunk in batches(cells, options.batch_size):
+                missing = [c for c in chunk if not (RunPaths.images(unit) / c.image_name).exists()]
+                if missing:
+                    # The whole chunk is rendered, so batches match an uninterrupted run.
+                    latents = initial_latents(
+                        chunk, backbone.latent_channels, backbone.latent_size(suite.resolution)
+                    )
+                    images = prepared.method.generate(ctx, chunk, latents)
+                    if len(images) != len(chunk):
+                        raise BenchError(
+                            f"method {prepared.method_name} returned {len(images)} "
+                            f"images for {len(chunk)} cells"
+                        )
+                    for cell, image in zip(chunk, images, strict=True):
+                        if cell in missing:
+                            _write_png(RunPaths.images(unit) / cell.image_name, image)
+                            generated += 1
+                progress.advance(task, len(chunk))
+            if hasattr(prepared.method, "release"):
+                prepared.method.release(ctx)
+            _write_manifest(
+                prepared, ctx, cells, backbone, options, fit_seconds, time.perf_counter() - started
+            )
+    return RunSummary(prepared.run_id, paths.root, fitted, generated, len(units) - len(pending))
+
+
+def _fit(prepared: PreparedRun, ctx: MethodContext, progress: Progress, label: str) -> float:
+    """Fit into a staging folder, then move the artifacts in and write fit.json last."""
+    staging = ctx.workdir / ".fit-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    total = getattr(prepared.config, "steps", None)
+    task = progress.add_task(f"fit {label}", total=total, info="")
+
+    def report(advance: int, info: dict[str, float] | None = None) -> None:
+        text = "  ".join(f"{k} {v:.4f}" for k, v in (info or {}).items())
+        progress.update(task, advance=advance, info=text)
+
+    started = time.perf_counter()
+    staged = dataclasses.replace(ctx, workdir=staging, progress=report)
+    log = prepared.method.fit(staged) or {}
+    seconds = time.perf_counter() - started
+    for item in staging.iterdir():
+        target = ctx.workdir / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        item.replace(target)
+    staging.rmdir()
+    atomic.write_json(RunPaths.fit_log(ctx.workdir), {**log, "seconds": seconds})
+    progress.update(task, completed=total)
+    return seconds
+
+
+def _write_png(path: Path, array) -> None:
+    with atomic.atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+def _write_manifest(
+    prepared: PreparedRun,
+    ctx: MethodContext,
+    cells,
+    backbone,
+    options: ExecutionOptions,
+    fit_seconds,
+    generate_seconds,
+) -> None:
+    subject = ctx.subject
+    atomic.write_json(
+        RunPaths.manifest(ctx.workdir),
+        {
+            "run_id": prepared.run_id,
+            "suite": prepared.suite.name,
+            "method": prepared.method_name,
+            "config": config_dict(prepared.config),
+            "subject": {
+                "id": subject.id,
+                "class": subject.class_noun,
+                "kind": subject.kind,
+                "token": subject.token,
+                "images": [str(p) for p in subject.images],
+                "source": subject.source,
+                "license": subject.license,
+            },
+            "replicate": ctx.replicate,
+            "backbone": backbone.provenance(),
+            "generation": vars(prepared.suite.generation),
+            "resolution": prepared.suite.resolution,
+            "execution": vars(options),
+            "timings": {"fit_seconds": fit_seconds, "generate_seconds": generate_seconds},
+            "images": [
+                {
+                    "file": f"images/{c.image_name}",
+                    "prompt_id": c.prompt.id,
+                    "template": c.prompt.template,
+                    "prompt": c.text,
+                    "scoring_prompt": c.scoring_text,
+                    "image_index": c.image_index,
+                    "seed": c.seed,
+                }
+                for c in cells
+            ],
+            "provenance": provenance(),
+        },
+    )

@@ -1,0 +1,234 @@
+"""Suites: which subjects, which prompts per subject kind, how many images, on which backbone,
+generated how, scored with what, and the default options of each method."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import dreambench
+from bench.errors import BenchError
+from bench.paths import data_dir
+from bench.prompts import PromptSet, load_prompt_set
+from bench.subjects import KINDS, Subject, load_subject_dir
+from bench.toml_files import read_toml, reject_unknown, require
+
+
+@dataclass(frozen=True)
+class GenerationProtocol:
+    """How every method renders its images, so that they differ only in the method."""
+
+    scheduler: str = "DDIMScheduler"
+    steps: int = 50
+    guidance_scale: float = 7.5
+    negative_prompt: str = ""
+
+    def __post_init__(self) -> None:
+        import diffusers
+
+        if not self.scheduler.endswith("Scheduler") or not hasattr(diffusers, self.scheduler):
+            raise BenchError(
+                f"generation.scheduler {self.scheduler!r} is not a diffusers scheduler class "
+                "(e.g. DDIMScheduler, PNDMScheduler, EulerDiscreteScheduler)"
+            )
+        if self.steps < 1:
+            raise BenchError(f"generation.steps must be >= 1, got {self.steps}")
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    subjects: tuple[Subject, ...]
+    prompt_sets: dict[str, PromptSet]  # subject kind -> prompts
+    images_per_prompt: int
+    replicates: tuple[int, ...]
+    resolution: int
+    backbone: str
+    generation: GenerationProtocol
+    scorers: tuple[str, ...] = ()
+    method_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    backbone_revision: str | None = None
+
+    def __post_init__(self) -> None:
+        where = f"suite '{self.name}'"
+        if not self.subjects:
+            raise BenchError(f"{where}: has no subjects")
+        ids = [s.id for s in self.subjects]
+        if len(set(ids)) != len(ids):
+            raise BenchError(f"{where}: subject ids repeat: {ids}")
+        for subject in self.subjects:
+            if subject.kind not in self.prompt_sets:
+                raise BenchError(
+                    f"{where}: no prompt set for {subject.kind} subject '{subject.id}'"
+                    f"; add `{subject.kind} = ...` under [prompts]"
+                )
+        if self.images_per_prompt < 1:
+            raise BenchError(f"{where}: images_per_prompt must be >= 1")
+        if not self.replicates or len(set(self.replicates)) != len(self.replicates):
+            raise BenchError(f"{where}: replicates must be a non-empty list of distinct seeds")
+        if self.resolution % 8 or self.resolution < 16:
+            raise BenchError(f"{where}: resolution must be a multiple of 8 and >= 16")
+
+    def prompts_for(self, subject: Subject) -> PromptSet:
+        return self.prompt_sets[subject.kind]
+
+    def identity(self) -> dict[str, Any]:
+        """What defines the suite's results, hashed into run ids (paths and descriptions not)."""
+        return {
+            "name": self.name,
+            "subjects": [
+                {
+                    "id": s.id,
+                    "class": s.class_noun,
+                    "kind": s.kind,
+                    "token": s.token,
+                    "images": [_file_digest(p) for p in s.images],
+                }
+                for s in self.subjects
+            ],
+            "prompts": {
+                kind: [[p.id, p.template] for p in ps.prompts]
+                for kind, ps in sorted(self.prompt_sets.items())
+            },
+            "images_per_prompt": self.images_per_prompt,
+            "replicates": list(self.replicates),
+            "resolution": self.resolution,
+            "backbone": self.backbone,
+            "backbone_revision": self.backbone_revision,
+            "generation": vars(self.generation),
+        }
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def suite_path(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise BenchError(f"{path}: suite file not found")
+        return path
+    path = data_dir("suites") / f"{name_or_path}.toml"
+    if not path.is_file():
+        from bench.registry import did_you_mean
+
+        known = [p.stem for p in sorted(data_dir("suites").glob("*.toml"))]
+        raise BenchError(
+            f"unknown suite '{name_or_path}'{did_you_mean(str(name_or_path), known)}"
+            f"; available: {', '.join(known)} (or a path to a suite .toml)"
+        )
+    return path
+
+
+def list_suites() -> list[tuple[str, str]]:
+    """(name, description) of the shipped suites, without loading their subjects."""
+    return [
+        (p.stem, read_toml(p).get("description", ""))
+        for p in sorted(data_dir("suites").glob("*.toml"))
+    ]
+
+
+_KEYS = {
+    "name",
+    "description",
+    "backbone",
+    "backbone_revision",
+    "resolution",
+    "images_per_prompt",
+    "replicates",
+    "scorers",
+    "subjects",
+    "prompts",
+    "generation",
+    "method_defaults",
+}
+
+
+def load_suite(
+    name_or_path: str | Path,
+    *,
+    data_root: str | Path | None = None,
+    backbone: str | None = None,
+) -> Suite:
+    """Load and validate a suite. `backbone` overrides the suite's (and so changes the run id)."""
+    path = suite_path(name_or_path)
+    table = read_toml(path)
+    reject_unknown(table, _KEYS, path)
+    subjects, dreambench_prompts = _load_subjects(
+        require(table, "subjects", dict, path), path, data_root
+    )
+    prompt_sets = {}
+    for kind, spec in require(table, "prompts", dict, path).items():
+        if kind not in KINDS:
+            raise BenchError(f"{path}: [prompts] key {kind!r} must be one of {', '.join(KINDS)}")
+        prompt_sets[kind] = _load_prompts(spec, path, dreambench_prompts)
+    generation = table.get("generation", {})
+    reject_unknown(generation, set(vars(GenerationProtocol())), f"{path} [generation]")
+    method_defaults = table.get("method_defaults", {})
+    if not isinstance(method_defaults, dict):
+        raise BenchError(f"{path}: [method_defaults] must be a table of tables per method")
+    return Suite(
+        name=table.get("name", path.stem),
+        description=table.get("description", ""),
+        subjects=subjects,
+        prompt_sets=prompt_sets,
+        images_per_prompt=require(table, "images_per_prompt", int, path),
+        replicates=tuple(require(table, "replicates", list, path)),
+        resolution=require(table, "resolution", int, path),
+        backbone=backbone or require(table, "backbone", str, path),
+        backbone_revision=None if backbone else table.get("backbone_revision"),
+        generation=GenerationProtocol(**generation),
+        scorers=tuple(table.get("scorers", ())),
+        method_defaults=method_defaults,
+    )
+
+
+def _load_subjects(spec: dict, path: Path, data_root) -> tuple[tuple[Subject, ...], dict]:
+    where = f"{path} [subjects]"
+    reject_unknown(spec, {"set", "path", "source", "ids"}, where)
+    dreambench_prompts: dict[str, PromptSet] = {}
+    if spec.get("source") == "dreambench":
+        subjects, objects, live = dreambench.read_dreambench(dreambench.data_root(data_root))
+        dreambench_prompts = {"dreambench_object": objects, "dreambench_live": live}
+    elif "set" in spec:
+        subjects = load_subject_dir(data_dir("subjects") / spec["set"])
+    elif "path" in spec:
+        subjects = load_subject_dir((path.parent / spec["path"]).resolve())
+    else:
+        raise BenchError(
+            f'{where}: give `set = NAME` (shipped), `path = DIR` or `source = "dreambench"`'
+        )
+    if "ids" in spec:
+        by_id = {s.id: s for s in subjects}
+        missing = [i for i in spec["ids"] if i not in by_id]
+        if missing:
+            raise BenchError(f"{where}: unknown subject id(s) {missing}; known: {sorted(by_id)}")
+        subjects = tuple(by_id[i] for i in spec["ids"])
+    return subjects, dreambench_prompts
+
+
+def _load_prompts(spec: str | dict, path: Path, dreambench_prompts: dict) -> PromptSet:
+    if isinstance(spec, str):
+        spec = {"set": spec}
+    where = f"{path} [prompts]"
+    reject_unknown(spec, {"set", "ids"}, where)
+    name = require(spec, "set", str, where)
+    # With the dataset at hand, its own prompt lists are used (the shipped copies are identical).
+    prompt_set = dreambench_prompts.get(name) or load_prompt_set(
+        (path.parent / name) if name.endswith(".toml") else name
+    )
+    if "ids" in spec:
+        by_id = {p.id: p for p in prompt_set.prompts}
+        missing = [i for i in spec["ids"] if i not in by_id]
+        if missing:
+            raise BenchError(f"{where}: prompt set '{name}' has no prompt id(s) {missing}")
+        prompt_set = PromptSet(
+            name=prompt_set.name,
+            prompts=tuple(by_id[i] for i in spec["ids"]),
+            source=prompt_set.source,
+        )
+    return prompt_set

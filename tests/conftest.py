@@ -1,0 +1,40 @@
+"""Test setup: no network, one throwaway cache for the whole session, paths to shared data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Set before anything imports huggingface_hub, so an accidental hub call fails fast.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+DREAMBENCH = Path(
+    os.environ.get("BENCH_DREAMBENCH_ROOT", REPO.parent / "shared/datasets/dreambench")
+)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """Tiny models are built once per test session, in a cache no other process uses."""
+    cache = tmp_path_factory.mktemp("bench-cache")
+    old = os.environ.get("BENCH_CACHE")
+    os.environ["BENCH_CACHE"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("BENCH_CACHE", None)
+    else:
+        os.environ["BENCH_CACHE"] = old
+
+
+@pytest.fixture
+def dreambench_root() -> Path:
+    """The real DreamBench copy. Under CI its absence is a failure, elsewhere a skip."""
+    if not (DREAMBENCH / "prompts_and_classes.txt").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"DreamBench dataset missing at {DREAMBENCH}; set BENCH_DREAMBENCH_ROOT")
+        pytest.skip(f"DreamBench dataset not found at {DREAMBENCH}")
+    return DREAMBENCH

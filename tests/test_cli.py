@@ -1,0 +1,192 @@
+"""The command line end to end: run, resume, determinism across processes, errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def run_json(*args):
+    result = invoke("run", *args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_run_micro_then_resume(tmp_path):
+    first = run_json("--method", "dreambooth_lora", "--suite", "micro", "--runs", tmp_path)
+    assert first["fitted"] == 1 and first["generated"] == 2
+    run_dir = Path(first["run_dir"])
+    assert run_dir == tmp_path / "micro" / first["run_id"]
+    assert first["run_id"].startswith("dreambooth_lora-") and len(first["run_id"]) == 24
+    unit = run_dir / "red_mug" / "replicate-0"
+    manifest = json.loads((unit / "manifest.json").read_text())
+    assert manifest["config"]["steps"] == 8  # the micro suite's default for this method
+    assert manifest["backbone"]["id"] == "tiny" and manifest["backbone"]["random_weights"]
+    assert manifest["provenance"]["versions"]["diffusers"]
+    assert {i["file"] for i in manifest["images"]} == {
+        "images/on_the_beach-0.png",
+        "images/red-0.png",
+    }
+    assert all((unit / i["file"]).is_file() for i in manifest["images"])
+    assert manifest["execution"]["batch_size"] == 8
+    assert not list(run_dir.rglob("*.tmp"))
+
+    again = run_json("--method", "dreambooth_lora", "--suite", "micro", "--runs", tmp_path)
+    assert again == {**first, "fitted": 0, "generated": 0, "skipped_units": 1}
+
+    # Interrupted after fitting, with one image written: only the missing image is made.
+    (unit / "manifest.json").unlink()
+    lost = unit / "images" / "red-0.png"
+    kept = (unit / "images" / "on_the_beach-0.png").stat().st_mtime_ns
+    original = lost.read_bytes()
+    lost.unlink()
+    resumed = run_json(
+        "--method", "dreambooth_lora", "--suite", "micro", "--runs", tmp_path, "--batch-size", "8"
+    )
+    assert resumed["fitted"] == 0 and resumed["generated"] == 1
+    assert lost.read_bytes() == original
+    assert (unit / "images" / "on_the_beach-0.png").stat().st_mtime_ns == kept
+
+    listing = invoke("runs", "--runs", tmp_path, "--json")
+    rows = json.loads(listing.stdout)
+    assert [(r["run_id"], r["units_done"], r["units_total"]) for r in rows] == [
+        (first["run_id"], 1, 1)
+    ]
+
+
+def test_execution_options_do_not_change_the_run_id_but_config_does(tmp_path):
+    base = run_json(
+        "--method", "dreambooth_lora", "--suite", "micro", "--runs", tmp_path, "--dry-run"
+    )
+    batch = run_json(
+        "--method",
+        "dreambooth_lora",
+        "--suite",
+        "micro",
+        "--runs",
+        tmp_path,
+        "--dry-run",
+        "--batch-size",
+        "1",
+        "--device",
+        "cpu",
+    )
+    rank = run_json(
+        "--method",
+        "dreambooth_lora",
+        "--suite",
+        "micro",
+        "--runs",
+        tmp_path,
+        "--dry-run",
+        "--set",
+        "rank=2",
+    )
+    assert base["run_id"] == batch["run_id"] != rank["run_id"]
+
+
+def test_determinism_across_processes(tmp_path):
+    """Two separate processes, same suite, method, config, seed: identical image bytes."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    stores = []
+    for name in ("a", "b"):
+        store = tmp_path / name
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench",
+                "run",
+                "--method",
+                "dreambooth_lora",
+                "--suite",
+                "micro",
+                "--runs",
+                str(store),
+                "--device",
+                "cpu",
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+            timeout=300,
+        )
+        stores.append(store)
+    images = [sorted(s.rglob("*.png")) for s in stores]
+    assert len(images[0]) == 2
+    for a, b in zip(*images, strict=True):
+        assert a.relative_to(stores[0]) == b.relative_to(stores[1])
+        assert a.read_bytes() == b.read_bytes()
+    loras = [next(s.rglob("*.safetensors")).read_bytes() for s in stores]
+    assert loras[0] == loras[1]
+
+
+def test_unknown_method_lists_the_available_ones():
+    result = invoke("run", "--method", "nope")
+    assert result.exit_code == 2
+    assert "unknown method 'nope'" in result.output and "dreambooth_lora" in result.output
+    assert "Traceback" not in result.output
+    result = invoke("run", "--method", "dreambooth_lor")
+    assert "did you mean 'dreambooth_lora'" in result.output
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("rnk=4", "unknown option 'rnk'"),
+        ("rank=big", "option 'rank' expects"),
+        ("lr", "expected key=value"),
+    ],
+)
+def test_bad_set_values_exit_2_and_write_nothing(tmp_path, setting, message):
+    result = invoke(
+        "run",
+        "--method",
+        "dreambooth_lora",
+        "--suite",
+        "micro",
+        "--runs",
+        tmp_path,
+        "--set",
+        setting,
+    )
+    assert result.exit_code == 2
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_listing_commands():
+    assert "dreambooth_lora" in invoke("methods").output
+    suites = invoke("suites").output
+    assert all(name in suites for name in ("dreambench", "smoke", "micro"))
+    subjects = invoke("subjects", "list", "smoke").output
+    assert "ginger_cat" in subjects and "live" in subjects
+
+
+@pytest.mark.slow
+def test_smoke_suite_end_to_end(tmp_path):
+    """The README's first command: every cell of the smoke suite gets an image and a manifest."""
+    result = run_json("--method", "dreambooth_lora", "--suite", "smoke", "--runs", tmp_path)
+    assert result["fitted"] == 3 and result["generated"] == 18
+    run_dir = Path(result["run_dir"])
+    manifests = sorted(run_dir.glob("*/replicate-0/manifest.json"))
+    assert len(manifests) == 3
+    for path in manifests:
+        manifest = json.loads(path.read_text())
+        assert len(manifest["images"]) == 6
+        assert all((path.parent / i["file"]).is_file() for i in manifest["images"])
+    again = run_json("--method", "dreambooth_lora", "--suite", "smoke", "--runs", tmp_path)
+    assert again["fitted"] == 0 and again["generated"] == 0
