@@ -36,6 +36,16 @@ DataRootOption = Annotated[
     Path | None,
     typer.Option("--data-root", help="DreamBench folder (default $BENCH_DREAMBENCH_ROOT)."),
 ]
+PromptsOption = Annotated[
+    str,
+    typer.Option(
+        "--prompts",
+        help="fixed: the prompt set defines the benchmark (default); "
+        "random: prompts are a sample too.",
+    ),
+]
+ResamplesOption = Annotated[int, typer.Option("--resamples", help="Bootstrap resamples.")]
+CIMethodOption = Annotated[str, typer.Option("--ci-method", help="percentile or bca.")]
 
 
 def handles_errors(command):
@@ -77,9 +87,23 @@ def run(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Plan only: print the cells and what is left to do.")
     ] = False,
+    scorer_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scorer-option",
+            help="SCORER.OPTION=VALUE, e.g. clip.pretrained=FILE "
+            "(`clip` sets clip_i and clip_t); repeatable.",
+        ),
+    ] = None,
+    no_score: Annotated[
+        bool, typer.Option("--no-score", help="Generate only; score later.")
+    ] = False,
+    prompts: PromptsOption = "fixed",
+    resamples: ResamplesOption = 10_000,
+    ci_method: CIMethodOption = "percentile",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Fit METHOD on every subject of a suite, generate its images, store them."""
+    """Fit METHOD on every subject of a suite, generate its images, score and store them."""
     from bench.config import parse_assignments
     from bench.plan import plan
     from bench.runner import ExecutionOptions, execute, prepare
@@ -108,26 +132,43 @@ def run(
             for key, value in info.items():
                 out.print(f"{key}: {value}", highlight=False)
         return
+    scorers = None
+    if not no_score and loaded.scorers:  # load scorers first: a missing model fails fast
+        from bench.scoring import load_scorers, parse_scorer_options
+
+        table = {**loaded.scorer_options}
+        for key, values in parse_scorer_options(scorer_option or []).items():
+            table[key] = {**table.get(key, {}), **values}
+        scorers = load_scorers(loaded.scorers, table, device=device)
     summary = execute(prepared, options, console=err)
-    if as_json:
-        out.print_json(
-            json.dumps(
-                {
-                    "run_id": summary.run_id,
-                    "run_dir": str(summary.run_dir),
-                    "fitted": summary.fitted,
-                    "generated": summary.generated,
-                    "skipped_units": summary.skipped_units,
-                }
-            )
-        )
-    else:
+    result = {
+        "run_id": summary.run_id,
+        "run_dir": str(summary.run_dir),
+        "fitted": summary.fitted,
+        "generated": summary.generated,
+        "skipped_units": summary.skipped_units,
+    }
+    if not as_json:
         out.print(
             f"run {summary.run_id}: fitted {summary.fitted}, generated "
             f"{summary.generated} images, {summary.skipped_units} units already done",
             highlight=False,
         )
         out.print(f"run_id: {summary.run_id}\nrun_dir: {summary.run_dir}", highlight=False)
+    if scorers is not None:
+        from bench.report import score_json, score_table
+        from bench.results import load_results, summarize
+        from bench.scoring import score_run
+
+        result["scored_units"] = score_run(summary.run_dir, scorers, console=err)
+        results = load_results(summary.run_dir)
+        intervals = summarize(results, prompt_mode=prompts, n_resamples=resamples, method=ci_method)
+        if as_json:
+            result["scores"] = score_json(results, intervals)
+        else:
+            out.print(score_table(results, intervals))
+    if as_json:
+        out.print_json(json.dumps(result))
 
 
 @app.command("runs")

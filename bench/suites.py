@@ -50,6 +50,7 @@ class Suite:
     generation: GenerationProtocol
     scorers: tuple[str, ...] = ()
     method_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scorer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     backbone_revision: str | None = None
 
     def __post_init__(self) -> None:
@@ -141,6 +142,7 @@ _KEYS = {
     "images_per_prompt",
     "replicates",
     "scorers",
+    "scorer_options",
     "subjects",
     "prompts",
     "generation",
@@ -184,6 +186,7 @@ def load_suite(
         generation=GenerationProtocol(**generation),
         scorers=tuple(table.get("scorers", ())),
         method_defaults=method_defaults,
+        scorer_options=table.get("scorer_options", {}),
     )
 
 

@@ -188,5 +188,12 @@ def test_smoke_suite_end_to_end(tmp_path):
         manifest = json.loads(path.read_text())
         assert len(manifest["images"]) == 6
         assert all((path.parent / i["file"]).is_file() for i in manifest["images"])
-    again = run_json("--method", "dreambooth_lora", "--suite", "smoke", "--runs", tmp_path)
-    assert again["fitted"] == 0 and again["generated"] == 0
+    assert result["scores"]["metrics"]["clip_i"]["n_subjects"] == 3
+    assert (
+        result["scores"]["metrics"]["clip_i"]["low"]
+        <= result["scores"]["metrics"]["clip_i"]["high"]
+    )
+    again = invoke("run", "--method", "dreambooth_lora", "--suite", "smoke", "--runs", tmp_path)
+    assert again.exit_code == 0
+    assert "fitted 0, generated 0 images, 3 units already done" in again.stdout
+    assert "clip_t" in again.stdout and "RANDOM WEIGHTS" in again.stdout

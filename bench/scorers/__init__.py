@@ -1,0 +1,22 @@
+"""Image scorers for DreamBench-style evaluation; each returns one raw cosine per generated image.
+
+Scorer ids:
+
+- ``clip_i``: mean cosine between the CLIP image embedding of a generated image and those of the
+  subject's reference images (`bench.scorers.clip`).
+- ``clip_t``: cosine between the CLIP image embedding and the CLIP text embedding of its prompt
+  (`bench.scorers.clip`; shares the loaded CLIP model with ``clip_i``).
+- ``dino``: like ``clip_i`` with the CLS embedding of DINO ViT-S/16 (`bench.scorers.dino`).
+
+Importing this package is cheap: torch, open_clip and timm are imported only when a scorer is built.
+"""
+
+from __future__ import annotations
+
+from bench.errors import BenchError
+
+SCORER_IDS: tuple[str, ...] = ("clip_i", "clip_t", "dino")
+
+
+class ScorerWeightsError(BenchError):
+    """A scorer's weights are neither cached nor downloadable; the message says how to get them."""

@@ -1,0 +1,327 @@
+"""CLIP-I and CLIP-T (DreamBench), on one shared open_clip model.
+
+- ``clip_i``: cosine of the L2-normalised CLIP image embeddings of a generated image and of each
+  reference image of its subject, averaged over the references.
+- ``clip_t``: cosine of the generated image's embedding and its prompt's text embedding. The prompt
+  arrives already in the scoring convention (identifier removed, class noun kept).
+
+Options (both scorers): ``model`` (open_clip architecture, default ``ViT-B-32``), ``pretrained``
+(an open_clip tag, default ``openai``; or a local weights file; or ``random:<seed>`` for the tiny
+random-weight test model), ``quick_gelu`` (default: what the tag was trained with; for a local file,
+what the architecture's ``openai`` tag uses, since that file is normally an offline copy of the
+default weights), ``device`` and ``batch_size``.
+
+Real weights are found the libraries' own way (the Hugging Face hub cache, or a download when the
+network is on). Tiny random weights are written once to ``cache_dir()/scorers/<key>/`` as
+safetensors and loaded back by path through ``open_clip.create_model_and_transforms(arch,
+pretrained=<file>)``, the loader a real local file goes through.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from bench.scorers import ScorerWeightsError
+from bench.scorers.common import (
+    DEFAULT_BATCH_SIZE,
+    EmbeddingModel,
+    as_bool,
+    as_positive_int,
+    check_options,
+    config_digest,
+    embed_in_batches,
+    ensure_tiny_weights,
+    inference_context,
+    mean_cosine_to_references,
+    paired_cosine,
+    parse_random_seed,
+    resolve_device,
+    tiny_weights_path,
+    to_rgb,
+)
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "openai"
+TINY_ARCH = "bench-tiny-clip"
+TINY_CONFIG_FILE = Path(__file__).resolve().parent / "model_configs" / f"{TINY_ARCH}.json"
+WEIGHTS_FILENAME = "open_clip_model.safetensors"
+OPTIONS = ("model", "pretrained", "quick_gelu", "device", "batch_size")
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".npz")
+_MODELS: dict[tuple, ClipModel] = {}
+_registered_tiny = False
+
+
+def clear_model_cache() -> None:
+    """Forget the loaded CLIP models (and with them their embedding caches)."""
+    _MODELS.clear()
+
+
+def _register_tiny_config() -> None:
+    global _registered_tiny
+    if not _registered_tiny:
+        import open_clip
+
+        open_clip.add_model_config(TINY_CONFIG_FILE)
+        _registered_tiny = True
+
+
+def tiny_weights_file(seed: int) -> Path:
+    """Build (once) and return the tiny random CLIP weights for `seed`.
+
+    Keyed by architecture name, a digest of its config and the seed:
+    ``cache_dir()/scorers/open_clip-bench-tiny-clip-<digest>-seed<seed>/open_clip_model.safetensors``.
+    """
+    import open_clip
+
+    config = json.loads(TINY_CONFIG_FILE.read_text(encoding="utf-8"))
+    digest = config_digest(config)
+    path = tiny_weights_path(f"open_clip-{TINY_ARCH}-{digest}-seed{seed}", WEIGHTS_FILENAME)
+    meta = {"library": "open_clip", "arch": TINY_ARCH, "config_digest": digest, "seed": str(seed)}
+    return ensure_tiny_weights(path, lambda: open_clip.CLIP(**config), seed, meta)
+
+
+def _looks_like_path(spec: str) -> bool:
+    return os.sep in spec or "/" in spec or spec.lower().endswith(_WEIGHT_SUFFIXES)
+
+
+def _offline_reason(error: BaseException) -> str:
+    try:
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            return "the network is off (HF_HUB_OFFLINE=1)"
+    except ImportError:  # pragma: no cover - huggingface_hub is an open_clip dependency here
+        pass
+    return f"could not be downloaded ({type(error).__name__})"
+
+
+class ClipModel(EmbeddingModel):
+    """One loaded open_clip model with its preprocessing, tokenizer and embedding caches."""
+
+    def __init__(
+        self,
+        *,
+        arch: str,
+        weights: str,
+        model_id: str,
+        random_weights: bool,
+        device: str,
+        quick_gelu: bool,
+    ) -> None:
+        import open_clip
+
+        super().__init__()
+        self.model_id = model_id
+        self.random_weights = random_weights
+        self.device = device
+        self.arch = arch
+        net, _, preprocess = open_clip.create_model_and_transforms(
+            arch, pretrained=weights, device=device, force_quick_gelu=quick_gelu
+        )
+        self.net = net.eval()
+        self.preprocess = preprocess
+        self.tokenizer = open_clip.get_tokenizer(arch)
+        self.text_cache: dict[str, np.ndarray] = {}
+
+    def _embed_batch(self, images: list[Image.Image]) -> np.ndarray:
+        import torch
+
+        pixels = torch.stack([self.preprocess(to_rgb(im)) for im in images]).to(self.device)
+        with inference_context(self.device):
+            features = self.net.encode_image(pixels)
+        return features.float().cpu().numpy()
+
+    def _embed_text_batch(self, texts: list[str]) -> np.ndarray:
+        tokens = self.tokenizer(texts).to(self.device)
+        with inference_context(self.device):
+            features = self.net.encode_text(tokens)
+        return features.float().cpu().numpy()
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        """Unit-norm float64 text embeddings (n, d); each distinct text is embedded once."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self.text_cache]
+        if missing:
+            embedded = embed_in_batches(missing, self._embed_text_batch, batch_size)
+            self.text_cache.update(zip(missing, embedded, strict=True))
+        return np.stack([self.text_cache[t] for t in texts])
+
+
+def load_clip_model(
+    model: str | None = None,
+    pretrained: str | None = None,
+    device: str | None = None,
+    quick_gelu: bool | None = None,
+) -> ClipModel:
+    """The shared CLIP model for these options (loaded once per (arch, weights, device))."""
+    import open_clip
+
+    pretrained = str(pretrained or DEFAULT_PRETRAINED)
+    device = resolve_device(device)
+    seed = parse_random_seed(pretrained)
+
+    if seed is not None:
+        if model not in (None, "", TINY_ARCH):
+            raise ValueError(
+                f"pretrained={pretrained!r} builds the tiny random model {TINY_ARCH}; "
+                f"leave model unset (got model={model!r})"
+            )
+        arch = TINY_ARCH
+        _register_tiny_config()
+        key: tuple = (arch, pretrained, device, False)
+        if key not in _MODELS:
+            weights = str(tiny_weights_file(seed))
+            _MODELS[key] = ClipModel(
+                arch=arch,
+                weights=weights,
+                model_id=f"open_clip:tiny-random/seed{seed}",
+                random_weights=True,
+                device=device,
+                quick_gelu=False,
+            )
+        return _MODELS[key]
+
+    arch = str(model or DEFAULT_MODEL)
+    if arch not in open_clip.list_models():
+        raise ValueError(f"unknown open_clip architecture {arch!r}")
+    tag_cfg = open_clip.get_pretrained_cfg(arch, pretrained)
+    if tag_cfg:
+        default_qg = bool(tag_cfg.get("quick_gelu", False))
+        qg = default_qg if quick_gelu is None else quick_gelu
+        model_id = f"open_clip:{arch}/{pretrained}"
+        weights = pretrained
+    elif _looks_like_path(pretrained) or os.path.exists(pretrained):
+        path = Path(pretrained).expanduser().resolve()
+        if not path.is_file():
+            raise ScorerWeightsError(
+                f"CLIP weights file {pretrained} does not exist: pass "
+                f"--scorer-option clip.pretrained=/path/to/open_clip_model.safetensors"
+            )
+        default_qg = bool(open_clip.get_pretrained_cfg(arch, "openai").get("quick_gelu", False))
+        qg = default_qg if quick_gelu is None else quick_gelu
+        model_id = f"open_clip:{arch}/file:{path.name}"
+        weights = str(path)
+    else:
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
+        raise ValueError(
+            f"pretrained={pretrained!r} is neither an open_clip tag of {arch} (tags: {tags}), "
+            "a weights file, nor random:<seed>"
+        )
+    if qg != default_qg:
+        model_id += f"[quick_gelu={qg}]"
+
+    key = (arch, weights, device, qg)
+    if key in _MODELS:
+        return _MODELS[key]
+    if tag_cfg:
+        _fetch_tag_weights(arch, pretrained, tag_cfg)
+    _MODELS[key] = ClipModel(
+        arch=arch,
+        weights=weights,
+        model_id=model_id,
+        random_weights=False,
+        device=device,
+        quick_gelu=qg,
+    )
+    return _MODELS[key]
+
+
+def _fetch_tag_weights(arch: str, tag: str, tag_cfg: Mapping[str, Any]) -> None:
+    """Make sure open_clip can resolve the tag's weights (hub cache or download), else raise
+    ScorerWeightsError. open_clip resolves the same file again, from its cache, when loading."""
+    import open_clip
+
+    try:
+        open_clip.download_pretrained(dict(tag_cfg))
+    except Exception as e:
+        hub = str(tag_cfg.get("hf_hub", "")).rstrip("/")
+        source = f"hf hub {hub}" if hub else str(tag_cfg.get("url", ""))
+        raise ScorerWeightsError(
+            f"CLIP weights {arch}/{tag} are not in the local cache and {_offline_reason(e)}: "
+            f"download them on a machine with network (open_clip {arch}, pretrained='{tag}', "
+            f"from {source}) or pass "
+            "--scorer-option clip.pretrained=/path/to/open_clip_model.safetensors"
+        ) from e
+
+
+class _ClipScorer:
+    id = ""
+
+    def __init__(
+        self,
+        *,
+        model: str | None = None,
+        pretrained: str | None = None,
+        quick_gelu: bool | str | None = None,
+        device: str | None = None,
+        batch_size: int | str = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        self.batch_size = as_positive_int(batch_size, "batch_size")
+        self.model = load_clip_model(model, pretrained, device, as_bool(quick_gelu))
+        self.model_id: str = self.model.model_id
+        self.random_weights: bool = self.model.random_weights
+        self.device: str = self.model.device
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.id!r}, model_id={self.model_id!r})"
+
+
+class ClipImageScorer(_ClipScorer):
+    """``clip_i``: mean cosine of CLIP image embeddings, generated image vs each reference."""
+
+    id = "clip_i"
+
+    def score(
+        self,
+        images: Sequence[Image.Image],
+        *,
+        prompts: Sequence[str],
+        references: Sequence[Image.Image],
+        reference_key: str,
+    ) -> np.ndarray:
+        """One raw cosine per image (float64, shape (n,)); `prompts` is not used."""
+        del prompts
+        if not images:
+            return np.zeros(0, dtype=np.float64)
+        refs = self.model.reference_embeddings(reference_key, references, self.batch_size)
+        generated = self.model.embed_images(images, self.batch_size)
+        return mean_cosine_to_references(generated, refs)
+
+
+class ClipTextScorer(_ClipScorer):
+    """``clip_t``: cosine of the CLIP image embedding and the embedding of the image's prompt."""
+
+    id = "clip_t"
+
+    def score(
+        self,
+        images: Sequence[Image.Image],
+        *,
+        prompts: Sequence[str],
+        references: Sequence[Image.Image],
+        reference_key: str,
+    ) -> np.ndarray:
+        """One raw cosine per image (float64, shape (n,)); references are not used."""
+        del references, reference_key
+        if len(prompts) != len(images):
+            raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
+        if not images:
+            return np.zeros(0, dtype=np.float64)
+        texts = self.model.embed_texts(list(prompts), self.batch_size)
+        generated = self.model.embed_images(images, self.batch_size)
+        return paired_cosine(generated, texts)
+
+
+def make_clip_i(options: Mapping[str, Any] | None = None) -> ClipImageScorer:
+    return ClipImageScorer(**check_options("clip_i", options, OPTIONS))
+
+
+def make_clip_t(options: Mapping[str, Any] | None = None) -> ClipTextScorer:
+    return ClipTextScorer(**check_options("clip_t", options, OPTIONS))

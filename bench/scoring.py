@@ -1,0 +1,131 @@
+"""Scoring a run: every stored image gets one value per scorer, written to `scores.jsonl` in its
+(subject, replicate) directory. Statistics are computed elsewhere, from these per-image rows.
+
+Scorer options come from the suite's `[scorer_options]` and then `--scorer-option KEY.OPT=VALUE`.
+KEY is a scorer id (`clip_i`) or a prefix shared by several (`clip` sets clip_i and clip_t,
+which then share one loaded CLIP model); an exact id wins over a prefix.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from rich.console import Console
+from rich.progress import Progress
+
+from bench import atomic, registry
+from bench.config import parse_assignments
+from bench.errors import BenchError
+from bench.store import RunPaths
+
+SCORES = "scores.jsonl"
+
+
+def parse_scorer_options(assignments: list[str]) -> dict[str, dict[str, Any]]:
+    """`["clip.pretrained=/w.safetensors"]` -> {"clip": {"pretrained": "/w.safetensors"}}."""
+    table: dict[str, dict[str, Any]] = {}
+    for key, value in parse_assignments(assignments).items():
+        scorer, dot, option = key.partition(".")
+        if not dot or not option:
+            raise BenchError(
+                f"--scorer-option {key!r}: expected SCORER.OPTION=VALUE, "
+                "e.g. clip.pretrained=/path/to/weights.safetensors"
+            )
+        table.setdefault(scorer, {})[option] = str(value) if isinstance(value, str) else value
+    return table
+
+
+def options_for(scorer_id: str, table: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    prefixes = sorted((k for k in table if scorer_id.startswith(k + "_")), key=len)
+    merged: dict[str, Any] = {}
+    for key in [*prefixes, scorer_id]:
+        merged.update(table.get(key, {}))
+    return merged
+
+
+def load_scorers(
+    ids: tuple[str, ...] | list[str], table: dict[str, dict[str, Any]], device: str = "auto"
+) -> list[Any]:
+    unknown_keys = [k for k in table if not any(i == k or i.startswith(k + "_") for i in ids)]
+    if unknown_keys:
+        raise BenchError(
+            f"scorer options for {unknown_keys} match no scorer of this suite ({', '.join(ids)})"
+        )
+    scorers = []
+    for scorer_id in ids:
+        factory = registry.load(registry.SCORERS, scorer_id)
+        options = {"device": device, **options_for(scorer_id, table)}
+        try:
+            scorers.append(factory(options))
+        except ValueError as e:
+            raise BenchError(f"scorer {scorer_id}: {e}") from None
+    return scorers
+
+
+def scorer_info(scorers: list[Any]) -> dict[str, dict[str, Any]]:
+    return {s.id: {"model": s.model_id, "random_weights": s.random_weights} for s in scorers}
+
+
+def score_unit(scorers: list[Any], unit: Path, run_root: Path) -> list[dict[str, Any]]:
+    """Score one (subject, replicate) directory's images; one row per image."""
+    manifest = json.loads(RunPaths.manifest(unit).read_text())
+    subject = manifest["subject"]
+    references = [Image.open(p).convert("RGB") for p in subject["images"]]
+    entries = manifest["images"]
+    images = [Image.open(unit / e["file"]).convert("RGB") for e in entries]
+    prompts = [e["scoring_prompt"] for e in entries]
+    values = {
+        s.id: s.score(
+            images,
+            prompts=prompts,
+            references=references,
+            reference_key=f"{manifest['suite']}/{subject['id']}",
+        )
+        for s in scorers
+    }
+    info = scorer_info(scorers)
+    rows = []
+    for i, e in enumerate(entries):
+        row = {
+            "run_id": manifest["run_id"],
+            "subject": subject["id"],
+            "prompt_id": e["prompt_id"],
+            "prompt": e["prompt"],
+            "scoring_prompt": e["scoring_prompt"],
+            "image_index": e["image_index"],
+            "replicate": manifest["replicate"],
+            "seed": e["seed"],
+            "image": str((unit / e["file"]).relative_to(run_root)),
+        }
+        for scorer_id, v in values.items():
+            row[scorer_id] = float(v[i])
+        row["scorers"] = info
+        rows.append(row)
+    return rows
+
+
+def is_scored(unit: Path, scorers: list[Any]) -> bool:
+    """True when the unit's scores exist and came from exactly these scorer models."""
+    path = unit / SCORES
+    if not path.is_file():
+        return False
+    first = path.read_text().partition("\n")[0]
+    return bool(first) and json.loads(first).get("scorers") == scorer_info(scorers)
+
+
+def score_run(run_root: Path, scorers: list[Any], console: Console | None = None) -> int:
+    """Score every complete unit of a run that lacks scores from these scorers; returns how many."""
+    units = sorted(p.parent for p in run_root.glob("*/replicate-*/manifest.json"))
+    todo = [u for u in units if not is_scored(u, scorers)]
+    with Progress(console=console or Console(stderr=True)) as progress:
+        task = progress.add_task("score", total=len(todo))
+        for unit in todo:
+            rows = score_unit(scorers, unit, run_root)
+            atomic.write_text(
+                unit / SCORES, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+            )
+            progress.advance(task)
+    return len(todo)

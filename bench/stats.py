@@ -1,0 +1,437 @@
+"""Cluster-aware bootstrap intervals and paired comparisons for per-image benchmark scores.
+
+Estimand
+--------
+A run gives one score ``y`` per generated image. Each image belongs to a subject ``s`` and a prompt
+``p`` (a subject gets every prompt of its prompt set ``P_s``) and has an image index / seed. The
+reported score is
+
+    theta_hat = mean over subjects s of [ mean over p in P_s of ( mean over the images of (s, p) ) ]
+
+so every subject weighs the same and, within a subject, every prompt weighs the same. For a balanced
+design (every subject x prompt cell has the same number of images) this is the plain mean of all
+images. NaN scores (a metric undefined for an image) are dropped first; a cell left empty is then
+simply absent from its subject's prompt set.
+
+``theta_hat`` estimates one of two population quantities, chosen with ``prompt_mode``:
+
+* ``"fixed"`` (default): the subjects are a random sample from a population of subjects; the prompt
+  set is fixed. The estimand is the expected score of a new subject over *this* prompt set
+  (expectation also over generation noise). The interval resamples subjects with replacement and
+  keeps each drawn subject's images as they are. Given the prompt set the per-subject scores are
+  i.i.d., so this is the ordinary bootstrap of their mean. Images are deliberately *not* resampled
+  again inside subjects: their noise is already part of the spread between subject scores, and
+  counting it twice widens the interval (about 99 % actual coverage for a nominal 95 % when image
+  noise dominates).
+* ``"random"``: the prompts are a random sample from a population of prompts too, crossed with the
+  subjects; the estimand is the mean over both populations. Subjects and prompts are resampled
+  independently with replacement and each drawn (subject, prompt) cell enters whole, with its
+  multiplicity. No bootstrap of a crossed array is exactly unbiased (McCullagh, 2000, "Resampling
+  and exchangeable arrays"); this row-column one errs on the wide side: it counts the variance of
+  the subject x prompt interaction and image noise about three times over. That is negligible when
+  subject or prompt effects dominate and makes the interval ~1.4x too wide (~99 % coverage) when
+  interaction and noise dominate; images are not resampled within cells, which would widen it more.
+  Prompts are drawn from the union of all prompt labels; a drawn subject uses the drawn prompts of
+  its own set, and a drawn subject with none of them drops out of that replicate. This mode needs
+  prompt labels shared across subjects (crossed, not nested, prompts) and at least two prompts.
+
+Both modes need at least two subjects: with one subject there is no between-subject spread to
+resample, and a zero-width interval would be misleading, so a ValueError is raised.
+
+Intervals are percentile or BCa bootstrap intervals (acceleration from the jackknife over subjects,
+and in random mode over prompts too). Results depend only on the inputs and ``seed``
+(``numpy.random.default_rng``); labels are sorted, so the order of the rows does not matter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.special import ndtr, ndtri
+
+__all__ = [
+    "Comparison",
+    "Interval",
+    "bootstrap_interval",
+    "holm",
+    "paired_comparison",
+    "pairwise_comparisons",
+]
+
+PROMPT_MODES = ("fixed", "random")
+METHODS = ("percentile", "bca")
+
+# Resamples are drawn in chunks so that the (chunk x subjects) and (chunk x prompts) weight matrices
+# stay around this many elements (~8 MB each in float64), whatever the number of resamples.
+_CHUNK_ELEMENTS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its bootstrap confidence interval."""
+
+    mean: float
+    low: float
+    high: float
+    n_subjects: int
+    n_images: int
+    n_resamples: int
+    confidence: float
+    method: str
+    prompt_mode: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Run a minus run b on the same images: ``diff = mean_a - mean_b`` with interval and p-value.
+
+    ``p_holm`` is the Holm-adjusted p-value within a family of comparisons
+    (:func:`pairwise_comparisons`); for a single comparison it equals ``p_value``.
+    """
+
+    mean_a: float
+    mean_b: float
+    diff: float
+    low: float
+    high: float
+    p_value: float
+    p_holm: float
+    n_subjects: int
+    n_images: int
+    n_resamples: int
+    confidence: float
+    prompt_mode: str
+    name_a: str = "a"
+    name_b: str = "b"
+
+
+@dataclass(frozen=True)
+class _Design:
+    """Scores reduced to (subject, prompt) cell means: all the estimator and the resampling need."""
+
+    cells: np.ndarray  # (S, P) mean score of each cell, 0.0 where the cell has no image
+    present: np.ndarray  # (S, P) 1.0 where the cell has images, else 0.0
+    n_images: int
+
+    @property
+    def subject_means(self) -> np.ndarray:
+        return self.cells.sum(axis=1) / self.present.sum(axis=1)
+
+
+# --------------------------------------------------------------------------------------- input
+
+
+def _codes(labels: Any, name: str, n: int) -> tuple[np.ndarray, int]:
+    """Integer codes 0..k-1 for arbitrary hashable labels, in sorted label order when sortable."""
+    arr = np.asarray(labels)
+    if arr.ndim == 1 and arr.dtype != object and arr.shape[0] == n:
+        uniq, codes = np.unique(arr, return_inverse=True)
+        return codes.reshape(-1), len(uniq)
+    items = list(labels)
+    if len(items) != n:
+        raise ValueError(f"{name} has length {len(items)}, but values has length {n}")
+    distinct = set(items)
+    try:
+        order = sorted(distinct)
+    except TypeError:  # mixed, unorderable labels: first-appearance order is still deterministic
+        order = list(dict.fromkeys(items))
+    index = {label: i for i, label in enumerate(order)}
+    return np.fromiter((index[x] for x in items), dtype=np.intp, count=n), len(order)
+
+
+def _check_options(prompt_mode: str, n_resamples: int, confidence: float) -> None:
+    if prompt_mode not in PROMPT_MODES:
+        raise ValueError(f"prompt_mode must be one of {PROMPT_MODES}, got {prompt_mode!r}")
+    if int(n_resamples) != n_resamples or n_resamples < 1:
+        raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
+
+
+def _as_values(values: Any, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional (one score per image), got {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: there are no scores to analyse")
+    if np.isinf(arr).any():
+        raise ValueError(f"{name} contains infinite scores")
+    return arr
+
+
+def _design(values: np.ndarray, subjects: Any, prompts: Any, prompt_mode: str) -> _Design:
+    """Drop NaN scores and reduce to cell means; check the design supports the interval."""
+    n = values.shape[0]
+    if len(subjects) != n or len(prompts) != n:
+        raise ValueError(
+            f"length mismatch: {n} values, {len(subjects)} subject labels, "
+            f"{len(prompts)} prompt labels (need one of each per image)"
+        )
+    keep = ~np.isnan(values)
+    if not keep.any():
+        raise ValueError("every score is NaN: there are no scores to analyse")
+    subj, n_subj = _codes(subjects, "subjects", n)
+    prom, n_prom = _codes(prompts, "prompts", n)
+    if not keep.all():  # re-code so that subjects/prompts with only NaN scores disappear
+        subj, n_subj = _codes(subj[keep], "subjects", int(keep.sum()))
+        prom, n_prom = _codes(prom[keep], "prompts", int(keep.sum()))
+        values = values[keep]
+    if n_subj < 2:
+        raise ValueError(
+            "need at least 2 subjects for a subject-level (cluster) bootstrap interval, got "
+            f"{n_subj}: with one subject the between-subject uncertainty cannot be estimated"
+        )
+    if prompt_mode == "random" and n_prom < 2:
+        raise ValueError(
+            f"prompt_mode='random' needs at least 2 distinct prompts, got {n_prom}; "
+            "use prompt_mode='fixed'"
+        )
+    cell = subj * n_prom + prom
+    sums = np.bincount(cell, weights=values, minlength=n_subj * n_prom)
+    counts = np.bincount(cell, minlength=n_subj * n_prom)
+    present = counts > 0
+    cells = np.divide(sums, counts, out=np.zeros_like(sums), where=present)
+    shape = (n_subj, n_prom)
+    return _Design(cells.reshape(shape), present.reshape(shape).astype(float), values.shape[0])
+
+
+# ------------------------------------------------------------------------------------ resampling
+
+
+def _estimate(design: _Design) -> float:
+    """The point estimate: equal weight per subject, and per prompt within a subject."""
+    return float(design.subject_means.mean())
+
+
+def _theta(design: _Design, idx: np.ndarray, v: np.ndarray | None) -> np.ndarray:
+    """The estimator on resampled designs: one per row of ``idx``.
+
+    ``idx`` (B, m) holds the drawn subjects (with repeats); ``v`` (B, P) how often each prompt was
+    drawn, or None to keep every prompt once (fixed prompt set: each subject's score is then fixed).
+    Bootstrap resamples and jackknife (leave-one-out) designs both go through here.
+    """
+    if v is None:
+        return design.subject_means[idx].mean(axis=1)
+    # Contiguous (P, S) operands: with a transposed view, multi-threaded OpenBLAS takes a path that
+    # is ~100x slower for these small products on a busy machine.
+    num = v @ np.ascontiguousarray(design.cells.T)  # (B, S): summed means of the drawn prompts
+    den = v @ np.ascontiguousarray(design.present.T)  # (B, S): how many of them were drawn
+    scores = np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
+    scores = np.take_along_axis(scores, idx, axis=1)
+    # A drawn subject none of whose prompts was drawn drops out of the replicate.
+    ok = ~np.isnan(scores)
+    n_ok = ok.sum(axis=1)
+    total = np.where(ok, scores, 0.0).sum(axis=1)
+    return np.divide(total, n_ok, out=np.full(n_ok.shape, np.nan), where=n_ok > 0)
+
+
+def _counts(rng: np.random.Generator, b: int, n: int) -> np.ndarray:
+    """(b, n) counts of each of n units in b resamples of size n with replacement."""
+    idx = rng.integers(0, n, size=(b, n))
+    idx += np.arange(b)[:, None] * n
+    return np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(float)
+
+
+def _replicates(
+    design: _Design, prompt_mode: str, n_resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    n_subj, n_prom = design.cells.shape
+    chunk = max(1, _CHUNK_ELEMENTS // max(n_subj, n_prom))
+    out = np.empty(n_resamples)
+    for start in range(0, n_resamples, chunk):
+        b = min(chunk, n_resamples - start)
+        idx = rng.integers(0, n_subj, size=(b, n_subj))
+        v = _counts(rng, b, n_prom) if prompt_mode == "random" else None
+        out[start : start + b] = _theta(design, idx, v)
+    return out
+
+
+def _jackknife(design: _Design, prompt_mode: str) -> list[np.ndarray]:
+    """Leave-one-out estimates: over subjects, and over prompts too when prompts are random."""
+    n_subj, n_prom = design.cells.shape
+    everyone = np.arange(n_subj)
+    leave_subject_out = np.array([np.delete(everyone, s) for s in everyone])
+    v = None if prompt_mode == "fixed" else np.ones((n_subj, n_prom))
+    groups = [_theta(design, leave_subject_out, v)]
+    if prompt_mode == "random":
+        all_subjects = np.tile(everyone, (n_prom, 1))
+        groups.append(_theta(design, all_subjects, 1.0 - np.eye(n_prom)))
+    return [g[np.isfinite(g)] for g in groups]
+
+
+def _percentile(reps: np.ndarray, confidence: float) -> tuple[float, float]:
+    alpha = 1.0 - confidence
+    low, high = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def _bca(
+    reps: np.ndarray, theta: float, jackknife: list[np.ndarray], confidence: float
+) -> tuple[float, float]:
+    """Efron's BCa interval; the acceleration is the skewness of the jackknife influence values.
+
+    With several independently resampled factors (subjects and prompts), their influence values
+    add their variances and third moments, each scaled by its own sample size.
+    """
+    if np.ptp(reps) == 0:  # no spread at all: nothing to correct
+        return theta, theta
+    # Clipped so that a point estimate outside every replicate gives an extreme quantile, not NaN.
+    frac = np.clip(np.mean(reps < theta), 0.5 / reps.size, 1 - 0.5 / reps.size)
+    z0 = ndtri(frac)
+    third = second = 0.0
+    for jk in jackknife:
+        n = jk.size
+        infl = (n - 1) * (jk.mean() - jk)
+        third += np.sum(infl**3) / n**3
+        second += np.sum(infl**2) / n**2
+    accel = third / (6.0 * second**1.5) if second > 0 else 0.0
+    alpha = 1.0 - confidence
+    z = ndtri(np.array([alpha / 2, 1 - alpha / 2]))
+    levels = ndtr(z0 + (z0 + z) / (1 - accel * (z0 + z)))
+    low, high = np.quantile(reps, levels)
+    return float(low), float(high)
+
+
+# ---------------------------------------------------------------------------------------- public
+
+
+def bootstrap_interval(
+    values: Any,
+    subjects: Any,
+    prompts: Any,
+    *,
+    prompt_mode: str = "fixed",
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+    method: str = "percentile",
+    seed: int = 0,
+) -> Interval:
+    """Point estimate and cluster bootstrap interval of a run's score (see the module docstring).
+
+    ``values`` holds one score per image (NaN = undefined, dropped); ``subjects`` and ``prompts``
+    hold the image's subject and prompt labels (any hashable labels). ``method`` is
+    ``"percentile"`` or ``"bca"``; ``prompt_mode`` is ``"fixed"`` or ``"random"``.
+    """
+    _check_options(prompt_mode, n_resamples, confidence)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    design = _design(_as_values(values, "values"), subjects, prompts, prompt_mode)
+    theta = _estimate(design)
+    reps = _replicates(design, prompt_mode, int(n_resamples), np.random.default_rng(seed))
+    reps = reps[np.isfinite(reps)]
+    if method == "bca":
+        low, high = _bca(reps, theta, _jackknife(design, prompt_mode), confidence)
+    else:
+        low, high = _percentile(reps, confidence)
+    return Interval(
+        mean=theta,
+        low=low,
+        high=high,
+        n_subjects=design.cells.shape[0],
+        n_images=design.n_images,
+        n_resamples=int(n_resamples),
+        confidence=confidence,
+        method=method,
+        prompt_mode=prompt_mode,
+    )
+
+
+def paired_comparison(
+    values_a: Any,
+    values_b: Any,
+    subjects: Any,
+    prompts: Any,
+    *,
+    prompt_mode: str = "fixed",
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Comparison:
+    """Compare two runs scored on the same images (aligned element by element by the caller).
+
+    The estimator is linear in the scores, so the difference of the two runs' estimates is the
+    estimate of the per-image differences; bootstrapping those differences with the cluster
+    structure applies the identical resample to both runs. An image whose score is NaN in either
+    run is dropped from both, so ``diff == mean_a - mean_b`` exactly.
+
+    The interval is the percentile interval of the difference. The two-sided p-value inverts it:
+    ``p = 2 * min(1 + #{diff* <= 0}, 1 + #{diff* >= 0}) / (n_resamples + 1)``, capped at 1, so
+    ``p < 1 - confidence`` exactly when 0 lies (about) outside the interval. The smallest p-value
+    reachable is ``2 / (n_resamples + 1)``.
+    """
+    _check_options(prompt_mode, n_resamples, confidence)
+    a = _as_values(values_a, "values_a")
+    b = _as_values(values_b, "values_b")
+    if a.shape != b.shape:
+        raise ValueError(
+            f"length mismatch: values_a has {a.shape[0]} scores, values_b has {b.shape[0]}"
+        )
+    both = ~(np.isnan(a) | np.isnan(b))
+    diff_values = np.where(both, a - b, np.nan)
+    design = _design(diff_values, subjects, prompts, prompt_mode)
+    mean_a, mean_b = (
+        _estimate(_design(np.where(both, x, np.nan), subjects, prompts, prompt_mode))
+        for x in (a, b)
+    )
+    reps = _replicates(design, prompt_mode, int(n_resamples), np.random.default_rng(seed))
+    reps = reps[np.isfinite(reps)]
+    low, high = _percentile(reps, confidence)
+    tail = min(np.count_nonzero(reps <= 0), np.count_nonzero(reps >= 0))
+    p_value = float(min(1.0, 2.0 * (1 + tail) / (reps.size + 1)))
+    return Comparison(
+        mean_a=mean_a,
+        mean_b=mean_b,
+        diff=mean_a - mean_b,
+        low=low,
+        high=high,
+        p_value=p_value,
+        p_holm=p_value,
+        n_subjects=design.cells.shape[0],
+        n_images=design.n_images,
+        n_resamples=int(n_resamples),
+        confidence=confidence,
+        prompt_mode=prompt_mode,
+    )
+
+
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni step-down adjusted p-values, returned in the input order.
+
+    Sorted ascending, the i-th smallest (i = 0..m-1) becomes ``max_{j <= i} (m - j) * p_(j)``,
+    capped at 1; rejecting where the adjusted value is below alpha controls the family-wise error.
+    """
+    p = np.asarray(p_values, dtype=float).reshape(-1)
+    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError("p-values must lie in [0, 1] and not be NaN")
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return adjusted
+
+
+def pairwise_comparisons(
+    runs: Mapping[str, Any], subjects: Any, prompts: Any, **kwargs: Any
+) -> list[Comparison]:
+    """Paired comparison of every pair of runs (in the mapping's order), Holm-adjusted p-values.
+
+    ``kwargs`` go to :func:`paired_comparison`. Every pair uses the same seed, so the pairs share
+    their resampled subjects and prompts (common random numbers).
+    """
+    names = list(runs)
+    if len(names) < 2:
+        raise ValueError(f"need at least 2 runs to compare, got {len(names)}")
+    results = [
+        dataclasses.replace(
+            paired_comparison(runs[a], runs[b], subjects, prompts, **kwargs), name_a=a, name_b=b
+        )
+        for a, b in itertools.combinations(names, 2)
+    ]
+    adjusted = holm([r.p_value for r in results])
+    return [dataclasses.replace(r, p_holm=float(q)) for r, q in zip(results, adjusted, strict=True)]

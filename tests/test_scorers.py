@@ -1,0 +1,452 @@
+"""Scorers: cosine maths, DINO preprocessing, tiny random weights, caching, offline errors.
+
+Offline and CPU only: the tiny random-weight models stand in for CLIP and DINO.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.scorers import SCORER_IDS, ScorerWeightsError
+from bench.scorers import clip as clip_mod
+from bench.scorers import dino as dino_mod
+from bench.scorers.common import mean_cosine_to_references, paired_cosine
+
+TINY = {"pretrained": "random:0", "device": "cpu"}
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch, tmp_path):
+    """Every test: hub offline, a temporary BENCH_CACHE, and no sockets."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "bench-cache"))
+
+    def no_network(*args, **kwargs):
+        raise OSError("network access in a test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """clip_i, clip_t and dino on tiny random weights, built once for the module."""
+    from huggingface_hub import constants
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setattr(constants, "HF_HUB_OFFLINE", True)
+        mp.setenv("BENCH_CACHE", str(tmp_path_factory.mktemp("tiny-cache")))
+        clip_mod.clear_model_cache()
+        dino_mod.clear_model_cache()
+        scorers = {
+            "clip_i": clip_mod.make_clip_i(TINY),
+            "clip_t": clip_mod.make_clip_t(TINY),
+            "dino": dino_mod.make_dino(TINY),
+        }
+    yield scorers
+    clip_mod.clear_model_cache()
+    dino_mod.clear_model_cache()
+
+
+def make_images(n: int, seed: int = 0, size: tuple[int, int] = (96, 64)) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    w, h = size
+    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def clear_models() -> None:
+    clip_mod.clear_model_cache()
+    dino_mod.clear_model_cache()
+
+
+# --------------------------------------------------------------------------- maths
+
+
+def test_mean_cosine_hand_made_vectors():
+    refs = np.array([[1.0, 0.0, 0.0]])
+    assert mean_cosine_to_references(np.array([[0.0, 2.0, 0.0]]), refs)[0] == pytest.approx(0.0)
+    assert mean_cosine_to_references(np.array([[3.0, 0.0, 0.0]]), refs)[0] == pytest.approx(1.0)
+    assert mean_cosine_to_references(np.array([[-5.0, 0.0, 0.0]]), refs)[0] == pytest.approx(-1.0)
+
+    # Averaged over references: cosines 1, 0, -1/sqrt(2) and 1/sqrt(2) -> mean 1/4.
+    refs4 = np.array([[1.0, 0.0], [0.0, 7.0], [-1.0, 1.0], [2.0, 2.0]])
+    gen = np.array([[4.0, 0.0], [0.0, -1.0]])
+    got = mean_cosine_to_references(gen, refs4)
+    expected_second = (0.0 - 1.0 - 1 / math.sqrt(2) - 1 / math.sqrt(2)) / 4
+    assert got.shape == (2,)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, [0.25, expected_second], atol=1e-12)
+
+
+def test_cosines_are_raw_not_clamped_or_scaled():
+    gen = np.array([[1.0, 0.0], [1.0, 1.0]])
+    refs = np.array([[-1.0, 0.2]])
+    got = mean_cosine_to_references(gen, refs)
+    assert got[0] < -0.9  # a negative cosine stays negative (no clamp at 0)
+    assert np.all(np.abs(got) <= 1.0)  # and is not multiplied by 100
+
+
+def test_paired_cosine_is_row_wise():
+    a = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    b = np.array([[0.0, 3.0], [0.0, -2.0], [1.0, 1.0]])
+    np.testing.assert_allclose(paired_cosine(a, b), [0.0, -1.0, 1.0], atol=1e-12)
+
+
+def test_scorers_combine_embeddings_as_defined(tiny, monkeypatch):
+    """With hand-made embeddings in place of the networks, the scores are the exact cosines."""
+    ref_emb = np.array([[1.0, 0.0], [0.0, 1.0]])
+    gen_emb = np.array([[1.0, 0.0], [-1.0, 0.0], [-1.0, -1.0]])
+    text_emb = {"a dog": np.array([0.0, 1.0]), "a cat": np.array([-1.0, 0.0])}
+    images, refs = make_images(3, seed=1), make_images(2, seed=2)
+    ref_ids = {id(im) for im in refs}
+
+    def fake_images(self, batch):
+        return ref_emb[: len(batch)] if id(batch[0]) in ref_ids else gen_emb[: len(batch)]
+
+    def fake_texts(self, batch):
+        return np.stack([text_emb[t] for t in batch])
+
+    monkeypatch.setattr(clip_mod.ClipModel, "_embed_batch", fake_images)
+    monkeypatch.setattr(clip_mod.ClipModel, "_embed_text_batch", fake_texts)
+    monkeypatch.setattr(dino_mod.DinoModel, "_embed_batch", fake_images)
+    for name in ("clip_i", "clip_t"):
+        tiny[name].model.text_cache.clear()
+
+    prompts = ["a dog", "a cat", "a cat"]
+    kw = dict(prompts=prompts, references=refs, reference_key="hand/made")
+    for name in ("clip_i", "dino"):
+        got = tiny[name].score(images, **kw)
+        np.testing.assert_allclose(got, [0.5, -0.5, -1 / math.sqrt(2)], atol=1e-12)
+    got = tiny["clip_t"].score(images, **kw)
+    np.testing.assert_allclose(got, [0.0, 1.0, 1 / math.sqrt(2)], atol=1e-12)
+    for name in ("clip_i", "clip_t"):
+        tiny[name].model.text_cache.clear()
+        tiny[name].model.ref_cache.pop("hand/made", None)
+    tiny["dino"].model.ref_cache.pop("hand/made", None)
+
+
+# --------------------------------------------------------------------------- DINO preprocessing
+
+
+def reference_dino_transform():
+    from torchvision import transforms as T
+
+    return T.Compose(
+        [
+            T.Resize(256, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(224),
+            T.ToTensor(),
+            T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
+
+
+def test_dino_preprocessing_matches_reference_transform(tiny, monkeypatch):
+    import torch
+
+    image = make_images(1, seed=3, size=(300, 180))[0]  # landscape, not square
+    expected = reference_dino_transform()(image)
+    assert expected.shape == (3, 224, 224)
+    # The test image is sensitive to the choices made: a squash resize differs.
+    from torchvision import transforms as T
+
+    squash = T.Compose(
+        [
+            T.Resize((224, 224), interpolation=T.InterpolationMode.BICUBIC),
+            T.ToTensor(),
+            T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
+    assert not torch.allclose(squash(image), expected)
+
+    assert torch.equal(dino_mod.dino_transform()(image), expected)
+
+    # And what the scorer's network actually receives is that tensor.
+    seen = []
+    net = tiny["dino"].model.net
+    handle = net.register_forward_pre_hook(lambda mod, args: seen.append(args[0].clone()))
+    try:
+        tiny["dino"].score([image], prompts=["x"], references=[image], reference_key="pp/one")
+    finally:
+        handle.remove()
+        tiny["dino"].model.ref_cache.pop("pp/one", None)
+    assert len(seen) == 2  # references, then the generated image
+    assert torch.equal(seen[-1][0], expected)
+
+
+# --------------------------------------------------------------------------- tiny weights
+
+
+def read_safetensors_header(path) -> dict:
+    raw = path.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    return json.loads(raw[8 : 8 + length])
+
+
+@pytest.mark.parametrize("family", ["clip", "dino"])
+def test_tiny_weights_saved_and_reloaded_by_path(family, tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    mod, make = (
+        (clip_mod, clip_mod.make_clip_i) if family == "clip" else (dino_mod, dino_mod.make_dino)
+    )
+    images, refs = make_images(4, seed=4), make_images(2, seed=5)
+    kw = dict(prompts=["a dog"] * 4, references=refs, reference_key="s/t")
+
+    clear_models()
+    first = make(TINY)
+    assert first.random_weights is True
+    assert "random" in first.model_id and "seed0" in first.model_id
+    path = mod.tiny_weights_file(0)
+    assert path.is_file()
+    assert path.parent.parent == tmp_path / "bench-cache" / "scorers"
+    assert path.suffix == ".safetensors"
+    header = read_safetensors_header(path)
+    assert header["__metadata__"]["seed"] == "0"
+    scores_first = first.score(images, **kw)
+
+    # Built again from the cache file: identical weights and scores.
+    clear_models()
+    second = make(TINY)
+    assert second.model is not first.model
+    np.testing.assert_array_equal(second.score(images, **kw), scores_first)
+
+    # The file really is what gets loaded: a change to it shows up in the rebuilt model.
+    tensors = load_file(str(path))
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 1.0
+    save_file(tensors, str(path))
+    clear_models()
+    third = make(TINY)
+    assert torch.equal(third.model.net.state_dict()[name], tensors[name])
+
+    # Another seed is another model.
+    clear_models()
+    other = make({**TINY, "pretrained": "random:1"})
+    assert mod.tiny_weights_file(1) != path
+    assert not np.array_equal(other.score(images, **kw), scores_first)
+    clear_models()
+
+
+def test_tiny_clip_goes_through_the_local_file_loader(tmp_path):
+    """random:<seed> and pretrained=<that file> load the same weights the same way."""
+    images, refs = make_images(3, seed=6), make_images(2, seed=7)
+    kw = dict(prompts=["a red dog"] * 3, references=refs, reference_key="f/g")
+    clear_models()
+    tiny_scorer = clip_mod.make_clip_i(TINY)
+    as_file = clip_mod.make_clip_i(
+        {
+            "model": clip_mod.TINY_ARCH,
+            "pretrained": str(clip_mod.tiny_weights_file(0)),
+            "device": "cpu",
+        }
+    )
+    assert as_file.random_weights is False
+    assert as_file.model_id.startswith(f"open_clip:{clip_mod.TINY_ARCH}/file:")
+    np.testing.assert_array_equal(tiny_scorer.score(images, **kw), as_file.score(images, **kw))
+    clear_models()
+
+
+def test_tiny_dino_goes_through_the_local_file_loader(monkeypatch):
+    import timm
+
+    calls = []
+    real = timm.create_model
+
+    def spy(name, *args, **kwargs):
+        calls.append((name, kwargs))
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", spy)
+    clear_models()
+    dino_mod.make_dino(TINY)
+    path = str(dino_mod.tiny_weights_file(0))
+    loads = [kw for _, kw in calls if kw.get("pretrained")]
+    assert loads and loads[-1]["pretrained_cfg_overlay"] == {"file": path}
+    clear_models()
+
+
+# --------------------------------------------------------------------------- shapes and caching
+
+
+def test_one_value_per_image(tiny):
+    assert set(tiny) == set(SCORER_IDS)
+    images, refs = make_images(5, seed=8), make_images(3, seed=9)
+    prompts = ["a dog on the beach", "a dog in the snow", "a dog", "a cube", "a dog on the beach"]
+    for name, scorer in tiny.items():
+        assert scorer.id == name
+        assert isinstance(scorer.model_id, str) and scorer.model_id
+        assert scorer.random_weights is True
+        assert scorer.batch_size == 32
+        got = scorer.score(images, prompts=prompts, references=refs, reference_key="one/value")
+        assert isinstance(got, np.ndarray)
+        assert got.shape == (5,)
+        assert got.dtype == np.float64
+        assert np.all(np.isfinite(got)) and np.all(np.abs(got) <= 1.0 + 1e-9)
+        empty = scorer.score([], prompts=[], references=refs, reference_key="one/value")
+        assert empty.shape == (0,)
+
+
+def test_batching_does_not_change_scores(tiny):
+    images, refs = make_images(5, seed=10), make_images(3, seed=11)
+    kw = dict(prompts=["a dog"] * 5, references=refs)
+    for name in ("clip_i", "dino"):
+        scorer = tiny[name]
+        whole = scorer.score(images, reference_key="batch/a", **kw)
+        scorer.batch_size = 2
+        try:
+            split = scorer.score(images, reference_key="batch/b", **kw)
+        finally:
+            scorer.batch_size = 32
+        np.testing.assert_allclose(split, whole, atol=1e-5)
+
+
+def test_clip_i_and_clip_t_share_one_model():
+    clear_models()
+    a = clip_mod.make_clip_i(TINY)
+    b = clip_mod.make_clip_t(TINY)
+    assert a.model is b.model
+    assert a.model_id == b.model_id == "open_clip:tiny-random/seed0"
+    clear_models()
+
+
+@pytest.mark.parametrize("name", ["clip_i", "dino"])
+def test_reference_embeddings_cached_per_key(tiny, name):
+    scorer = tiny[name]
+    model = scorer.model
+    calls = []
+    original = model.embed_images
+
+    def counting(images, batch_size):
+        calls.append(len(images))
+        return original(images, batch_size)
+
+    model.embed_images = counting
+    try:
+        images, refs = make_images(2, seed=12), make_images(3, seed=13)
+        kw = dict(prompts=["a dog"] * 2, references=refs)
+        first = scorer.score(images, reference_key="cache/subject", **kw)
+        assert calls == [3, 2]  # references, then the generated images
+        assert "cache/subject" in model.ref_cache
+        second = scorer.score(images, reference_key="cache/subject", **kw)
+        assert calls == [3, 2, 2]  # references not embedded again
+        np.testing.assert_array_equal(first, second)
+        scorer.score(images, reference_key="cache/other", **kw)
+        assert calls == [3, 2, 2, 3, 2]  # a new key is a new reference set
+        with pytest.raises(ValueError, match="different set of reference images"):
+            scorer.score(
+                images,
+                reference_key="cache/subject",
+                prompts=["a"] * 2,
+                references=make_images(3, seed=14),
+            )
+    finally:
+        del model.embed_images
+
+
+def test_prompts_embedded_once_per_distinct_text(tiny):
+    scorer = tiny["clip_t"]
+    model = scorer.model
+    model.text_cache.clear()
+    seen = []
+    original = model._embed_text_batch
+
+    def counting(texts):
+        seen.append(list(texts))
+        return original(texts)
+
+    model._embed_text_batch = counting
+    try:
+        images = make_images(4, seed=15)
+        prompts = ["a dog", "a cat", "a dog", "a dog"]
+        got = scorer.score(images, prompts=prompts, references=[], reference_key="")
+        assert seen == [["a dog", "a cat"]]
+        assert got[0] != got[1]
+        scorer.score(images, prompts=prompts, references=[], reference_key="")
+        assert seen == [["a dog", "a cat"]]
+        with pytest.raises(ValueError, match="prompts"):
+            scorer.score(images, prompts=prompts[:2], references=[], reference_key="")
+    finally:
+        del model._embed_text_batch
+        model.text_cache.clear()
+
+
+def test_clip_t_depends_on_the_prompt(tiny):
+    images = make_images(2, seed=16)
+    scorer = tiny["clip_t"]
+    a = scorer.score(images, prompts=["a dog", "a dog"], references=[], reference_key="")
+    b = scorer.score(images, prompts=["a teapot", "a teapot"], references=[], reference_key="")
+    assert not np.allclose(a, b)
+
+
+# --------------------------------------------------------------------------- offline, options
+
+
+@pytest.fixture
+def empty_hub(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    hub = tmp_path / "hf" / "hub"
+    hub.mkdir(parents=True)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub))
+    clear_models()
+    yield hub
+    clear_models()
+
+
+def test_offline_without_cached_clip_weights_raises_one_clear_error(empty_hub):
+    with pytest.raises(ScorerWeightsError) as info:
+        clip_mod.make_clip_i({"device": "cpu"})
+    message = str(info.value)
+    assert "\n" not in message
+    assert "ViT-B-32" in message and "openai" in message
+    assert "clip.pretrained=" in message
+    assert "network is off" in message
+    assert not list(empty_hub.iterdir())  # nothing was written to the hub cache
+
+
+def test_offline_without_cached_dino_weights_raises_one_clear_error(empty_hub):
+    with pytest.raises(ScorerWeightsError) as info:
+        dino_mod.make_dino({"device": "cpu"})
+    message = str(info.value)
+    assert "\n" not in message
+    assert "vit_small_patch16_224.dino" in message
+    assert "dino.weights_file=" in message
+    assert "network is off" in message
+
+
+def test_missing_local_weights_file_is_a_weights_error(tmp_path):
+    with pytest.raises(ScorerWeightsError, match="does not exist"):
+        clip_mod.make_clip_t({"pretrained": str(tmp_path / "nope.safetensors"), "device": "cpu"})
+    with pytest.raises(ScorerWeightsError, match="does not exist"):
+        dino_mod.make_dino({"weights_file": str(tmp_path / "nope.safetensors"), "device": "cpu"})
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(ValueError, match="unknown option"):
+        clip_mod.make_clip_i({"pretrianed": "openai"})
+    with pytest.raises(ValueError, match="not a known|neither"):
+        clip_mod.make_clip_i({"pretrained": "no-such-tag", "device": "cpu"})
+    with pytest.raises(ValueError, match="batch_size"):
+        dino_mod.make_dino({**TINY, "batch_size": 0})
+
+
+def test_real_clip_tokenizer_works_offline():
+    import open_clip
+
+    tokens = open_clip.get_tokenizer("ViT-B-32")(["a dog on the beach"])
+    assert tokens.shape == (1, 77)
+    assert tokens[0, 0].item() == 49406 and 49407 in tokens[0].tolist()
