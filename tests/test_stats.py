@@ -1,0 +1,385 @@
+"""Tests for bench.stats: cluster bootstrap intervals, paired comparisons, Holm adjustment."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from bench.stats import (
+    Comparison,
+    Interval,
+    _design,
+    _theta,
+    bootstrap_interval,
+    holm,
+    paired_comparison,
+    pairwise_comparisons,
+)
+
+S, P, K = 30, 25, 4
+SUBJECTS = np.repeat(np.arange(S), P * K)
+PROMPTS = np.tile(np.repeat(np.arange(P), K), S)
+
+
+def crossed_suites(rng, n_suites, var_subject, var_prompt, var_cell, var_image):
+    """n_suites balanced S x P x K suites from y = a_s + b_p + c_sp + e (mu = 0), flattened in the
+    order of SUBJECTS / PROMPTS; also the drawn prompt effects' mean (the fixed-prompt estimand)."""
+    a = rng.normal(0, var_subject**0.5, (n_suites, S, 1, 1))
+    b = rng.normal(0, var_prompt**0.5, (n_suites, 1, P, 1))
+    c = rng.normal(0, var_cell**0.5, (n_suites, S, P, 1))
+    e = rng.normal(0, var_image**0.5, (n_suites, S, P, K))
+    return (a + b + c + e).reshape(n_suites, -1), b.mean(axis=(1, 2, 3))
+
+
+def assert_same(x, y):
+    """Dataclass results equal, floats up to rounding."""
+    for field in dataclasses.fields(x):
+        vx, vy = getattr(x, field.name), getattr(y, field.name)
+        assert vx == (pytest.approx(vy, rel=1e-12, abs=1e-12) if isinstance(vy, float) else vy)
+
+
+# ------------------------------------------------------------------------ agreement with scipy
+
+
+def test_one_image_per_subject_matches_scipy_percentile():
+    x = np.random.default_rng(1).exponential(size=40)
+    ours = bootstrap_interval(x, np.arange(40), np.zeros(40), n_resamples=200_000, seed=2)
+    ref = stats.bootstrap(
+        (x,), np.mean, n_resamples=200_000, method="percentile", rng=np.random.default_rng(3)
+    )
+    tol = 0.04 * ref.standard_error  # Monte Carlo error of the quantiles is ~0.01 SE here
+    assert ours.mean == pytest.approx(x.mean())
+    assert ours.low == pytest.approx(ref.confidence_interval.low, abs=tol)
+    assert ours.high == pytest.approx(ref.confidence_interval.high, abs=tol)
+    assert (ours.n_subjects, ours.n_images, ours.method) == (40, 40, "percentile")
+
+
+def test_one_image_per_subject_matches_scipy_bca():
+    x = np.random.default_rng(4).exponential(size=25)
+    kw = {"n_resamples": 200_000, "seed": 5}
+    ours = bootstrap_interval(x, np.arange(25), np.zeros(25), method="bca", **kw)
+    pct = bootstrap_interval(x, np.arange(25), np.zeros(25), **kw)
+    ref = stats.bootstrap((x,), np.mean, n_resamples=200_000, method="BCa", rng=6)
+    tol = 0.04 * ref.standard_error
+    assert ours.low == pytest.approx(ref.confidence_interval.low, abs=tol)
+    assert ours.high == pytest.approx(ref.confidence_interval.high, abs=tol)
+    # The data are skewed enough that BCa differs clearly from the percentile interval, so the
+    # agreement above would fail if the BCa correction were skipped.
+    assert abs(ours.low - pct.low) > 3 * tol or abs(ours.high - pct.high) > 3 * tol
+
+
+def test_clustered_unbalanced_equals_bootstrap_of_subject_scores():
+    # Fixed prompts: the interval is the plain bootstrap of the per-subject scores, whatever the
+    # number of prompts and images per subject; an image-level bootstrap would be far too narrow.
+    rng = np.random.default_rng(7)
+    values, subjects, prompts, subject_scores = [], [], [], []
+    for s in range(20):
+        effect = rng.normal(0, 1.0)
+        cells = []
+        for p in range(rng.integers(1, 5)):
+            y = effect + rng.normal(0, 0.3, size=rng.integers(1, 6))
+            values += list(y)
+            subjects += [f"subject-{s}"] * y.size
+            prompts += [f"prompt-{p}"] * y.size
+            cells.append(y.mean())
+        subject_scores.append(np.mean(cells))
+    ours = bootstrap_interval(values, subjects, prompts, n_resamples=200_000, seed=8)
+    ref = stats.bootstrap(
+        (np.array(subject_scores),), np.mean, n_resamples=200_000, method="percentile", rng=9
+    )
+    tol = 0.04 * ref.standard_error
+    assert ours.mean == pytest.approx(np.mean(subject_scores))
+    assert ours.low == pytest.approx(ref.confidence_interval.low, abs=tol)
+    assert ours.high == pytest.approx(ref.confidence_interval.high, abs=tol)
+    assert ours.n_subjects == 20 and ours.n_images == len(values)
+
+
+# -------------------------------------------------------------------- estimand and determinism
+
+
+def test_point_estimate_weights_subjects_then_prompts_equally():
+    # subject A: prompt x -> [1, 2] (cell mean 1.5), prompt y -> [4]: subject mean 2.75
+    # subject B: prompt x -> [0] and a NaN image (dropped): subject mean 0
+    values = [1.0, 2.0, 4.0, 0.0, np.nan]
+    subjects = ["A", "A", "A", "B", "B"]
+    prompts = ["x", "x", "y", "x", "x"]
+    result = bootstrap_interval(values, subjects, prompts, n_resamples=100)
+    assert result.mean == pytest.approx((2.75 + 0.0) / 2)
+    assert result.mean != pytest.approx(np.nanmean(values))  # not the plain image mean
+    assert result.n_images == 4 and result.n_subjects == 2
+    assert result.low <= result.mean <= result.high
+
+
+def test_point_estimate_is_plain_mean_when_balanced():
+    y = np.random.default_rng(10).normal(size=S * P * K)
+    assert bootstrap_interval(y, SUBJECTS, PROMPTS, n_resamples=10).mean == pytest.approx(y.mean())
+
+
+def test_seeded_and_reproducible():
+    y, _ = crossed_suites(np.random.default_rng(11), 1, 1.0, 0.5, 0.2, 1.0)
+    for mode in ("fixed", "random"):
+        for method in ("percentile", "bca"):
+            kw = {"prompt_mode": mode, "method": method, "n_resamples": 2000}
+            first = bootstrap_interval(y[0], SUBJECTS, PROMPTS, seed=1, **kw)
+            assert first == bootstrap_interval(y[0], SUBJECTS, PROMPTS, seed=1, **kw)
+            other = bootstrap_interval(y[0], SUBJECTS, PROMPTS, seed=2, **kw)
+            width = first.high - first.low
+            assert (other.low, other.high) != (first.low, first.high)
+            assert other.low == pytest.approx(first.low, abs=0.1 * width)
+            assert other.high == pytest.approx(first.high, abs=0.1 * width)
+
+
+def test_row_order_and_cell_duplication_do_not_matter():
+    rng = np.random.default_rng(12)
+    y, _ = crossed_suites(rng, 1, 1.0, 0.5, 0.2, 1.0)
+    y = y[0]
+    subjects = np.array([f"s{i}" for i in SUBJECTS])
+    prompts = np.array([f"p{i}" for i in PROMPTS])
+    perm = rng.permutation(y.size)
+    # Repeating every image of one cell changes no cell mean, hence neither estimate nor interval.
+    dup = np.flatnonzero((SUBJECTS == 3) & (PROMPTS == 7))
+    y_dup, s_dup, p_dup = (np.concatenate([x, x[dup]]) for x in (y, subjects, prompts))
+    for mode in ("fixed", "random"):
+        for method in ("percentile", "bca"):
+            kw = {"prompt_mode": mode, "method": method, "n_resamples": 2000, "seed": 3}
+            ref = bootstrap_interval(y, subjects, prompts, **kw)
+            # Equal up to floating-point summation order.
+            assert_same(bootstrap_interval(y[perm], subjects[perm], prompts[perm], **kw), ref)
+            duplicated = bootstrap_interval(y_dup, s_dup, p_dup, **kw)
+            assert_same(dataclasses.replace(duplicated, n_images=ref.n_images), ref)
+
+
+def test_random_mode_resampling_matches_explicit_resampled_data():
+    # Unbalanced design: two prompt sets, a missing cell, uneven image counts. For given subject and
+    # prompt draws, the estimator must equal the estimator on the explicitly resampled data.
+    rng = np.random.default_rng(13)
+    prompt_sets = {0: [0, 1, 2], 1: [0, 2], 2: [0, 1, 2], 3: [3, 4], 4: [3, 4]}
+    values, subjects, prompts = [], [], []
+    for s, ps in prompt_sets.items():
+        for p in ps:
+            n = int(rng.integers(1, 4))
+            values += list(rng.normal(s + 0.1 * p, 1.0, n))
+            subjects += [s] * n
+            prompts += [p] * n
+    values, subjects, prompts = map(np.array, (values, subjects, prompts))
+    design = _design(values, subjects, prompts, "random")
+    drawn_subjects = rng.integers(0, 5, size=(200, 5))
+    v = rng.multinomial(5, np.full(5, 0.2), size=200).astype(float)
+    # Last draw: only live subjects, only object prompts -> no subject is left (NaN replicate).
+    drawn_subjects[-1], v[-1] = [3, 4, 3, 3, 4], [2, 2, 1, 0, 0]
+    got = _theta(design, drawn_subjects, v)
+    for b in range(200):
+        drawn_prompts = np.repeat(np.arange(5), v[b].astype(int))
+        subject_scores = []
+        for s in drawn_subjects[b]:
+            cells = [
+                values[(subjects == s) & (prompts == p)].mean()
+                for p in drawn_prompts
+                if p in prompt_sets[s]
+            ]
+            if cells:  # a drawn subject none of whose prompts was drawn drops out
+                subject_scores.append(np.mean(cells))
+        expected = np.mean(subject_scores) if subject_scores else np.nan
+        np.testing.assert_allclose(got[b], expected, rtol=1e-12, atol=1e-12)
+    # The original design reproduces the point estimate.
+    point = bootstrap_interval(values, subjects, prompts, n_resamples=10).mean
+    np.testing.assert_allclose(_theta(design, np.arange(5)[None], np.ones((1, 5))), point)
+    np.testing.assert_allclose(_theta(design, np.arange(5)[None], None), point)
+
+
+# ---------------------------------------------------------------------------------- coverage
+
+SETTINGS = {  # variances of subject, prompt, subject x prompt, image
+    "subject-dominated": (1.0, 0.1, 0.1, 0.5),
+    "prompt-dominated": (0.1, 1.0, 0.1, 0.5),
+    "noise-dominated": (0.02, 0.02, 0.5, 2.0),
+}
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_coverage_in_crossed_random_effects_model(setting):
+    variances = SETTINGS[setting]
+    # 4000 suites: the coverage estimate has a Monte Carlo SD of ~0.4 points.
+    n_suites, n_resamples = 4000, 1000
+    rng = np.random.default_rng(list(SETTINGS).index(setting) + 100)
+    y, prompt_mean = crossed_suites(rng, n_suites, *variances)
+    # Sampling SDs of the estimate: given the prompt set, and around the population mean mu = 0.
+    var_s, var_p, var_c, var_e = variances
+    sd_fixed = np.sqrt((var_s + var_c / P + var_e / (P * K)) / S)
+    sd_random = np.sqrt(sd_fixed**2 + var_p / P)
+    hits = {"fixed": 0, "fixed covers mu": 0, "random": 0}
+    widths = {"fixed": 0.0, "random": 0.0}
+    for i in range(n_suites):
+        fixed = bootstrap_interval(y[i], SUBJECTS, PROMPTS, n_resamples=n_resamples, seed=i)
+        rand = bootstrap_interval(
+            y[i], SUBJECTS, PROMPTS, prompt_mode="random", n_resamples=n_resamples, seed=i
+        )
+        hits["fixed"] += fixed.low <= prompt_mean[i] <= fixed.high
+        hits["fixed covers mu"] += fixed.low <= 0.0 <= fixed.high
+        hits["random"] += rand.low <= 0.0 <= rand.high
+        widths["fixed"] += (fixed.high - fixed.low) / n_suites
+        widths["random"] += (rand.high - rand.low) / n_suites
+    coverage = {k: v / n_suites for k, v in hits.items()}
+    width_ratio = {
+        "fixed": widths["fixed"] / (2 * 1.96 * sd_fixed),
+        "random": widths["random"] / (2 * 1.96 * sd_random),
+    }
+    print(
+        f"\n{setting}: coverage "
+        + ", ".join(f"{k} {v:.3f}" for k, v in coverage.items())
+        + "; mean width / normal-theory width "
+        + ", ".join(f"{k} {v:.2f}" for k, v in width_ratio.items())
+    )
+    assert 0.92 <= coverage["fixed"] <= 0.97
+    assert coverage["random"] >= 0.92
+    # Guards against intervals that cover by being needlessly wide. The row-column bootstrap counts
+    # the interaction + image-noise variance about three times: ~1.4x wider in the noise setting.
+    assert 0.9 <= width_ratio["fixed"] <= 1.05
+    assert 0.9 <= width_ratio["random"] <= 1.5
+    if setting == "prompt-dominated":  # the fixed-prompt interval says nothing about new prompts
+        assert coverage["fixed covers mu"] < 0.7
+
+
+# ------------------------------------------------------------------------- paired comparisons
+
+
+def paired_runs(rng, n_pairs, shift=0.0):
+    """Two runs sharing subject/prompt/cell effects and initial noise, differing by small
+    subject-level effects, fresh per-image noise and a constant shift of run b."""
+    base, _ = crossed_suites(rng, n_pairs, 1.0, 0.5, 0.3, 1.0)
+    delta = rng.normal(0, 0.1, (n_pairs, S))[:, SUBJECTS]
+    a = base + rng.normal(0, 0.3, base.shape)
+    b = base + delta + shift + rng.normal(0, 0.3, base.shape)
+    return a, b
+
+
+def test_paired_p_values_uniform_under_null():
+    a, b = paired_runs(np.random.default_rng(20), 400)
+    p = np.array(
+        [
+            paired_comparison(a[i], b[i], SUBJECTS, PROMPTS, n_resamples=2000, seed=i).p_value
+            for i in range(len(a))
+        ]
+    )
+    ks = stats.kstest(p, "uniform")
+    print(f"\nnull p-values: fraction < 0.05 = {np.mean(p < 0.05):.3f}, KS p = {ks.pvalue:.3f}")
+    assert 0.02 <= np.mean(p < 0.05) <= 0.09
+    assert ks.pvalue > 0.01
+
+
+@pytest.mark.parametrize("prompt_mode", ["fixed", "random"])
+def test_paired_detects_a_shift_the_marginal_intervals_cannot(prompt_mode):
+    a, b = paired_runs(np.random.default_rng(21), 1, shift=0.1)
+    a, b = a[0], b[0]
+    result = paired_comparison(a, b, SUBJECTS, PROMPTS, prompt_mode=prompt_mode)
+    assert isinstance(result, Comparison)
+    assert result.p_value < 0.001 and result.high < 0
+    assert result.low <= -0.1 <= result.high
+    assert result.diff == pytest.approx(result.mean_a - result.mean_b)
+    # Two-sided: swapping the runs negates the difference and keeps the p-value.
+    swapped = paired_comparison(b, a, SUBJECTS, PROMPTS, prompt_mode=prompt_mode)
+    assert swapped.p_value == result.p_value
+    assert (swapped.diff, swapped.low, swapped.high) == pytest.approx(
+        (-result.diff, -result.high, -result.low)
+    )
+    # Alone, each run's interval is much wider than the shift: only pairing separates them.
+    ia = bootstrap_interval(a, SUBJECTS, PROMPTS, prompt_mode=prompt_mode)
+    ib = bootstrap_interval(b, SUBJECTS, PROMPTS, prompt_mode=prompt_mode)
+    assert isinstance(ia, Interval)
+    assert ia.low < ib.high and ib.low < ia.high
+    assert ia.high - ia.low > 5 * (result.high - result.low)
+
+
+def test_paired_drops_images_missing_in_either_run():
+    a, b = paired_runs(np.random.default_rng(22), 1)
+    a, b = a[0].copy(), b[0].copy()
+    a[:50] = np.nan
+    b[100:130] = np.nan
+    result = paired_comparison(a, b, SUBJECTS, PROMPTS, n_resamples=500)
+    missing = np.isnan(a) | np.isnan(b)
+    assert result.n_images == S * P * K - 80
+    a_common, b_common = np.where(missing, np.nan, a), np.where(missing, np.nan, b)
+    assert result.mean_a == pytest.approx(bootstrap_interval(a_common, SUBJECTS, PROMPTS).mean)
+    assert result.mean_b == pytest.approx(bootstrap_interval(b_common, SUBJECTS, PROMPTS).mean)
+    identical = paired_comparison(a, a, SUBJECTS, PROMPTS, n_resamples=500)
+    assert (identical.diff, identical.low, identical.high, identical.p_value) == (0, 0, 0, 1)
+
+
+# ------------------------------------------------------------------------------ Holm, pairwise
+
+
+def test_holm_worked_example():
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> 0.06 (monotone)
+    np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    np.testing.assert_allclose(holm([0.5, 0.6, 0.01]), [1.0, 1.0, 0.03])  # capped at 1
+    np.testing.assert_allclose(holm([0.2]), [0.2])
+    assert holm([]).shape == (0,)
+    with pytest.raises(ValueError, match="p-values"):
+        holm([0.1, np.nan])
+
+
+def test_pairwise_comparisons_adds_names_and_holm():
+    a, b = paired_runs(np.random.default_rng(23), 1, shift=0.05)
+    _, c = paired_runs(np.random.default_rng(23), 1, shift=0.0)
+    runs = {"ours": a[0], "baseline": b[0], "other": c[0]}
+    results = pairwise_comparisons(runs, SUBJECTS, PROMPTS, n_resamples=1000, seed=4)
+    assert [(r.name_a, r.name_b) for r in results] == [
+        ("ours", "baseline"),
+        ("ours", "other"),
+        ("baseline", "other"),
+    ]
+    np.testing.assert_allclose([r.p_holm for r in results], holm([r.p_value for r in results]))
+    single = paired_comparison(
+        runs["ours"], runs["other"], SUBJECTS, PROMPTS, n_resamples=1000, seed=4
+    )
+    assert dataclasses.replace(results[1], p_holm=single.p_holm, name_a="a", name_b="b") == single
+    with pytest.raises(ValueError, match="at least 2 runs"):
+        pairwise_comparisons({"ours": a[0]}, SUBJECTS, PROMPTS)
+
+
+# ---------------------------------------------------------------------------------- edge cases
+
+
+def test_invalid_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="empty"):
+        bootstrap_interval([], [], [])
+    with pytest.raises(ValueError, match="length mismatch"):
+        bootstrap_interval([1.0, 2.0, 3.0], ["a", "b"], ["x", "x", "x"])
+    with pytest.raises(ValueError, match="length mismatch"):
+        paired_comparison([1.0, 2.0], [1.0], ["a", "b"], ["x", "x"])
+    with pytest.raises(ValueError, match="NaN"):
+        bootstrap_interval([np.nan, np.nan], ["a", "b"], ["x", "x"])
+    with pytest.raises(ValueError, match="infinite"):
+        bootstrap_interval([1.0, np.inf], ["a", "b"], ["x", "x"])
+    with pytest.raises(ValueError, match="prompt_mode"):
+        bootstrap_interval([1.0, 2.0], ["a", "b"], ["x", "x"], prompt_mode="both")
+    with pytest.raises(ValueError, match="method"):
+        bootstrap_interval([1.0, 2.0], ["a", "b"], ["x", "x"], method="basic")
+    with pytest.raises(ValueError, match="confidence"):
+        bootstrap_interval([1.0, 2.0], ["a", "b"], ["x", "x"], confidence=95)
+    with pytest.raises(ValueError, match="2 distinct prompts"):
+        bootstrap_interval([1.0, 2.0], ["a", "b"], ["x", "x"], prompt_mode="random")
+
+
+def test_single_subject_is_an_error_not_a_zero_width_interval():
+    with pytest.raises(ValueError, match="at least 2 subjects"):
+        bootstrap_interval([1.0, 2.0, 3.0], ["a", "a", "a"], ["x", "y", "z"])
+    # ... also when NaN scores leave a single subject
+    with pytest.raises(ValueError, match="at least 2 subjects"):
+        bootstrap_interval([1.0, 2.0, np.nan], ["a", "a", "b"], ["x", "y", "x"])
+
+
+def test_constant_scores_give_a_point_interval():
+    for method in ("percentile", "bca"):
+        result = bootstrap_interval(
+            np.full(12, 0.7),
+            np.arange(12) % 3,
+            np.arange(12) % 2,
+            method=method,
+            prompt_mode="random",
+            n_resamples=200,
+        )
+        assert (result.low, result.mean, result.high) == pytest.approx((0.7, 0.7, 0.7))
