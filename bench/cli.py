@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -26,7 +27,8 @@ app = typer.Typer(
 subjects_app = typer.Typer(help="Inspect subjects.", no_args_is_help=True)
 app.add_typer(subjects_app, name="subjects")
 
-out = Console()
+# Piped output (logs, CI) gets wide tables instead of 80 columns of wrapped cells.
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 RunsOption = Annotated[
@@ -134,12 +136,7 @@ def run(
         return
     scorers = None
     if not no_score and loaded.scorers:  # load scorers first: a missing model fails fast
-        from bench.scoring import load_scorers, parse_scorer_options
-
-        table = {**loaded.scorer_options}
-        for key, values in parse_scorer_options(scorer_option or []).items():
-            table[key] = {**table.get(key, {}), **values}
-        scorers = load_scorers(loaded.scorers, table, device=device)
+        scorers = _load_suite_scorers(loaded, scorer_option, device)
     summary = execute(prepared, options, console=err)
     result = {
         "run_id": summary.run_id,
@@ -156,19 +153,128 @@ def run(
         )
         out.print(f"run_id: {summary.run_id}\nrun_dir: {summary.run_dir}", highlight=False)
     if scorers is not None:
-        from bench.report import score_json, score_table
-        from bench.results import load_results, summarize
-        from bench.scoring import score_run
-
-        result["scored_units"] = score_run(summary.run_dir, scorers, console=err)
-        results = load_results(summary.run_dir)
-        intervals = summarize(results, prompt_mode=prompts, n_resamples=resamples, method=ci_method)
-        if as_json:
-            result["scores"] = score_json(results, intervals)
-        else:
-            out.print(score_table(results, intervals))
+        result.update(
+            _score_and_report(summary.run_dir, scorers, prompts, resamples, ci_method, as_json)
+        )
     if as_json:
         out.print_json(json.dumps(result))
+
+
+def _load_suite_scorers(suite, assignments: list[str] | None, device: str) -> list:
+    from bench.scoring import load_scorers, parse_scorer_options
+
+    table = {**suite.scorer_options}
+    for key, values in parse_scorer_options(assignments or []).items():
+        table[key] = {**table.get(key, {}), **values}
+    return load_scorers(suite.scorers, table, device=device)
+
+
+def _score_and_report(
+    run_dir: Path, scorers: list, prompts: str, resamples: int, ci_method: str, as_json: bool
+) -> dict:
+    """Score what is unscored, then print the interval table (or return it for --json)."""
+    from bench.report import score_json, score_table
+    from bench.results import load_results, summarize
+    from bench.scoring import score_run
+
+    scored = score_run(run_dir, scorers, console=err)
+    results = load_results(run_dir)
+    intervals = summarize(results, prompt_mode=prompts, n_resamples=resamples, method=ci_method)
+    if as_json:
+        return {"scored_units": scored, "scores": score_json(results, intervals)}
+    out.print(score_table(results, intervals))
+    return {"scored_units": scored}
+
+
+@app.command()
+@handles_errors
+def score(
+    images: Annotated[Path, typer.Option("--images", help="Folder of images made elsewhere.")],
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest",
+            help="CSV or JSONL: image, subject, prompt, image_index [, replicate]. "
+            "Default: DIR/manifest.csv or DIR/manifest.jsonl.",
+        ),
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="Method name for the new run.")] = "external",
+    suite: Annotated[str, typer.Option("--suite", "-s", help="Suite the images answer.")] = "smoke",
+    runs: RunsOption = None,
+    data_root: DataRootOption = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    scorer_option: Annotated[list[str] | None, typer.Option("--scorer-option")] = None,
+    prompts: PromptsOption = "fixed",
+    resamples: ResamplesOption = 10_000,
+    ci_method: CIMethodOption = "percentile",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Score images made by an outside tool: they become a run of their own in the store."""
+    from bench.external import import_run
+    from bench.suites import load_suite
+
+    if manifest is None:
+        found = [images / f for f in ("manifest.csv", "manifest.jsonl") if (images / f).is_file()]
+        if not found:
+            raise BenchError(f"{images}: no manifest.csv or manifest.jsonl; pass --manifest FILE")
+        manifest = found[0]
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise BenchError(f"--name {name!r}: use letters, digits, '_' or '-'")
+    loaded = load_suite(suite, data_root=data_root)
+    scorers = _load_suite_scorers(loaded, scorer_option, device)
+    run_dir = import_run(loaded, manifest, images, name, runs_dir(runs))
+    result = {"run_id": run_dir.name, "run_dir": str(run_dir)}
+    if not as_json:
+        out.print(f"run_id: {run_dir.name}\nrun_dir: {run_dir}", highlight=False)
+    result.update(_score_and_report(run_dir, scorers, prompts, resamples, ci_method, as_json))
+    if as_json:
+        out.print_json(json.dumps(result))
+
+
+@app.command()
+@handles_errors
+def compare(
+    run_refs: Annotated[
+        list[str], typer.Argument(metavar="RUN...", help="Run ids or run directories.")
+    ],
+    runs: RunsOption = None,
+    prompts: PromptsOption = "fixed",
+    resamples: ResamplesOption = 10_000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Paired differences between runs of one suite, with intervals and p-values."""
+    from bench.compare import compare as compare_runs
+    from bench.report import compare_json, compare_table
+    from bench.results import load_results
+    from bench.store import find_run
+
+    loaded = [load_results(find_run(runs_dir(runs), ref)) for ref in run_refs]
+    comparisons = compare_runs(loaded, prompt_mode=prompts, n_resamples=resamples, seed=seed)
+    random_weights = any(r.random_weights for r in loaded)
+    if as_json:
+        out.print_json(json.dumps(compare_json(comparisons, random_weights)))
+    else:
+        out.print(compare_table(comparisons, random_weights))
+
+
+@app.command()
+@handles_errors
+def leaderboard(
+    runs: RunsOption = None,
+    out_path: Annotated[Path, typer.Option("--out", help="Markdown file to write.")] = Path(
+        "leaderboard/LEADERBOARD.md"
+    ),
+    prompts: PromptsOption = "fixed",
+    resamples: ResamplesOption = 10_000,
+) -> None:
+    """Write a markdown leaderboard of every scored run, with published reference rows."""
+    from bench import atomic
+    from bench.leaderboard import render
+
+    text = render(runs_dir(runs), prompt_mode=prompts, n_resamples=resamples)
+    atomic.write_text(out_path, text)
+    out.print(f"wrote {out_path}", highlight=False)
 
 
 @app.command("runs")
@@ -184,16 +290,13 @@ def list_runs_command(
     if as_json:
         out.print_json(json.dumps(rows))
         return
-    table = Table("run id", "suite", "method", "done", "created", "path")
+    table = Table(title=f"runs in {runs_dir(runs)}")
+    table.add_column("run id", no_wrap=True)
+    for column in ("suite", "method", "done", "created"):
+        table.add_column(column)
     for r in rows:
-        table.add_row(
-            r["run_id"],
-            r["suite"],
-            r["method"],
-            f"{r['units_done']}/{r['units_total']}",
-            r["created"],
-            r["path"],
-        )
+        done = f"{r['units_done']}/{r['units_total']}"
+        table.add_row(r["run_id"], r["suite"], r["method"], done, r["created"][:16])
     out.print(table if rows else f"no runs in {runs_dir(runs)}")
 
 

@@ -7,11 +7,18 @@ from dataclasses import asdict
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from bench.results import RunResults
 from bench.stats import Interval
 
 RANDOM_NOTE = "RANDOM WEIGHTS: these numbers test the pipeline and mean nothing"
+FEW_SUBJECTS_NOTE = "fewer than 10 subjects: intervals and p-values are too optimistic"
+
+
+def caption(random_weights: bool, n_subjects: int) -> str | None:
+    notes = [RANDOM_NOTE] * random_weights + [FEW_SUBJECTS_NOTE] * (0 < n_subjects < 10)
+    return "\n".join(notes) or None
 
 
 def fmt(x: float) -> str:
@@ -24,7 +31,6 @@ def score_table(results: RunResults, intervals: dict[str, Interval]) -> Table:
         f"{results.run_id}: mean and {first.confidence:.0%} interval "
         f"(subjects resampled, prompts {first.prompt_mode})"
     )
-    caption = RANDOM_NOTE if results.random_weights else None
     table = Table(
         "metric",
         "mean",
@@ -33,7 +39,7 @@ def score_table(results: RunResults, intervals: dict[str, Interval]) -> Table:
         "images",
         "scorer model",
         title=title,
-        caption=caption,
+        caption=caption(results.random_weights, max(iv.n_subjects for iv in intervals.values())),
         caption_style="bold red",
     )
     for metric, iv in intervals.items():
@@ -43,7 +49,7 @@ def score_table(results: RunResults, intervals: dict[str, Interval]) -> Table:
         table.add_row(
             metric,
             fmt(iv.mean),
-            f"[{fmt(iv.low)}, {fmt(iv.high)}]",
+            Text(f"[{fmt(iv.low)}, {fmt(iv.high)}]"),
             str(iv.n_subjects),
             str(iv.n_images),
             model,
@@ -64,3 +70,53 @@ def score_json(results: RunResults, intervals: dict[str, Interval]) -> dict[str,
 def _finite(d: dict[str, Any]) -> dict[str, Any]:
     """JSON has no NaN: undefined bounds become null."""
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+
+
+def compare_table(comparisons: list, random_weights: bool) -> Table:
+    first = comparisons[0].result
+    table = Table(
+        "metric",
+        "run A",
+        "run B",
+        "A",
+        "B",
+        "A - B",
+        f"{first.confidence:.0%} interval",
+        "p",
+        "p (Holm)",
+        "matched on",
+        title=f"Paired differences (subjects resampled, prompts {first.prompt_mode})",
+        caption=caption(random_weights, min(c.result.n_subjects for c in comparisons)),
+        caption_style="bold red",
+    )
+    for c in comparisons:
+        r = c.result
+        table.add_row(
+            c.metric,
+            c.run_a,
+            c.run_b,
+            fmt(r.mean_a),
+            fmt(r.mean_b),
+            f"{r.diff:+.4f}",
+            Text(f"[{r.low:+.4f}, {r.high:+.4f}]"),
+            f"{r.p_value:.4g}",
+            f"{r.p_holm:.4g}",
+            f"{c.matched_on} ({r.n_subjects} subj.)",
+        )
+    return table
+
+
+def compare_json(comparisons: list, random_weights: bool) -> dict[str, Any]:
+    return {
+        "random_weights": random_weights,
+        "comparisons": [
+            {
+                "metric": c.metric,
+                "run_a": c.run_a,
+                "run_b": c.run_b,
+                "matched_on": c.matched_on,
+                **_finite(asdict(c.result)),
+            }
+            for c in comparisons
+        ],
+    }

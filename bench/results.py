@@ -70,14 +70,15 @@ def summarize(
     frame = results.scores
     out = {}
     for metric in results.metrics:
-        if frame["subject"].nunique() < 2:  # no between-subject spread: a mean, no interval
-            cells = frame.groupby(["subject", "prompt_id"])[metric].mean()
+        defined = frame[frame[metric].notna()]
+        if defined["subject"].nunique() < 2:  # no between-subject spread: a mean, no interval
+            cells = defined.groupby(["subject", "prompt_id"])[metric].mean()
             out[metric] = Interval(
-                float(cells.mean()),
+                float(cells.mean()) if len(cells) else float("nan"),
                 float("nan"),
                 float("nan"),
-                1,
-                int(frame[metric].notna().sum()),
+                int(defined["subject"].nunique()),
+                len(defined),
                 0,
                 confidence,
                 method,

@@ -20,7 +20,7 @@ from bench.errors import BenchError
 from bench.method_api import MethodContext
 from bench.paths import cache_dir
 from bench.plan import batches, cells_for, initial_latents
-from bench.store import RunPaths, provenance, run_id
+from bench.store import RunPaths, provenance, run_id, subject_record
 from bench.suites import Suite
 
 
@@ -46,8 +46,15 @@ class PreparedRun:
     run_id: str
     paths: RunPaths
 
+    @property
+    def scores_references(self) -> bool:
+        """A reference method (`real`) stores the subject's own photos instead of generating."""
+        return bool(getattr(self.method, "scores_references", False))
+
     def units(self) -> list[tuple[Any, int]]:
-        return [(s, r) for s in self.suite.subjects for r in self.suite.replicates]
+        # The photos do not change with the replicate seed: a reference method has one unit each.
+        replicates = self.suite.replicates[:1] if self.scores_references else self.suite.replicates
+        return [(s, r) for s in self.suite.subjects for r in replicates]
 
     def pending_units(self) -> list[tuple[Any, int]]:
         return [
@@ -102,6 +109,11 @@ def execute(
         )
     if not pending:
         return RunSummary(prepared.run_id, paths.root, 0, 0, len(units))
+
+    if prepared.scores_references:
+        for subject, replicate in pending:
+            _store_references(prepared, subject, replicate)
+        return RunSummary(prepared.run_id, paths.root, 0, 0, len(units) - len(pending))
 
     backbone = load_backbone(
         suite.backbone,
@@ -191,6 +203,41 @@ def _fit(prepared: PreparedRun, ctx: MethodContext, progress: Progress, label: s
     return seconds
 
 
+def _store_references(prepared: PreparedRun, subject, replicate: int) -> None:
+    """Copy the subject's photos in as the unit's images, to be scored leave-one-out."""
+    unit = prepared.paths.unit(subject.id, replicate)
+    entries = []
+    for index, photo in enumerate(subject.images):
+        name = f"reference-{index}{photo.suffix.lower()}"
+        atomic.write_bytes(RunPaths.images(unit) / name, photo.read_bytes())
+        entries.append(
+            {
+                "file": f"images/{name}",
+                "prompt_id": "reference",
+                "template": None,
+                "prompt": None,
+                "scoring_prompt": None,
+                "image_index": index,
+                "seed": None,
+                "reference": str(photo),
+            }
+        )
+    atomic.write_json(
+        RunPaths.manifest(unit),
+        {
+            "run_id": prepared.run_id,
+            "suite": prepared.suite.name,
+            "method": prepared.method_name,
+            "config": config_dict(prepared.config),
+            "subject": subject_record(subject),
+            "replicate": replicate,
+            "leave_one_out": True,
+            "images": entries,
+            "provenance": provenance(),
+        },
+    )
+
+
 def _write_png(path: Path, array) -> None:
     with atomic.atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
@@ -205,7 +252,6 @@ def _write_manifest(
     fit_seconds,
     generate_seconds,
 ) -> None:
-    subject = ctx.subject
     atomic.write_json(
         RunPaths.manifest(ctx.workdir),
         {
@@ -213,15 +259,7 @@ def _write_manifest(
             "suite": prepared.suite.name,
             "method": prepared.method_name,
             "config": config_dict(prepared.config),
-            "subject": {
-                "id": subject.id,
-                "class": subject.class_noun,
-                "kind": subject.kind,
-                "token": subject.token,
-                "images": [str(p) for p in subject.images],
-                "source": subject.source,
-                "license": subject.license,
-            },
+            "subject": subject_record(ctx.subject),
             "replicate": ctx.replicate,
             "backbone": backbone.provenance(),
             "generation": vars(prepared.suite.generation),

@@ -9,9 +9,11 @@ which then share one loaded CLIP model); an exact id wins over a prefix.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 from rich.console import Console
 from rich.progress import Progress
@@ -77,15 +79,14 @@ def score_unit(scorers: list[Any], unit: Path, run_root: Path) -> list[dict[str,
     entries = manifest["images"]
     images = [Image.open(unit / e["file"]).convert("RGB") for e in entries]
     prompts = [e["scoring_prompt"] for e in entries]
-    values = {
-        s.id: s.score(
-            images,
-            prompts=prompts,
-            references=references,
-            reference_key=f"{manifest['suite']}/{subject['id']}",
-        )
-        for s in scorers
-    }
+    key = f"{manifest['suite']}/{subject['id']}"
+    if manifest.get("leave_one_out"):
+        values = {s.id: _leave_one_out(s, images, key) for s in scorers}
+    else:
+        values = {
+            s.id: s.score(images, prompts=prompts, references=references, reference_key=key)
+            for s in scorers
+        }
     info = scorer_info(scorers)
     rows = []
     for i, e in enumerate(entries):
@@ -101,10 +102,27 @@ def score_unit(scorers: list[Any], unit: Path, run_root: Path) -> list[dict[str,
             "image": str((unit / e["file"]).relative_to(run_root)),
         }
         for scorer_id, v in values.items():
-            row[scorer_id] = float(v[i])
+            row[scorer_id] = None if math.isnan(v[i]) else float(v[i])  # JSON has no NaN
         row["scorers"] = info
         rows.append(row)
     return rows
+
+
+def _leave_one_out(scorer: Any, photos: list, key: str) -> np.ndarray:
+    """Each photo against the subject's other photos; NaN for scorers that need a prompt."""
+    if scorer.needs != "references" or len(photos) < 2:
+        return np.full(len(photos), np.nan)
+    return np.array(
+        [
+            scorer.score(
+                [photo],
+                prompts=[""],
+                references=photos[:i] + photos[i + 1 :],
+                reference_key=f"{key}/without-{i}",
+            )[0]
+            for i, photo in enumerate(photos)
+        ]
+    )
 
 
 def is_scored(unit: Path, scorers: list[Any]) -> bool:
@@ -120,6 +138,8 @@ def score_run(run_root: Path, scorers: list[Any], console: Console | None = None
     """Score every complete unit of a run that lacks scores from these scorers; returns how many."""
     units = sorted(p.parent for p in run_root.glob("*/replicate-*/manifest.json"))
     todo = [u for u in units if not is_scored(u, scorers)]
+    if not todo:
+        return 0
     with Progress(console=console or Console(stderr=True)) as progress:
         task = progress.add_task("score", total=len(todo))
         for unit in todo:

@@ -153,3 +153,16 @@ def list_runs(runs_root: Path) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def subject_record(subject) -> dict[str, Any]:
+    """The subject as manifests record it."""
+    return {
+        "id": subject.id,
+        "class": subject.class_noun,
+        "kind": subject.kind,
+        "token": subject.token,
+        "images": [str(p) for p in subject.images],
+        "source": subject.source,
+        "license": subject.license,
+    }

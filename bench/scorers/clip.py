@@ -277,6 +277,7 @@ class ClipImageScorer(_ClipScorer):
     """``clip_i``: mean cosine of CLIP image embeddings, generated image vs each reference."""
 
     id = "clip_i"
+    needs = "references"  # what a generated image is compared with
 
     def score(
         self,
@@ -299,6 +300,7 @@ class ClipTextScorer(_ClipScorer):
     """``clip_t``: cosine of the CLIP image embedding and the embedding of the image's prompt."""
 
     id = "clip_t"
+    needs = "prompt"  # what a generated image is compared with
 
     def score(
         self,

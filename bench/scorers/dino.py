@@ -210,6 +210,7 @@ class DinoScorer:
     """``dino``: mean cosine of DINO CLS embeddings, generated image vs each reference."""
 
     id = "dino"
+    needs = "references"  # what a generated image is compared with
 
     def __init__(
         self,

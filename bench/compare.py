@@ -1,0 +1,129 @@
+"""`bench compare`: paired differences between runs of one suite, with intervals and p-values.
+
+Generated runs are matched image by image on (subject, prompt, image index, replicate): the same
+cell had the same initial noise in both, so the difference isolates the method. The same
+resampling of subjects (and prompts) applies to both runs. The `real` reference row has no cells
+in common with generated runs; it is matched per subject (subject means), and takes no part in
+comparisons of metrics it does not define (CLIP-T).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.results import KEY, RunResults
+from bench.stats import Comparison, holm, paired_comparison
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    metric: str
+    run_a: str
+    run_b: str
+    matched_on: str  # "images" or "subjects"
+    result: Comparison
+
+
+def _is_reference(results: RunResults) -> bool:
+    return bool((results.scores["prompt_id"] == "reference").all())
+
+
+def check_comparable(runs: list[RunResults]) -> None:
+    if len(runs) < 2:
+        raise BenchError("compare needs at least two runs")
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):
+        raise BenchError(f"a run is named twice: {ids}")
+    first = runs[0]
+    for other in runs[1:]:
+        if other.info["suite"] != first.info["suite"]:
+            raise BenchError(
+                f"runs {first.run_id} and {other.run_id} are of different suites "
+                f"({first.info['suite']['name']} vs {other.info['suite']['name']}, "
+                "or the same suite with different content); compare runs of one suite"
+            )
+        if other.scorers != first.scorers:
+            raise BenchError(
+                f"runs {first.run_id} and {other.run_id} were scored with different "
+                "scorer models; rescore one with the other's --scorer-option values"
+            )
+
+
+def _subject_means(frame: pd.DataFrame, metric: str) -> pd.Series:
+    cells = frame.dropna(subset=[metric]).groupby(["subject", "prompt_id"])[metric].mean()
+    return cells.groupby(level="subject").mean()
+
+
+def _pair_arrays(a: RunResults, b: RunResults, metric: str):
+    """Aligned values of both runs and their subject and prompt labels."""
+    if _is_reference(a) or _is_reference(b):
+        joined = pd.concat(
+            [
+                _subject_means(a.scores, metric).rename("a"),
+                _subject_means(b.scores, metric).rename("b"),
+            ],
+            axis=1,
+            join="inner",
+        )
+        labels = joined.index.to_numpy()
+        return (
+            "subjects",
+            joined["a"].to_numpy(),
+            joined["b"].to_numpy(),
+            labels,
+            np.zeros(len(labels), dtype=int),
+        )
+    left = a.scores.set_index(KEY)[metric]
+    right = b.scores.set_index(KEY)[metric]
+    if set(left.index) != set(right.index):
+        raise BenchError(
+            f"runs {a.run_id} and {b.run_id} do not cover the same images "
+            f"({len(left)} vs {len(right)}); finish both with `bench run`"
+        )
+    right = right.reindex(left.index)
+    subjects = left.index.get_level_values("subject").to_numpy()
+    prompts = left.index.get_level_values("prompt_id").to_numpy()
+    return "images", left.to_numpy(float), right.to_numpy(float), subjects, prompts
+
+
+def compare(
+    runs: list[RunResults],
+    *,
+    prompt_mode: str = "fixed",
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> list[MetricComparison]:
+    """Every pair of runs on every metric both define; Holm adjustment within each metric."""
+    check_comparable(runs)
+    out: list[MetricComparison] = []
+    for metric in runs[0].metrics:
+        defined = [r for r in runs if r.scores[metric].notna().any()]
+        family = []
+        for a, b in itertools.combinations(defined, 2):
+            matched_on, va, vb, subjects, prompts = _pair_arrays(a, b, metric)
+            mode = "fixed" if matched_on == "subjects" else prompt_mode
+            try:
+                result = paired_comparison(
+                    va,
+                    vb,
+                    subjects,
+                    prompts,
+                    prompt_mode=mode,
+                    n_resamples=n_resamples,
+                    confidence=confidence,
+                    seed=seed,
+                )
+            except ValueError as e:
+                raise BenchError(f"{metric}, {a.run_id} vs {b.run_id}: {e}") from None
+            family.append(MetricComparison(metric, a.run_id, b.run_id, matched_on, result))
+        if family:
+            adjusted = holm([c.result.p_value for c in family])
+            for c, p in zip(family, adjusted, strict=True):
+                out.append(replace(c, result=replace(c.result, p_holm=float(p))))
+    return out

@@ -1,0 +1,165 @@
+"""`bench score`: bring images made by an outside tool into the store as a run of their own.
+
+The manifest (CSV or JSONL) has one row per image with the columns `image` (a path, relative to
+the images folder or absolute), `subject` (a subject id of the suite), `prompt` (the prompt id,
+its template, or its text with or without the identifier) and `image_index`; `replicate` is
+optional (default: the suite's first replicate seed). Everything is checked before anything is
+written, and every error names the manifest row.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from bench import atomic
+from bench.errors import BenchError
+from bench.plan import cell_seed
+from bench.store import RunPaths, provenance, subject_record
+from bench.suites import Suite
+
+REQUIRED = ("image", "subject", "prompt", "image_index")
+
+
+def read_manifest(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise BenchError(f"{path}: manifest not found")
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    elif path.suffix.lower() in (".jsonl", ".json"):
+        rows = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise BenchError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+    else:
+        raise BenchError(f"{path}: manifest must be .csv or .jsonl")
+    if not rows:
+        raise BenchError(f"{path}: manifest has no rows")
+    return rows
+
+
+def _prompt_lookup(suite: Suite, subject) -> dict[str, str]:
+    """Every accepted spelling of a prompt -> its id."""
+    lookup = {}
+    for p in suite.prompts_for(subject).prompts:
+        for spelling in (
+            p.id,
+            p.template,
+            p.render(subject.token, subject.class_noun),
+            p.render(None, subject.class_noun),
+        ):
+            lookup[spelling.strip().lower()] = p.id
+    return lookup
+
+
+def plan_import(suite: Suite, manifest: Path, images_dir: Path) -> dict[tuple, dict[str, Any]]:
+    """Validated rows keyed by (subject, replicate), each a list of image entries."""
+    subjects = {s.id: s for s in suite.subjects}
+    units: dict[tuple, dict[str, Any]] = {}
+    seen = set()
+    for n, row in enumerate(read_manifest(manifest), 1):
+        where = f"{manifest} row {n}"
+        missing = [c for c in REQUIRED if row.get(c) in (None, "")]
+        if missing:
+            raise BenchError(
+                f"{where}: missing {', '.join(missing)}; columns: {', '.join(REQUIRED)}"
+            )
+        subject = subjects.get(str(row["subject"]))
+        if subject is None:
+            raise BenchError(
+                f"{where}: subject {row['subject']!r} is not in suite {suite.name} "
+                f"({', '.join(subjects)})"
+            )
+        prompt_id = _prompt_lookup(suite, subject).get(str(row["prompt"]).strip().lower())
+        if prompt_id is None:
+            raise BenchError(
+                f"{where}: prompt {row['prompt']!r} is not in the {subject.kind} "
+                f"prompt set of suite {suite.name}; use its prompt id"
+            )
+        try:
+            index = int(row["image_index"])
+            replicate = int(row.get("replicate") or suite.replicates[0])
+        except ValueError:
+            raise BenchError(f"{where}: image_index and replicate must be integers") from None
+        key = (subject.id, prompt_id, index, replicate)
+        if key in seen:
+            raise BenchError(f"{where}: a second image for {key}; each cell takes one image")
+        seen.add(key)
+        image = Path(row["image"])
+        image = image if image.is_absolute() else images_dir / image
+        try:
+            with Image.open(image) as im:
+                im.verify()
+        except (OSError, SyntaxError):
+            raise BenchError(f"{where}: {image} is missing or not an image") from None
+        unit = units.setdefault((subject.id, replicate), {"subject": subject, "images": []})
+        unit["images"].append((prompt_id, index, image))
+    return units
+
+
+def import_run(suite: Suite, manifest: Path, images_dir: Path, name: str, runs_root: Path) -> Path:
+    """Validate, then copy the images into `<runs>/<suite>/<name>-<hash>/` with manifests."""
+    units = plan_import(suite, manifest, images_dir)
+    digest = hashlib.sha256(json.dumps(suite.identity(), sort_keys=True).encode())
+    for (subject_id, replicate), unit in sorted(units.items()):
+        for prompt_id, index, image in sorted(unit["images"]):
+            digest.update(f"{subject_id}/{prompt_id}/{index}/{replicate}".encode())
+            digest.update(hashlib.sha256(image.read_bytes()).digest())
+    rid = f"{name}-{digest.hexdigest()[:8]}"
+    paths = RunPaths(runs_root / suite.name / rid)
+    atomic.write_json(
+        paths.run_json,
+        {
+            "run_id": rid,
+            "method": name,
+            "external": True,
+            "config": {"manifest": str(manifest), "images": str(images_dir)},
+            "suite": suite.identity(),
+            "units_total": len(units),
+            "provenance": provenance(),
+        },
+    )
+    for (subject_id, replicate), unit in sorted(units.items()):
+        workdir = paths.unit(subject_id, replicate)
+        subject = unit["subject"]
+        prompts = {p.id: p for p in suite.prompts_for(subject).prompts}
+        entries = []
+        for prompt_id, index, image in sorted(unit["images"]):
+            name_in_store = f"{prompt_id}-{index}{image.suffix.lower()}"
+            atomic.write_bytes(RunPaths.images(workdir) / name_in_store, image.read_bytes())
+            prompt = prompts[prompt_id]
+            entries.append(
+                {
+                    "file": f"images/{name_in_store}",
+                    "prompt_id": prompt_id,
+                    "template": prompt.template,
+                    "prompt": prompt.render(subject.token, subject.class_noun),
+                    "scoring_prompt": prompt.render(None, subject.class_noun),
+                    "image_index": index,
+                    "seed": cell_seed(subject_id, prompt_id, index, replicate),
+                    "source": str(image),
+                }
+            )
+        atomic.write_json(
+            RunPaths.manifest(workdir),
+            {
+                "run_id": rid,
+                "suite": suite.name,
+                "method": name,
+                "external": True,
+                "subject": subject_record(subject),
+                "replicate": replicate,
+                "images": entries,
+                "provenance": provenance(),
+            },
+        )
+    return paths.root

@@ -1,0 +1,184 @@
+"""`bench leaderboard`: a markdown page of every scored run in a store, per-subject breakdowns,
+and published reference numbers from `baselines/` (marked as published, not re-measured)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from bench import __version__, registry
+from bench.errors import BenchError
+from bench.paths import data_dir
+from bench.results import RunResults, load_results, summarize
+from bench.scoring import SCORES
+from bench.toml_files import read_toml
+
+METRIC_ORDER = ["dino", "clip_i", "clip_t"]
+METRIC_NAMES = {"dino": "DINO", "clip_i": "CLIP-I", "clip_t": "CLIP-T"}
+
+CONVENTIONS = """\
+- **Metrics** are raw cosine similarities in [-1, 1]: not multiplied by 100, not clamped at 0
+  (torchmetrics' CLIPScore does both, with ViT-L/14). CLIP-I and DINO: a generated image against
+  each photo of its subject, averaged over the photos. CLIP-T: the image against its prompt with
+  the identifier removed and the class noun kept ("a sks dog on the beach" is scored as "a dog on
+  the beach"). Defaults: CLIP ViT-B/32 (OpenAI weights, open_clip), DINO ViT-S/16 (timm).
+- **Score** of a run: the mean over subjects of the mean over that subject's prompts of the mean
+  over its images (equal weight per subject, and per prompt within a subject).
+- **Intervals**: 95% bootstrap percentile intervals, 10,000 resamples, seed 0. Estimand: the
+  expected score of a new subject from the same population, on this fixed prompt set. Subjects
+  are resampled with replacement (their images move with them), so images of one subject are not
+  treated as independent. With `--prompts random` prompts are resampled too (crossed with
+  subjects), and the estimand is the mean over a population of prompts as well.
+- **Rows marked random weights** come from the tiny random-weight models of the smoke and micro
+  suites: they check the pipeline and mean nothing about any method.
+- **Published rows** are copied from their papers, not re-measured, and carry no intervals.
+- **`real`** is the Real Images row: each photo scored against the subject's other photos
+  (leave-one-out); CLIP-T is not defined for it."""
+
+
+def scored_runs(runs_root: Path) -> list[RunResults]:
+    roots = sorted({p.parent.parent.parent for p in runs_root.glob(f"*/*/*/replicate-*/{SCORES}")})
+    return [load_results(r) for r in roots]
+
+
+def _cell(mean: float, low: float, high: float) -> str:
+    if mean is None or math.isnan(mean):
+        return "n.a."
+    if math.isnan(low):
+        return f"{mean:.3f}"
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _config_summary(results: RunResults) -> str:
+    """Options that differ from the method's defaults (all of them if the method is unknown)."""
+    config = results.info["config"]
+    try:
+        method = registry.load(registry.METHODS, results.info["method"])
+        defaults = {f.name: f.default for f in dataclasses.fields(method.Config)}
+    except BenchError:
+        defaults = {}
+    changed = {k: v for k, v in config.items() if defaults.get(k, object()) != v}
+    return ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
+
+
+def _metrics(runs: list[RunResults]) -> list[str]:
+    seen = {m for r in runs for m in r.metrics}
+    return [m for m in METRIC_ORDER if m in seen] + sorted(seen - set(METRIC_ORDER))
+
+
+def run_rows(runs: list[RunResults], **stats) -> pd.DataFrame:
+    metrics = _metrics(runs)
+    rows = []
+    for results in runs:
+        intervals = summarize(results, **stats)
+        first = next(iter(intervals.values()))
+        row = {
+            "run": f"`{results.run_id}`" + (" (random weights)" if results.random_weights else ""),
+            "method": results.info["method"],
+            "options": _config_summary(results),
+        }
+        for m in metrics:
+            iv = intervals.get(m)
+            row[METRIC_NAMES.get(m, m)] = _cell(iv.mean, iv.low, iv.high) if iv else "n.a."
+        row.update(
+            {
+                "subjects": first.n_subjects,
+                "images": len(results.scores),
+                "backbone": results.info["suite"]["backbone"],
+                "scorer models": "; ".join(sorted({s["model"] for s in results.scorers.values()})),
+                "date": results.info["provenance"]["time"][:10],
+            }
+        )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def subject_table(runs: list[RunResults], metric: str) -> pd.DataFrame:
+    columns = {}
+    for results in runs:
+        if metric not in results.metrics or results.scores[metric].isna().all():
+            continue
+        frame = results.scores.dropna(subset=[metric])
+        cells = frame.groupby(["subject", "prompt_id"])[metric].mean()
+        columns[results.run_id] = cells.groupby(level="subject").mean().round(3)
+    return pd.DataFrame(columns)
+
+
+def published_sections() -> list[str]:
+    parts = []
+    for path in sorted(data_dir("baselines").glob("*.toml")):
+        table = read_toml(path)
+        if "row" not in table:
+            continue
+        frame = pd.DataFrame(table["row"])
+        names = {m: METRIC_NAMES[m] for m in METRIC_ORDER}
+        ordered = [c for c in ["table", "method", *METRIC_ORDER] if c in frame.columns]
+        for m in METRIC_ORDER:
+            if m in frame.columns:
+                frame[m] = [
+                    f"{v:.3f}" if isinstance(v, float) and not math.isnan(v) else "n.a."
+                    for v in frame[m]
+                ]
+        frame = frame[ordered].rename(columns=names)
+        parts += [
+            f"### {table['name']} (published, not re-measured)",
+            "",
+            f"Source: {table['source']}" + (f" ({table['url']})" if "url" in table else "") + ".",
+            f"Setting: {table.get('suite', 'see source')}. {table.get('notes', '')}",
+            "",
+            frame.to_markdown(index=False),
+            "",
+        ]
+    return parts
+
+
+def render(runs_root: Path, **stats) -> str:
+    runs = scored_runs(runs_root)
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Leaderboard",
+        "",
+        f"Written by `bench leaderboard` (bench {__version__}) on {now}, from the runs in "
+        f"`{runs_root}`. Regenerate it; do not edit it by hand.",
+        "",
+        "## How to read it",
+        "",
+        CONVENTIONS,
+        "",
+        "## Measured runs",
+        "",
+    ]
+    if not runs:
+        lines += [f"No scored runs in `{runs_root}` yet: `bench run --method ...` adds some.", ""]
+    by_suite: dict[str, list[RunResults]] = {}
+    for r in runs:
+        by_suite.setdefault(r.info["suite"]["name"], []).append(r)
+    for suite, suite_runs in sorted(by_suite.items()):
+        lines += [
+            f"### Suite `{suite}`",
+            "",
+            run_rows(suite_runs, **stats).to_markdown(index=False),
+            "",
+        ]
+        if min(r.scores["subject"].nunique() for r in suite_runs) < 10:
+            lines += [
+                "With fewer than 10 subjects, bootstrap intervals are too narrow: read them as "
+                "a sketch, not as evidence.",
+                "",
+            ]
+        lines += [f"#### Per subject, suite `{suite}` (subject means)", ""]
+        for metric in _metrics(suite_runs):
+            table = subject_table(suite_runs, metric)
+            if not table.empty:
+                lines += [
+                    f"{METRIC_NAMES.get(metric, metric)}:",
+                    "",
+                    table.to_markdown(floatfmt=".3f"),
+                    "",
+                ]
+    lines += ["## Published reference numbers", "", *published_sections()]
+    return "\n".join(lines).rstrip() + "\n"

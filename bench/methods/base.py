@@ -1,0 +1,32 @@
+"""The base model, not personalized: each prompt rendered with the class noun alone ("a dog on
+the beach"). The lower bound for subject fidelity and a reference for prompt fidelity.
+
+fit:      nothing is trained or saved.
+generate: render the suite's prompts without the identifier token, from the given noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.generation import render
+from bench.method_api import MethodContext
+from bench.plan import Cell
+
+
+@dataclass(frozen=True)
+class Config:
+    pass
+
+
+class Base:
+    name = "base"
+    Config = Config
+
+    def fit(self, ctx: MethodContext) -> dict:
+        return {"trained": False}
+
+    def generate(self, ctx: MethodContext, cells: list[Cell], latents):
+        prompts = [cell.prompt.render(None, cell.subject.class_noun) for cell in cells]
+        pipe = ctx.backbone.pipe
+        return render(pipe, prompts, latents, cells, ctx.suite.generation, ctx.suite.resolution)

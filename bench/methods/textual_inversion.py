@@ -1,0 +1,191 @@
+"""Textual Inversion: a new token whose input embedding (one or a few vectors) is optimised so that
+the frozen model draws the subject for it; nothing else in the model changes.
+
+fit:      photos -> VAE latents -> denoising loss under prompts like "a photo of a <sks>" -> Adam
+          on the new embedding rows only; the vectors are saved in diffusers' format
+          (learned_embeds.safetensors, {token: (num_vectors, dim)}), loadable with
+          `StableDiffusionPipeline.load_textual_inversion(path)`.
+generate: load the embedding, render the suite's prompts with the learned token in place of the
+          identifier, unload on release.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+from bench.generation import render
+from bench.method_api import MethodContext
+from bench.plan import Cell, stable_seed
+from bench.training import denoising_loss, latent_distribution, load_images, training_scheduler
+
+ARTIFACT = "learned_embeds.safetensors"
+# The initial embedding when init_from_class is off: a neutral word.
+FALLBACK_INIT = "object"
+# Captions in the style of the Textual Inversion paper's object templates; {} is the new token.
+TEMPLATES = [
+    "a photo of a {}",
+    "a rendering of a {}",
+    "a cropped photo of the {}",
+    "the photo of a {}",
+    "a close-up photo of a {}",
+    "a bright photo of the {}",
+    "a dark photo of the {}",
+    "a good photo of a {}",
+    "a photo of one {}",
+    "a photo of the small {}",
+    "a rendition of the {}",
+    "a photo of my {}",
+]
+
+
+@dataclass(frozen=True)
+class Config:
+    num_vectors: int = 1
+    lr: float = 5e-3
+    steps: int = 3000
+    batch_size: int = 1
+    seed: int = 0
+    token: str = "<sks>"  # the placeholder; extra vectors are named <sks>_1, <sks>_2, ...
+    init_from_class: bool = True  # start from the class noun's embedding (mean over its tokens)
+
+    def __post_init__(self) -> None:
+        if self.num_vectors < 1:
+            raise ValueError(f"num_vectors must be >= 1, got {self.num_vectors}")
+        if self.steps < 0 or self.batch_size < 1:
+            raise ValueError("steps must be >= 0 and batch_size >= 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        # CLIP's tokenizer lower-cases prompts before matching added tokens, so an upper-case
+        # token would never be found in a prompt.
+        if not self.token or self.token.split() != [self.token] or self.token != self.token.lower():
+            raise ValueError(f"token must be one lower-case word, e.g. '<sks>', got {self.token!r}")
+        if "{" in self.token or "}" in self.token:
+            raise ValueError(f"token must not contain braces, got {self.token!r}")
+
+
+def token_names(cfg: Config) -> list[str]:
+    """The tokens added for `cfg`, in diffusers' multi-vector naming: <sks>, <sks>_1, ..."""
+    return [cfg.token] + [f"{cfg.token}_{i}" for i in range(1, cfg.num_vectors)]
+
+
+class TextualInversion:
+    name = "textual_inversion"
+    Config = Config
+
+    def __init__(self) -> None:
+        self._loaded = None  # workdir whose embedding is in the backbone now
+        self._original = None  # (embedding module, config.vocab_size) from before loading
+
+    def fit(self, ctx: MethodContext) -> dict:
+        import torch
+        from safetensors.torch import save_file
+
+        cfg, pipe, subject = ctx.config, ctx.backbone.pipe, ctx.subject
+        device, text_encoder = ctx.backbone.device, pipe.text_encoder
+        generator = torch.Generator("cpu").manual_seed(
+            stable_seed("fit", subject.id, ctx.replicate, cfg.seed)
+        )
+
+        # The new tokens go into a copy of the tokenizer: the backbone's own is never touched.
+        names = token_names(cfg)
+        tokenizer = copy.deepcopy(pipe.tokenizer)
+        if tokenizer.add_tokens(names) != len(names):
+            raise ValueError(f"token {cfg.token!r} is already in the tokenizer's vocabulary")
+        original = text_encoder.get_input_embeddings()
+        n_old = original.weight.shape[0]
+        ids = tokenizer.convert_tokens_to_ids(names)
+        if ids != list(range(n_old, n_old + len(names))):
+            raise ValueError("the tokenizer and the text encoder's embedding disagree in size")
+
+        # Initial vectors: the mean embedding of the class noun's tokens, once per vector.
+        init_text = subject.class_noun if cfg.init_from_class else FALLBACK_INIT
+        init_ids = pipe.tokenizer(init_text, add_special_tokens=False).input_ids
+        init = original.weight[init_ids].float().mean(0)
+
+        # The frozen parts are computed once: the photos' latent posterior and the captions.
+        pixels = load_images(subject.images, ctx.suite.resolution)
+        latent_mean, latent_std = latent_distribution(pipe.vae, pixels)
+        placeholder = " ".join(names)  # multi-vector: "<sks> <sks>_1 ..."
+        caption_ids = tokenizer(
+            [t.format(placeholder) for t in TEMPLATES],
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
+        noise_scheduler = training_scheduler(pipe)
+
+        # The resized token embedding, in fp32 even on a half-precision backbone: the original
+        # rows, then the new ones. It replaces the text encoder's own only while training.
+        extended = torch.nn.Embedding(
+            n_old + len(names), init.shape[0], device=device, dtype=torch.float32
+        )
+        with torch.no_grad():
+            extended.weight[:n_old] = original.weight.float()
+            extended.weight[n_old:] = init
+        frozen_rows = extended.weight[:n_old].detach().clone()
+        optimizer = torch.optim.Adam([extended.weight], lr=cfg.lr)
+        autocast = torch.autocast(
+            device.type, dtype=ctx.backbone.dtype, enabled=ctx.backbone.dtype != torch.float32
+        )
+        losses = []
+        text_encoder.set_input_embeddings(extended)
+        try:
+            for _step in range(cfg.steps):
+                index = torch.randint(len(pixels), (cfg.batch_size,), generator=generator)
+                eps = torch.randn(latent_mean[index].shape, generator=generator)
+                latents = latent_mean[index] + latent_std[index] * eps.to(device)
+                noise = torch.randn(latents.shape, generator=generator).to(device)
+                timesteps = torch.randint(
+                    noise_scheduler.config.num_train_timesteps,
+                    (cfg.batch_size,),
+                    generator=generator,
+                ).to(device)
+                captions = torch.randint(len(TEMPLATES), (cfg.batch_size,), generator=generator)
+                with autocast:
+                    text = text_encoder(caption_ids[captions].to(device))[0]
+                    loss = denoising_loss(
+                        pipe.unet, noise_scheduler, latents, text, noise, timesteps
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():  # only the new rows learn: put every other row back
+                    extended.weight[:n_old] = frozen_rows
+                losses.append(loss.item())
+                ctx.progress(1, {"loss": losses[-1]})
+            if not all(math.isfinite(v) for v in losses):
+                raise RuntimeError("training diverged (non-finite loss); lower lr")
+            # diffusers' format: one key, the token, holding (num_vectors, dim).
+            vectors = extended.weight[n_old:].detach().cpu().contiguous()
+            save_file({cfg.token: vectors}, ctx.workdir / ARTIFACT)
+        finally:
+            text_encoder.set_input_embeddings(original)  # leave the backbone as it was found
+        return {"losses": losses, "artifact": ARTIFACT, "tokens": names, "init": init_text}
+
+    def generate(self, ctx: MethodContext, cells: list[Cell], latents):
+        cfg, pipe = ctx.config, ctx.backbone.pipe
+        if self._loaded != ctx.workdir:
+            self.release(ctx)
+            text_encoder = pipe.text_encoder
+            self._original = (text_encoder.get_input_embeddings(), text_encoder.config.vocab_size)
+            pipe.load_textual_inversion(ctx.workdir / ARTIFACT, token=cfg.token)
+            self._loaded = ctx.workdir
+        # DreamBench's convention for Textual Inversion keeps the class noun: "a <sks> dog on
+        # the beach". Only the first token is written: the pipeline expands a multi-vector token
+        # itself ("<sks>" -> "<sks> <sks>_1 ..."), and would garble an already expanded one.
+        prompts = [cell.prompt.render(cfg.token, cell.subject.class_noun) for cell in cells]
+        return render(pipe, prompts, latents, cells, ctx.suite.generation, ctx.suite.resolution)
+
+    def release(self, ctx: MethodContext) -> None:
+        if self._loaded is not None:
+            pipe = ctx.backbone.pipe
+            pipe.unload_textual_inversion(token_names(ctx.config))  # out of the tokenizer
+            # unload builds a new (trainable) embedding module and leaves config.vocab_size
+            # grown; put back the original module and size.
+            embedding, vocab_size = self._original
+            pipe.text_encoder.set_input_embeddings(embedding)
+            pipe.text_encoder.config.vocab_size = vocab_size
+            self._loaded = self._original = None
