@@ -82,3 +82,113 @@ def test_saved_adapter_reproduces_the_images_in_a_fresh_pipeline(micro_run):
         [np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(base, tuned, strict=True)]
     )
     assert diff > 5, diff
+
+
+def _fit(tmp_path, suite, backbone, **options):
+    from bench.method_api import MethodContext
+    from bench.methods.dreambooth_lora import DreamBoothLoRA
+
+    config = resolve_config(
+        DreamBoothLoRA.Config, {"lr": 1e-2, "steps": 4, "batch_size": 2, **options}
+    )
+    workdir = tmp_path / "-".join(f"{k}{v}" for k, v in sorted(options.items()))
+    log = DreamBoothLoRA().fit(
+        MethodContext(
+            backbone=backbone,
+            suite=suite,
+            subject=suite.subjects[0],
+            config=config,
+            replicate=0,
+            workdir=workdir,
+            cache=tmp_path,
+        )
+    )
+    return workdir, log
+
+
+def _tensors(path):
+    from safetensors.torch import load_file
+
+    return load_file(path)
+
+
+def test_prior_preservation_enters_the_loss_and_class_images_are_cached(tmp_path):
+    suite = load_suite("micro")
+    backbone = load_backbone("tiny", scheduler=suite.generation.scheduler, device="cpu")
+    common = {"prior_preservation": True, "num_class_images": 3}
+    with_prior, log = _fit(tmp_path, suite, backbone, prior_loss_weight=1.0, **common)
+    without, _ = _fit(tmp_path, suite, backbone, prior_loss_weight=0.0, **common)
+    assert log["class_images"] == 3 and len(log["prior_losses"]) == 4
+    assert log["class_prompt"] == "a mug"
+    a, b = _tensors(with_prior / ARTIFACT), _tensors(without / ARTIFACT)
+    assert a.keys() == b.keys()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    sets = list((tmp_path / "class_images").iterdir())
+    assert len(sets) == 1 and len(list(sets[0].glob("*.png"))) == 3  # made once, then reused
+    stamp = (sets[0] / "meta.json").stat().st_mtime_ns
+    _fit(tmp_path, suite, backbone, prior_loss_weight=0.5, **common)
+    assert (sets[0] / "meta.json").stat().st_mtime_ns == stamp
+    _fit(tmp_path, suite, backbone, class_prompt="a square robot from an animated film", **common)
+    assert len(list((tmp_path / "class_images").iterdir())) == 2
+
+
+def test_text_encoder_training_is_opt_in(tmp_path):
+    from bench.training import encode_text
+
+    suite = load_suite("micro")
+    backbone = load_backbone("tiny", device="cpu")
+    pipe = backbone.pipe
+    original = {k: v.clone() for k, v in pipe.text_encoder.state_dict().items()}
+    with torch.no_grad():
+        reference = encode_text(pipe, ["a sks mug"])
+    unet_only, _ = _fit(tmp_path, suite, backbone)
+    both, _ = _fit(tmp_path, suite, backbone, train_text_encoder=True, te_lr=1e-2)
+    after = pipe.text_encoder.state_dict()
+    assert after.keys() == original.keys()
+    assert all(torch.equal(after[k], original[k]) for k in original)  # bit-identical after fit
+    assert not any(k.startswith("text_encoder.") for k in _tensors(unet_only / ARTIFACT))
+    assert any(k.startswith("text_encoder.") for k in _tensors(both / ARTIFACT))
+    pipe.load_lora_weights(both, weight_name=ARTIFACT)
+    with torch.no_grad():
+        tuned = encode_text(pipe, ["a sks mug"])
+    pipe.unload_lora_weights()
+    assert not torch.allclose(tuned, reference)
+
+
+def test_kohya_export_loads_in_diffusers_with_the_same_images(tmp_path):
+    from bench.methods.dreambooth_lora import KOHYA_ARTIFACT
+
+    suite = load_suite("micro")
+    backbone = load_backbone("tiny", scheduler=suite.generation.scheduler, device="cpu")
+    workdir, log = _fit(
+        tmp_path,
+        suite,
+        backbone,
+        train_text_encoder=True,
+        export_kohya=True,
+        checkpoint_every=2,
+        te_lr=1e-2,
+    )
+    keys = _tensors(workdir / KOHYA_ARTIFACT).keys()
+    assert any(k.startswith("lora_unet_down_blocks_1_attentions_0") for k in keys)
+    assert any(k.startswith("lora_te_text_model_encoder_layers_0") for k in keys)
+    assert [c["step"] for c in log["checkpoints"]] == [2]
+    assert (workdir / "checkpoints" / "step-000002" / ARTIFACT).is_file()
+    cells = cells_for(suite, suite.subjects[0], 0)
+    latents = initial_latents(
+        cells, backbone.latent_channels, backbone.latent_size(suite.resolution)
+    )
+    images = {}
+    for name in (ARTIFACT, KOHYA_ARTIFACT):
+        backbone.pipe.load_lora_weights(workdir, weight_name=name)
+        images[name] = render(
+            backbone.pipe,
+            [c.text for c in cells],
+            latents,
+            cells,
+            suite.generation,
+            suite.resolution,
+        )
+        backbone.pipe.unload_lora_weights()
+    for a, b in zip(images[ARTIFACT], images[KOHYA_ARTIFACT], strict=True):
+        assert np.array_equal(a, b)

@@ -1,9 +1,12 @@
-"""DreamBooth with LoRA: low-rank adapters on the UNet's attention projections, trained on the
-subject's photos captioned "a {token} {class}".
+"""DreamBooth with LoRA: low-rank adapters on the UNet's attention projections (and, optionally,
+the text encoder's), trained on the subject's photos captioned "a {token} {class}".
 
-fit:      photos -> VAE latents -> denoising loss on noised latents -> AdamW on the LoRA weights;
-          the adapter is saved in diffusers' LoRA format (pytorch_lora_weights.safetensors),
-          loadable with `StableDiffusionPipeline.load_lora_weights(workdir)`.
+fit:      photos -> VAE latents -> noised latents -> denoising loss -> AdamW on the LoRA weights.
+          With prior preservation, images of the class made by the frozen backbone ("a {class}")
+          share each batch, and their loss (weighted by prior_loss_weight) keeps the class prior.
+          The adapter is saved in diffusers' LoRA format (pytorch_lora_weights.safetensors,
+          loadable with `StableDiffusionPipeline.load_lora_weights(workdir)`), and on request in
+          the kohya/A1111 key format that common UIs load (lora_kohya.safetensors).
 generate: load the adapter, render the suite's prompts from the given noise, unload on release.
 """
 
@@ -11,9 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
+from bench.class_images import class_images
 from bench.generation import render
 from bench.method_api import MethodContext
+from bench.paths import cache_dir
 from bench.plan import Cell, stable_seed
 from bench.training import (
     denoising_loss,
@@ -24,29 +30,53 @@ from bench.training import (
 )
 
 ARTIFACT = "pytorch_lora_weights.safetensors"
+KOHYA_ARTIFACT = "lora_kohya.safetensors"
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 
 
 @dataclass(frozen=True)
 class Config:
     rank: int = 4
     alpha: float | None = None  # LoRA scale is alpha / rank; None means alpha = rank
+    dropout: float = 0.0
     lr: float = 1e-4
+    lr_scheduler: str = "constant"
+    lr_warmup_steps: int = 0
     steps: int = 400
     batch_size: int = 1
+    gradient_accumulation: int = 1
+    gradient_checkpointing: bool = False
+    resolution: int | None = None  # training resolution; None: the suite's
     seed: int = 0
-    dropout: float = 0.0
     instance_prompt: str = "a {token} {class}"
+    prior_preservation: bool = False
+    prior_loss_weight: float = 1.0
+    class_prompt: str = "a {class}"  # any text; {class} is replaced by the class noun
+    num_class_images: int = 100
+    train_text_encoder: bool = False
+    te_lr: float = 5e-5
+    checkpoint_every: int = 0  # also keep the adapter every N steps (0: final only)
+    export_kohya: bool = False
 
     def __post_init__(self) -> None:
         if self.rank < 1:
             raise ValueError(f"rank must be >= 1, got {self.rank}")
-        if self.steps < 0 or self.batch_size < 1:
-            raise ValueError("steps must be >= 0 and batch_size >= 1")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.steps < 0 or self.batch_size < 1 or self.gradient_accumulation < 1:
+            raise ValueError("steps must be >= 0, batch_size and gradient_accumulation >= 1")
+        if not (self.lr > 0 and self.te_lr > 0):
+            raise ValueError(f"lr and te_lr must be > 0, got {self.lr} and {self.te_lr}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise ValueError(f"lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}")
         if "{token}" not in self.instance_prompt:
             raise ValueError("instance_prompt must contain {token}")
+        if self.num_class_images < 1 or self.checkpoint_every < 0:
+            raise ValueError("num_class_images must be >= 1 and checkpoint_every >= 0")
+        if self.resolution is not None and (self.resolution < 16 or self.resolution % 8):
+            raise ValueError("resolution must be a multiple of 8 and >= 16")
 
 
 class DreamBoothLoRA:
@@ -58,80 +88,147 @@ class DreamBoothLoRA:
 
     def fit(self, ctx: MethodContext) -> dict:
         import torch
-        from diffusers import StableDiffusionPipeline
-        from diffusers.utils import convert_state_dict_to_diffusers
+        from diffusers.optimization import get_scheduler
         from peft import LoraConfig
-        from peft.utils import get_peft_model_state_dict
 
         cfg, pipe, subject = ctx.config, ctx.backbone.pipe, ctx.subject
-        device, unet = ctx.backbone.device, pipe.unet
+        device, unet, text_encoder = ctx.backbone.device, pipe.unet, pipe.text_encoder
+        resolution = cfg.resolution or ctx.suite.resolution
         generator = torch.Generator("cpu").manual_seed(
             stable_seed("fit", subject.id, ctx.replicate, cfg.seed)
         )
         torch.manual_seed(stable_seed("fit-init", subject.id, ctx.replicate, cfg.seed))
 
-        # The frozen parts are computed once: the photos' latent posterior and the caption.
-        pixels = load_images(subject.images, ctx.suite.resolution)
-        latent_mean, latent_std = latent_distribution(pipe.vae, pixels)
-        prompt = cfg.instance_prompt.replace("{token}", subject.token)
-        prompt = prompt.replace("{class}", subject.class_noun)
-        with torch.no_grad():
-            text = encode_text(pipe, [prompt])
+        # The frozen parts are computed once: the photos' latent posterior and the captions.
+        instance = latent_distribution(pipe.vae, load_images(subject.images, resolution))
+        instance_text = cfg.instance_prompt.replace("{token}", subject.token)
+        instance_text = instance_text.replace("{class}", subject.class_noun)
+        prior, class_text = None, cfg.class_prompt.replace("{class}", subject.class_noun)
+        if cfg.prior_preservation:
+            paths = class_images(
+                ctx.backbone,
+                ctx.suite.generation,
+                class_text,
+                resolution,
+                cfg.num_class_images,
+                cfg.seed,
+                ctx.cache or cache_dir(),
+            )
+            prior = latent_distribution(pipe.vae, load_images(paths, resolution))
         noise_scheduler = training_scheduler(pipe)
 
+        alpha = cfg.alpha if cfg.alpha is not None else cfg.rank
         unet.add_adapter(
             LoraConfig(
                 r=cfg.rank,
-                lora_alpha=cfg.alpha if cfg.alpha is not None else cfg.rank,
+                lora_alpha=alpha,
                 lora_dropout=cfg.dropout,
                 init_lora_weights="gaussian",
                 target_modules=UNET_TARGETS,
             )
         )
-        params = [p for p in unet.parameters() if p.requires_grad]
-        for p in params:  # adapters train in fp32 even on a half-precision backbone
-            p.data = p.data.float()
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr)
+        groups = [{"params": [p for p in unet.parameters() if p.requires_grad], "lr": cfg.lr}]
+        if cfg.train_text_encoder:
+            text_encoder.add_adapter(
+                LoraConfig(
+                    r=cfg.rank,
+                    lora_alpha=alpha,
+                    lora_dropout=cfg.dropout,
+                    init_lora_weights="gaussian",
+                    target_modules=TEXT_ENCODER_TARGETS,
+                )
+            )
+            groups.append(
+                {
+                    "params": [p for p in text_encoder.parameters() if p.requires_grad],
+                    "lr": cfg.te_lr,
+                }
+            )
+        for group in groups:  # adapters train in fp32 even on a half-precision backbone
+            for p in group["params"]:
+                p.data = p.data.float()
+        optimizer = torch.optim.AdamW(groups)
+        lr_schedule = get_scheduler(
+            cfg.lr_scheduler,
+            optimizer,
+            num_warmup_steps=cfg.lr_warmup_steps,
+            num_training_steps=max(cfg.steps, 1),
+        )
+        if cfg.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
         autocast = torch.autocast(
             device.type, dtype=ctx.backbone.dtype, enabled=ctx.backbone.dtype != torch.float32
         )
-        losses = []
+
+        def draw(distribution, n):
+            mean, std = distribution
+            index = torch.randint(len(mean), (n,), generator=generator)
+            eps = torch.randn(mean[index].shape, generator=generator).to(device)
+            return mean[index] + std[index] * eps
+
+        losses, prior_losses, checkpoints = [], [], []
+        n = cfg.batch_size
         unet.train()
+        text_encoder.train(cfg.train_text_encoder)
         try:
-            for _step in range(cfg.steps):
-                index = torch.randint(len(pixels), (cfg.batch_size,), generator=generator)
-                eps = torch.randn(latent_mean[index].shape, generator=generator)
-                latents = latent_mean[index] + latent_std[index] * eps.to(device)
-                noise = torch.randn(latents.shape, generator=generator).to(device)
-                timesteps = torch.randint(
-                    noise_scheduler.config.num_train_timesteps,
-                    (cfg.batch_size,),
-                    generator=generator,
-                ).to(device)
-                with autocast:
-                    loss = denoising_loss(
-                        unet,
-                        noise_scheduler,
-                        latents,
-                        text.expand(cfg.batch_size, -1, -1),
-                        noise,
-                        timesteps,
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+            for step in range(1, cfg.steps + 1):
+                for _ in range(cfg.gradient_accumulation):
+                    latents = draw(instance, n)
+                    texts = [instance_text] * n
+                    if prior is not None:  # instance and class examples in one batch
+                        latents = torch.cat([latents, draw(prior, n)])
+                        texts += [class_text] * n
+                    noise = torch.randn(latents.shape, generator=generator).to(device)
+                    timesteps = torch.randint(
+                        noise_scheduler.config.num_train_timesteps,
+                        (len(latents),),
+                        generator=generator,
+                    ).to(device)
+                    with autocast, torch.set_grad_enabled(True):
+                        with torch.set_grad_enabled(cfg.train_text_encoder):
+                            embeddings = encode_text(pipe, texts)
+                        per_example = denoising_loss(
+                            unet,
+                            noise_scheduler,
+                            latents,
+                            embeddings,
+                            noise,
+                            timesteps,
+                            reduction="none",
+                        )
+                    per_example = per_example.mean(dim=(1, 2, 3))
+                    loss = per_example[:n].mean()
+                    if prior is not None:
+                        prior_loss = per_example[n:].mean()
+                        loss = loss + cfg.prior_loss_weight * prior_loss
+                    (loss / cfg.gradient_accumulation).backward()
                 optimizer.step()
+                lr_schedule.step()
+                optimizer.zero_grad(set_to_none=True)
                 losses.append(loss.item())
+                if prior is not None:
+                    prior_losses.append(prior_loss.item())
                 ctx.progress(1, {"loss": losses[-1]})
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                    folder = ctx.workdir / "checkpoints" / f"step-{step:06d}"
+                    _save_adapters(pipe, cfg, folder)
+                    checkpoints.append({"step": step, "path": str(folder.relative_to(ctx.workdir))})
             if not all(math.isfinite(v) for v in losses):
                 raise RuntimeError("training diverged (non-finite loss); lower lr")
-            lora = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
-            StableDiffusionPipeline.save_lora_weights(
-                ctx.workdir, unet_lora_layers=lora, safe_serialization=True
-            )
+            _save_adapters(pipe, cfg, ctx.workdir)
         finally:
-            unet.eval()
-            unet.unload_lora()  # leave the backbone as it was found
-        return {"losses": losses, "artifact": ARTIFACT}
+            _remove_adapters(pipe, cfg)
+        log = {
+            "losses": losses,
+            "artifact": ARTIFACT,
+            "checkpoints": checkpoints,
+            "steps": cfg.steps,
+        }
+        if prior is not None:
+            log.update(
+                prior_losses=prior_losses, class_prompt=class_text, class_images=len(prior[0])
+            )
+        return log
 
     def generate(self, ctx: MethodContext, cells: list[Cell], latents):
         pipe = ctx.backbone.pipe
@@ -146,3 +243,68 @@ class DreamBoothLoRA:
         if self._loaded is not None:
             ctx.backbone.pipe.unload_lora_weights()
             self._loaded = None
+
+
+def _save_adapters(pipe, cfg: Config, folder: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    unet_lora = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet))
+    text_lora = None
+    if cfg.train_text_encoder:
+        text_lora = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.text_encoder))
+    folder.mkdir(parents=True, exist_ok=True)
+    StableDiffusionPipeline.save_lora_weights(
+        folder,
+        unet_lora_layers=unet_lora,
+        text_encoder_lora_layers=text_lora,
+        safe_serialization=True,
+    )
+    if cfg.export_kohya:
+        from safetensors.torch import save_file
+
+        alpha = float(cfg.alpha if cfg.alpha is not None else cfg.rank)
+        save_file(
+            kohya_state_dict(
+                get_peft_model_state_dict(pipe.unet),
+                get_peft_model_state_dict(pipe.text_encoder) if cfg.train_text_encoder else {},
+                alpha,
+            ),
+            str(folder / KOHYA_ARTIFACT),
+            metadata={"ss_network_dim": str(cfg.rank), "ss_network_alpha": str(alpha)},
+        )
+
+
+def kohya_state_dict(unet_lora: dict, text_lora: dict, alpha: float) -> dict:
+    """peft LoRA weights renamed to the kohya/A1111 keys: `lora_unet_<module path with _>`
+    and `lora_te_text_model_<...>`, with `.lora_down`/`.lora_up` and one `.alpha` per module."""
+    import torch
+
+    out = {}
+    for prefix, state in (("lora_unet_", unet_lora), ("lora_te_text_model_", text_lora)):
+        for key, tensor in state.items():
+            module, _, kind = key.rpartition(".lora_")  # "...to_q", "A.weight"
+            module = module.removeprefix("text_model.")
+            name = prefix + module.replace(".", "_")
+            out[f"{name}.{'lora_down' if kind.startswith('A') else 'lora_up'}.weight"] = (
+                tensor.detach().float().contiguous()
+            )
+            out[f"{name}.alpha"] = torch.tensor(alpha)
+    return out
+
+
+def _remove_adapters(pipe, cfg: Config) -> None:
+    """Leave the backbone as it was found: no LoRA layers, eval mode, no checkpointing."""
+    from diffusers.utils.peft_utils import recurse_remove_peft_layers
+
+    pipe.unet.unload_lora()
+    pipe.unet.eval()
+    if cfg.gradient_checkpointing:
+        pipe.unet.disable_gradient_checkpointing()
+    if cfg.train_text_encoder:
+        recurse_remove_peft_layers(pipe.text_encoder)
+        pipe.text_encoder._hf_peft_config_loaded = False
+        if hasattr(pipe.text_encoder, "peft_config"):
+            del pipe.text_encoder.peft_config
+    pipe.text_encoder.eval()
