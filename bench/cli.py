@@ -310,6 +310,26 @@ def methods() -> None:
     out.print(table)
 
 
+@app.command("check-method")
+@handles_errors
+def check_method_command(
+    name: Annotated[str, typer.Argument(help="Method name (`bench methods`).")],
+    suite: Annotated[str, typer.Option("--suite", "-s", help="Suite to check on.")] = "micro",
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Check that a method (e.g. your plugin) follows the protocol, is deterministic and
+    reloads from its saved artifacts."""
+    from bench.conformance import check_method
+
+    checks = check_method(name, suite, device=device, console=err)
+    table = Table("check", "result", "detail", title=f"bench check-method {name}")
+    for c in checks:
+        table.add_row(c.name, "[green]pass[/green]" if c.passed else "[red]FAIL[/red]", c.detail)
+    out.print(table)
+    if not all(c.passed for c in checks):
+        raise typer.Exit(1)
+
+
 @app.command()
 @handles_errors
 def suites() -> None:

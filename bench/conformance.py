@@ -1,0 +1,198 @@
+"""`bench check-method NAME`: what any method, built-in or plugin, must satisfy.
+
+1. protocol: `name` matches the registry name, `Config` is a frozen dataclass whose fields all
+   have defaults, `fit` and `generate` exist;
+2. output: one HxWx3 uint8 image per cell at the suite's resolution;
+3. backbone: fit and release leave the backbone's weights and tokenizer as they were;
+4. determinism: two runs in fresh stores give identical image bytes;
+5. save/reload: a fresh process-like start (new method object, new backbone) that finds the fit
+   artifacts regenerates identical images from them.
+
+Plugin authors run it from the command line or call `check_method` in their own tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from bench import registry
+from bench.errors import BenchError
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+def _protocol(name: str, method_cls) -> list[Check]:
+    checks = [
+        Check(
+            "name matches the registry",
+            getattr(method_cls, "name", None) == name,
+            f"name = {getattr(method_cls, 'name', None)!r}",
+        )
+    ]
+    config_cls = getattr(method_cls, "Config", None)
+    is_frozen = dataclasses.is_dataclass(config_cls) and config_cls.__dataclass_params__.frozen
+    checks.append(Check("Config is a frozen dataclass", bool(is_frozen)))
+    if is_frozen:
+        missing = [
+            f.name
+            for f in dataclasses.fields(config_cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        checks.append(
+            Check(
+                "every option has a default",
+                not missing,
+                f"no default: {', '.join(missing)}" if missing else "",
+            )
+        )
+    for attr in ("fit", "generate"):
+        checks.append(Check(f"has {attr}()", callable(getattr(method_cls, attr, None))))
+    return checks
+
+
+def _state(backbone) -> dict:
+    pipe = backbone.pipe
+    state = {
+        f"{part}.{k}": v.detach().clone()
+        for part in ("unet", "text_encoder", "vae")
+        for k, v in getattr(pipe, part).state_dict().items()
+    }
+    state["tokenizer_length"] = len(pipe.tokenizer)
+    return state
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    import torch
+
+    if a.keys() != b.keys():
+        return False
+    return all(torch.equal(a[k], b[k]) if hasattr(a[k], "shape") else a[k] == b[k] for k in a)
+
+
+def _images(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("images/*"))}
+
+
+def check_method(
+    name: str, suite_name: str = "micro", device: str = "cpu", console: Console | None = None
+) -> list[Check]:
+    """Run every check; returns them all (the first failing stage stops the later ones)."""
+    import numpy as np
+
+    from bench.backbone import load_backbone
+    from bench.plan import cells_for, initial_latents
+    from bench.runner import ExecutionOptions, execute, prepare
+    from bench.suites import load_suite
+
+    method_cls = registry.load(registry.METHODS, name)
+    checks = _protocol(name, method_cls)
+    if not all(c.passed for c in checks):
+        return checks
+    suite = load_suite(suite_name)
+    options = ExecutionOptions(device=device)
+    console = console or Console(stderr=True)
+    with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
+        tmp = Path(tmp)
+        # Output shape and backbone hygiene, driving fit and generate directly.
+        prepared = prepare(name, suite, {}, tmp / "direct")
+        backbone = load_backbone(
+            suite.backbone, scheduler=suite.generation.scheduler, device=device
+        )
+        before = _state(backbone)
+        subject = suite.subjects[0]
+        from bench.method_api import MethodContext
+
+        workdir = prepared.paths.unit(subject.id, suite.replicates[0])
+        workdir.mkdir(parents=True)
+        ctx = MethodContext(
+            backbone=backbone,
+            suite=suite,
+            subject=subject,
+            config=prepared.config,
+            replicate=suite.replicates[0],
+            workdir=workdir,
+            cache=tmp / "cache",
+        )
+        try:
+            prepared.method.fit(ctx)
+            checks.append(
+                Check("fit leaves the backbone unchanged", _same_state(before, _state(backbone)))
+            )
+            if not prepared.scores_references:
+                cells = cells_for(suite, subject, suite.replicates[0])
+                latents = initial_latents(
+                    cells, backbone.latent_channels, backbone.latent_size(suite.resolution)
+                )
+                images = prepared.method.generate(ctx, cells, latents)
+                shape = (suite.resolution, suite.resolution, 3)
+                ok = len(images) == len(cells) and all(
+                    isinstance(i, np.ndarray) and i.dtype == np.uint8 and i.shape == shape
+                    for i in images
+                )
+                checks.append(
+                    Check(
+                        "one HxWx3 uint8 image per cell",
+                        ok,
+                        f"{len(images)} images for {len(cells)} cells",
+                    )
+                )
+                if hasattr(prepared.method, "release"):
+                    prepared.method.release(ctx)
+                checks.append(
+                    Check(
+                        "release leaves the backbone unchanged",
+                        _same_state(before, _state(backbone)),
+                    )
+                )
+        except Exception as e:  # a plugin's own error is a failed check, not a crash
+            checks.append(Check("fit and generate run", False, f"{type(e).__name__}: {e}"))
+            return checks
+        if not all(c.passed for c in checks):
+            return checks
+
+        # Determinism: two fresh stores; save/reload: regenerate from stored artifacts only.
+        stores = []
+        for label in ("a", "b"):
+            run = prepare(name, suite, {}, tmp / label)
+            execute(run, options, console=console)
+            stores.append(run.paths.root)
+        first, second = _images(stores[0]), _images(stores[1])
+        checks.append(
+            Check(
+                "same config and seed give identical images",
+                bool(first) and first == second,
+                f"{len(first)} images compared",
+            )
+        )
+        for unit_manifest in stores[1].rglob("manifest.json"):
+            unit_manifest.unlink()
+            shutil.rmtree(unit_manifest.parent / "images")
+        rerun = prepare(name, suite, {}, tmp / "b")
+        summary = execute(rerun, options, console=console)
+        checks.append(
+            Check(
+                "saved artifacts reload to identical images",
+                summary.fitted == 0 and _images(stores[1]) == first,
+                f"refitted {summary.fitted} units",
+            )
+        )
+    return checks
+
+
+def raise_on_failure(checks: list[Check]) -> None:
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        raise BenchError(
+            "; ".join(f"{c.name} failed" + (f" ({c.detail})" if c.detail else "") for c in failed)
+        )

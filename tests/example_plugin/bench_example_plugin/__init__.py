@@ -1,0 +1,1 @@
+"""An example bench plugin (see bench_example_plugin.suffix)."""

@@ -1,0 +1,42 @@
+"""`example_suffix`: no fine-tuning; every prompt loses the identifier and gains a style suffix.
+
+The smallest complete method: a frozen Config, a fit that saves what generation needs (here a
+one-tensor safetensors file recording the suffix's token count, to show where artifacts go), and
+a generate that renders the cells from the noise bench hands it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.generation import render
+
+ARTIFACT = "suffix.safetensors"
+
+
+@dataclass(frozen=True)
+class Config:
+    suffix: str = "a high quality photo"
+
+    def __post_init__(self) -> None:
+        if not self.suffix.strip():
+            raise ValueError("suffix must not be empty")
+
+
+class SuffixPrompt:
+    name = "example_suffix"
+    Config = Config
+
+    def fit(self, ctx) -> dict:
+        import torch
+        from safetensors.torch import save_file
+
+        ids = ctx.backbone.pipe.tokenizer(ctx.config.suffix).input_ids
+        save_file({"suffix_tokens": torch.tensor([len(ids)])}, str(ctx.workdir / ARTIFACT))
+        return {"suffix_tokens": len(ids)}
+
+    def generate(self, ctx, cells, latents):
+        prompts = [f"{cell.scoring_text}, {ctx.config.suffix}" for cell in cells]
+        return render(
+            ctx.backbone.pipe, prompts, latents, cells, ctx.suite.generation, ctx.suite.resolution
+        )
