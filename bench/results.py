@@ -37,12 +37,20 @@ class RunResults:
         return tiny_backbone or any(s["random_weights"] for s in self.scorers.values())
 
 
-def load_results(run_root: Path) -> RunResults:
+def checkpoint_steps(run_root: Path) -> list[int]:
+    """Training steps of the intermediate adapters that were generated and scored."""
+    found = run_root.glob(f"*/replicate-*/checkpoints/step-*/{SCORES}")
+    return sorted({int(p.parent.name.removeprefix("step-")) for p in found})
+
+
+def load_results(run_root: Path, checkpoint: int | None = None) -> RunResults:
+    """A run's per-image scores: of its final adapters, or of the checkpoint at that step."""
     run_json = run_root / "run.json"
     if not run_json.is_file():
         raise BenchError(f"{run_root}: not a run directory (no run.json)")
     info = json.loads(run_json.read_text())
-    files = sorted(run_root.glob(f"*/replicate-*/{SCORES}"))
+    where = "" if checkpoint is None else f"checkpoints/step-{checkpoint:06d}/"
+    files = sorted(run_root.glob(f"*/replicate-*/{where}{SCORES}"))
     if not files:
         raise BenchError(f"{run_root}: has no scores yet; run `bench run` again to score it")
     rows = [json.loads(line) for f in files for line in f.read_text().splitlines() if line]

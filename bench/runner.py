@@ -4,6 +4,7 @@ store it all. Finished work is skipped, so an interrupted run resumes where it s
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -148,32 +149,66 @@ def execute(
                 fit_seconds = _fit(prepared, ctx, progress, label)
                 fitted += 1
             cells = cells_for(suite, subject, replicate)
-            task = progress.add_task(f"generate {label}", total=len(cells), info="")
             started = time.perf_counter()
-            for chunk in batches(cells, options.batch_size):
-                missing = [c for c in chunk if not (RunPaths.images(unit) / c.image_name).exists()]
-                if missing:
-                    # The whole chunk is rendered, so batches match an uninterrupted run.
-                    latents = initial_latents(
-                        chunk, backbone.latent_channels, backbone.latent_size(suite.resolution)
-                    )
-                    images = prepared.method.generate(ctx, chunk, latents)
-                    if len(images) != len(chunk):
-                        raise BenchError(
-                            f"method {prepared.method_name} returned {len(images)} "
-                            f"images for {len(chunk)} cells"
-                        )
-                    for cell, image in zip(chunk, images, strict=True):
-                        if cell in missing:
-                            _write_png(RunPaths.images(unit) / cell.image_name, image)
-                            generated += 1
-                progress.advance(task, len(chunk))
+            generated += _generate(prepared, ctx, cells, options, progress, f"generate {label}")
+            # Intermediate adapters the method kept (checkpoint_every): the same cells again.
+            fit_log = json.loads(RunPaths.fit_log(unit).read_text())
+            for checkpoint in fit_log.get("checkpoints", []):
+                ck_ctx = dataclasses.replace(ctx, workdir=unit / checkpoint["path"])
+                if RunPaths.manifest(ck_ctx.workdir).exists():
+                    continue
+                ck_started = time.perf_counter()
+                generated += _generate(
+                    prepared, ck_ctx, cells, options, progress, f"  step {checkpoint['step']}"
+                )
+                _write_manifest(
+                    prepared,
+                    ck_ctx,
+                    cells,
+                    backbone,
+                    options,
+                    None,
+                    time.perf_counter() - ck_started,
+                    checkpoint=checkpoint["step"],
+                )
             if hasattr(prepared.method, "release"):
                 prepared.method.release(ctx)
             _write_manifest(
                 prepared, ctx, cells, backbone, options, fit_seconds, time.perf_counter() - started
             )
     return RunSummary(prepared.run_id, paths.root, fitted, generated, len(units) - len(pending))
+
+
+def _generate(
+    prepared: PreparedRun,
+    ctx: MethodContext,
+    cells,
+    options: ExecutionOptions,
+    progress: Progress,
+    label: str,
+) -> int:
+    """Render the cells whose PNG is missing in ctx.workdir/images; returns how many."""
+    backbone, suite, written = ctx.backbone, ctx.suite, 0
+    task = progress.add_task(label, total=len(cells), info="")
+    for chunk in batches(cells, options.batch_size):
+        missing = [c for c in chunk if not (RunPaths.images(ctx.workdir) / c.image_name).exists()]
+        if missing:
+            # The whole chunk is rendered, so batches match an uninterrupted run.
+            latents = initial_latents(
+                chunk, backbone.latent_channels, backbone.latent_size(suite.resolution)
+            )
+            images = prepared.method.generate(ctx, chunk, latents)
+            if len(images) != len(chunk):
+                raise BenchError(
+                    f"method {prepared.method_name} returned {len(images)} "
+                    f"images for {len(chunk)} cells"
+                )
+            for cell, image in zip(chunk, images, strict=True):
+                if cell in missing:
+                    _write_png(RunPaths.images(ctx.workdir) / cell.image_name, image)
+                    written += 1
+        progress.advance(task, len(chunk))
+    return written
 
 
 def _fit(prepared: PreparedRun, ctx: MethodContext, progress: Progress, label: str) -> float:
@@ -251,6 +286,7 @@ def _write_manifest(
     options: ExecutionOptions,
     fit_seconds,
     generate_seconds,
+    checkpoint: int | None = None,
 ) -> None:
     atomic.write_json(
         RunPaths.manifest(ctx.workdir),
@@ -261,6 +297,7 @@ def _write_manifest(
             "config": config_dict(prepared.config),
             "subject": subject_record(ctx.subject),
             "replicate": ctx.replicate,
+            "checkpoint": checkpoint,
             "backbone": backbone.provenance(),
             "generation": vars(prepared.suite.generation),
             "resolution": prepared.suite.resolution,

@@ -98,6 +98,7 @@ def score_unit(scorers: list[Any], unit: Path, run_root: Path) -> list[dict[str,
             "scoring_prompt": e["scoring_prompt"],
             "image_index": e["image_index"],
             "replicate": manifest["replicate"],
+            "checkpoint": manifest.get("checkpoint"),
             "seed": e["seed"],
             "image": str((unit / e["file"]).relative_to(run_root)),
         }
@@ -137,6 +138,7 @@ def is_scored(unit: Path, scorers: list[Any]) -> bool:
 def score_run(run_root: Path, scorers: list[Any], console: Console | None = None) -> int:
     """Score every complete unit of a run that lacks scores from these scorers; returns how many."""
     units = sorted(p.parent for p in run_root.glob("*/replicate-*/manifest.json"))
+    units += sorted(p.parent for p in run_root.glob("*/replicate-*/checkpoints/*/manifest.json"))
     todo = [u for u in units if not is_scored(u, scorers)]
     if not todo:
         return 0

@@ -1,0 +1,92 @@
+"""Pictures of a sweep: metric against training step, the subject/prompt-fidelity trade-off, and
+a contact sheet of a run's images. matplotlib (Agg) and PIL; PNG files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+NAMES = {"clip_i": "CLIP-I", "clip_t": "CLIP-T", "dino": "DINO"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def metric_vs_step(curves: dict[str, dict[str, list[tuple]]], path: Path, title: str) -> None:
+    """curves[label][metric] = [(step, mean, low, high), ...]: one panel per metric."""
+    plt = _pyplot()
+    metrics = sorted({m for per_label in curves.values() for m in per_label})
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for label, per_metric in curves.items():
+            points = sorted(per_metric.get(metric, []))
+            if not points:
+                continue
+            steps, means, lows, highs = zip(*points, strict=True)
+            ax.plot(steps, means, marker="o", label=label)
+            ax.fill_between(steps, lows, highs, alpha=0.2)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(NAMES.get(metric, metric))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def tradeoff(points: list[dict], x: str, y: str, path: Path, title: str) -> None:
+    """One point per config with its interval bars: points[i] = {label, x: (m, lo, hi), y: ...}."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for p in points:
+        (xm, xl, xh), (ym, yl, yh) = p[x], p[y]
+        ax.errorbar(
+            xm, ym, xerr=[[xm - xl], [xh - xm]], yerr=[[ym - yl], [yh - ym]], fmt="o", capsize=3
+        )
+        ax.annotate(p["label"], (xm, ym), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel(f"{NAMES.get(x, x)} (subject fidelity)")
+    ax.set_ylabel(f"{NAMES.get(y, y)} (prompt fidelity)")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def contact_sheet(run_root: Path, path: Path, tile: int = 96, max_columns: int = 12) -> None:
+    """Rows are prompts; columns are the first images of each subject (first replicate)."""
+    manifests = [
+        json.loads(p.read_text()) for p in sorted(run_root.glob("*/replicate-*/manifest.json"))
+    ]
+    manifests = [m for m in manifests if not m.get("leave_one_out")]
+    first = min((m["replicate"] for m in manifests), default=None)
+    rows: dict[str, list[Path]] = {}
+    for m in manifests:
+        if m["replicate"] != first:
+            continue
+        unit = run_root / m["subject"]["id"] / f"replicate-{first}"
+        for entry in m["images"]:
+            rows.setdefault(entry["prompt_id"], []).append(unit / entry["file"])
+    if not rows:
+        return
+    label_width = 220
+    columns = min(max_columns, max(len(v) for v in rows.values()))
+    sheet = Image.new("RGB", (label_width + columns * tile, len(rows) * tile), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (prompt_id, files) in enumerate(rows.items()):
+        draw.text((4, r * tile + tile // 2 - 6), prompt_id[:34], fill="black")
+        for c, file in enumerate(files[:columns]):
+            with Image.open(file) as image:
+                sheet.paste(
+                    image.convert("RGB").resize((tile, tile)), (label_width + c * tile, r * tile)
+                )
+    sheet.save(path)

@@ -1,0 +1,257 @@
+"""`bench sweep`: a grid over method options, every cell an ordinary run in the store.
+
+Cells are resumable runs like any other (a finished cell is skipped; class images are shared
+through the cache). At the end the sweep writes, beside its runs in `<runs>/<suite>/sweep-<id>/`:
+one table per varied option in the seed study's shape (metric means with intervals), a table of
+final and best checkpoints when the runs kept checkpoints (best = chosen on the test metric, so
+optimistic, and labelled so), and the plots of bench.plots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench import atomic, plots
+from bench.config import parse_assignments
+from bench.errors import BenchError
+from bench.paths import data_dir
+from bench.results import checkpoint_steps, load_results, summarize
+from bench.toml_files import parse_toml_value, read_toml, reject_unknown
+
+PRESET_SUFFIX = ".sweep.toml"
+METRICS = ["clip_i", "dino", "clip_t"]
+NAMES = {"clip_i": "CLIP-I", "clip_t": "CLIP-T", "dino": "DINO"}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    method: str
+    base: dict[str, Any]  # options every cell shares
+    grids: list[dict[str, list[Any]]]  # each grid is a full product; cells are their union
+    checkpoints: int = 0  # evenly spaced checkpoints per run (sets checkpoint_every)
+    name: str = ""
+
+    def cells(self) -> list[dict[str, Any]]:
+        seen, out = set(), []
+        for grid in self.grids:
+            keys = list(grid)
+            for values in itertools.product(*(grid[k] for k in keys)):
+                cell = {**self.base, **dict(zip(keys, values, strict=True))}
+                key = json.dumps(cell, sort_keys=True, default=str)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(cell)
+        return out
+
+    def varied(self) -> list[str]:
+        return [k for grid in self.grids for k in grid if len(grid[k]) > 1]
+
+
+def parse_grid(assignments: list[str]) -> dict[str, list[Any]]:
+    """`["lr=1e-3,1e-4", "rank=4,16"]` -> {"lr": [0.001, 0.0001], "rank": [4, 16]}.
+    A value written as a TOML array (`class_prompt=["a robot", "a toy"]`) is taken whole."""
+    grid: dict[str, list[Any]] = {}
+    for item in assignments:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise BenchError(f"--grid {item!r}: expected key=v1,v2,..., e.g. --grid rank=4,16")
+        text = text.strip()
+        if text.startswith("["):
+            try:
+                values = parse_toml_value(text)
+            except ValueError as e:
+                raise BenchError(f"--grid {item!r}: {e}") from None
+        else:
+            values = [parse_assignments([f"v={v.strip()}"])["v"] for v in text.split(",")]
+        grid[key.strip()] = list(values)
+    return grid
+
+
+def list_presets() -> list[tuple[str, str]]:
+    return [
+        (p.name.removesuffix(PRESET_SUFFIX), read_toml(p).get("description", ""))
+        for p in sorted(data_dir("baselines").glob(f"*{PRESET_SUFFIX}"))
+    ]
+
+
+def load_spec(path: Path) -> SweepSpec:
+    table = read_toml(path)
+    reject_unknown(
+        table, {"name", "description", "method", "set", "grid", "checkpoints", "published"}, path
+    )
+    grids = table.get("grid", [])
+    grids = [grids] if isinstance(grids, dict) else grids
+    clean = []
+    for i, grid in enumerate(grids):
+        grid = {k: v for k, v in grid.items() if k != "name"}
+        for key, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise BenchError(f"{path} grid #{i + 1}: '{key}' must be a non-empty list")
+        clean.append(grid)
+    return SweepSpec(
+        method=table.get("method", ""),
+        base=table.get("set", {}),
+        grids=clean,
+        checkpoints=int(table.get("checkpoints", 0)),
+        name=table.get("name", ""),
+    )
+
+
+def preset_path(name: str) -> Path:
+    path = data_dir("baselines") / f"{name}{PRESET_SUFFIX}"
+    if not path.is_file():
+        from bench.registry import did_you_mean
+
+        known = [n for n, _ in list_presets()]
+        raise BenchError(
+            f"unknown preset '{name}'{did_you_mean(name, known)}; available: {', '.join(known)}"
+        )
+    return path
+
+
+def sweep_id(method: str, suite_name: str, run_ids: list[str]) -> str:
+    digest = hashlib.sha256(json.dumps([method, suite_name, sorted(run_ids)]).encode())
+    return f"sweep-{digest.hexdigest()[:8]}"
+
+
+def plan_sweep(spec: SweepSpec, suite, runs_root: Path) -> list[tuple[dict, Any]]:
+    """(options, prepared run) per cell, deduplicated by run id; loads no model."""
+    from bench.runner import prepare
+
+    planned, seen = [], set()
+    for overrides in spec.cells():
+        if spec.checkpoints:
+            steps = _resolved_steps(spec.method, suite, overrides)
+            overrides = {**overrides, "checkpoint_every": max(1, steps // (spec.checkpoints + 1))}
+        prepared = prepare(spec.method, suite, overrides, runs_root)
+        if prepared.run_id not in seen:
+            seen.add(prepared.run_id)
+            planned.append((overrides, prepared))
+    return planned
+
+
+def _resolved_steps(method: str, suite, overrides: dict) -> int:
+    from bench import registry
+    from bench.config import resolve_config
+
+    config_cls = registry.load(registry.METHODS, method).Config
+    config = resolve_config(config_cls, suite.method_defaults.get(method, {}), overrides)
+    if not hasattr(config, "steps"):
+        raise BenchError(f"checkpoints need a method with a 'steps' option; {method} has none")
+    return config.steps
+
+
+# ------------------------------------------------------------------------------- reporting
+
+
+def _cell(iv) -> str:
+    if math.isnan(iv.mean):
+        return "n.a."
+    if math.isnan(iv.low):
+        return f"{iv.mean:.4f}"
+    return f"{iv.mean:.4f} [{iv.low:.4f}, {iv.high:.4f}]"
+
+
+def report(
+    spec: SweepSpec, cells: list[tuple[dict, Path]], out_dir: Path, title: str, **stats
+) -> dict[str, Any]:
+    """Tables (markdown + JSON) and plots for the finished runs of a sweep."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    varied = spec.varied() or sorted({k for cfg, _ in cells for k in cfg})
+    summaries = []
+    for overrides, run_dir in cells:
+        results = load_results(run_dir)
+        intervals = summarize(results, **stats)
+        summaries.append((overrides, results, intervals))
+    metrics = [m for m in METRICS if m in summaries[0][2]]
+    random = any(r.random_weights for _, r, _ in summaries)
+
+    lines = [f"# {title}", ""]
+    if random:
+        lines += ["**Random weights**: these numbers test the pipeline and mean nothing.", ""]
+    lines += ["Metric means with 95% subject-clustered bootstrap intervals, final checkpoint.", ""]
+    data: dict[str, Any] = {"title": title, "random_weights": random, "runs": [], "tables": {}}
+    for overrides, results, intervals in summaries:
+        data["runs"].append(
+            {
+                "run_id": results.run_id,
+                "options": overrides,
+                "metrics": {m: vars(intervals[m]) for m in metrics},
+            }
+        )
+    for option in dict.fromkeys(varied):
+        others = [k for k in dict.fromkeys(varied) if k != option]
+        rows = []
+        for overrides, results, intervals in summaries:
+            if option not in overrides:
+                continue
+            row = {k: overrides.get(k, "") for k in others}
+            row[option] = overrides[option]
+            row.update({NAMES[m]: _cell(intervals[m]) for m in metrics})
+            row["run"] = results.run_id
+            rows.append(row)
+        frame = pd.DataFrame(rows).sort_values(by=[*others, option], key=lambda c: c.astype(str))
+        lines += [f"## {option}", "", frame.to_markdown(index=False), ""]
+        data["tables"][option] = frame.to_dict(orient="records")
+
+    curves, best_rows = {}, []
+    for overrides, results, intervals in summaries:
+        steps = checkpoint_steps(results.root)
+        if not steps:
+            continue
+        label = ", ".join(f"{k}={overrides[k]}" for k in varied if k in overrides)
+        final_step = results.info["config"].get("steps", steps[-1] + 1)
+        points = {final_step: intervals}
+        for step in steps:
+            points[step] = summarize(load_results(results.root, checkpoint=step), **stats)
+        curves[label] = {
+            m: [(s, iv[m].mean, iv[m].low, iv[m].high) for s, iv in points.items()] for m in metrics
+        }
+        row = {"config": label, "run": results.run_id}
+        for m in metrics:
+            best_step = max(points, key=lambda s, m=m: points[s][m].mean)
+            row[f"{NAMES[m]} final"] = _cell(intervals[m])
+            row[f"{NAMES[m]} best (optimistic)"] = f"{_cell(points[best_step][m])} @ {best_step}"
+        best_rows.append(row)
+    if curves:
+        plots.metric_vs_step(curves, out_dir / "metric_vs_step.png", title)
+        lines += [
+            "## Final and best checkpoint",
+            "",
+            "*Best* picks the checkpoint by the very metric it reports, on the test "
+            "prompts: an optimistic number, shown for comparison with the seed study only.",
+            "",
+            pd.DataFrame(best_rows).to_markdown(index=False),
+            "",
+            "![metric vs step](metric_vs_step.png)",
+            "",
+        ]
+        data["checkpoints"] = best_rows
+
+    points = [
+        {
+            "label": ", ".join(f"{k}={o[k]}" for k in varied if k in o) or r.run_id,
+            **{m: (iv[m].mean, iv[m].low, iv[m].high) for m in metrics},
+        }
+        for o, r, iv in summaries
+    ]
+    for x in ("clip_i", "dino"):
+        if x in metrics and "clip_t" in metrics:
+            name = f"tradeoff_clip_t_vs_{x}.png"
+            plots.tradeoff(points, x, "clip_t", out_dir / name, title)
+            lines += [f"![CLIP-T vs {NAMES[x]}]({name})", ""]
+    for _, results, _ in summaries:
+        name = f"contact_{results.run_id}.png"
+        plots.contact_sheet(results.root, out_dir / name)
+        lines += [f"Contact sheet of `{results.run_id}`: [{name}]({name})", ""]
+    atomic.write_text(out_dir / "sweep.md", "\n".join(lines))
+    atomic.write_json(out_dir / "sweep.json", data)
+    return data

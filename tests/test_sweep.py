@@ -1,0 +1,126 @@
+"""bench sweep: a 2 x 2 grid on the micro suite, its tables and plots, and a resumed sweep."""
+
+import json
+from pathlib import Path
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.sweep import SweepSpec, parse_grid
+
+runner = CliRunner()
+
+
+def sweep(*args):
+    result = runner.invoke(app, ["sweep", *map(str, args), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_grid_parsing_and_expansion():
+    grid = parse_grid(
+        ["rank=2,4", "prior_preservation=false,true", 'class_prompt=["a robot", "a toy, red"]']
+    )
+    assert grid == {
+        "rank": [2, 4],
+        "prior_preservation": [False, True],
+        "class_prompt": ["a robot", "a toy, red"],
+    }
+    spec = SweepSpec("dreambooth_lora", {"steps": 2}, [{"rank": [2, 4]}, {"rank": [4, 8]}])
+    assert spec.cells() == [
+        {"steps": 2, "rank": 2},
+        {"steps": 2, "rank": 4},
+        {"steps": 2, "rank": 8},
+    ]
+
+
+def test_sweep_writes_tables_and_plots_and_resumes(tmp_path):
+    args = [
+        "--method",
+        "dreambooth_lora",
+        "--suite",
+        "micro",
+        "--grid",
+        "rank=2,4",
+        "--grid",
+        "prior_preservation=false,true",
+        "--set",
+        "num_class_images=2",
+        "--checkpoints",
+        "1",
+        "--runs",
+        tmp_path,
+        "--resamples",
+        "200",
+    ]
+    first = sweep(*args)
+    assert len(first["runs"]) == 4 and first["fitted"] == 4
+    out = Path(first["sweep_dir"])
+    text = (out / "sweep.md").read_text()
+    assert "## rank" in text and "## prior_preservation" in text
+    tables = json.loads((out / "sweep.json").read_text())["tables"]
+    assert sorted(r["rank"] for r in tables["rank"]) == [2, 2, 4, 4]
+    assert sorted(r["prior_preservation"] for r in tables["prior_preservation"]) == [
+        False,
+        False,
+        True,
+        True,
+    ]
+    assert "best (optimistic)" in text
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert "metric_vs_step.png" in pngs and "tradeoff_clip_t_vs_clip_i.png" in pngs
+    assert len([p for p in pngs if p.startswith("contact_")]) == 4
+    for png in out.glob("*.png"):
+        with Image.open(png) as image:
+            image.verify()
+
+    again = sweep(*args)
+    assert again["fitted"] == 0 and again["generated"] == 0
+    assert again["sweep_dir"] == first["sweep_dir"]
+
+
+def test_presets_are_listed_and_plan(tmp_path):
+    result = runner.invoke(app, ["sweep", "--list-presets"])
+    assert result.exit_code == 0 and "seed-study" in result.stdout
+    plan = sweep("--preset", "seed-study", "--suite", "micro", "--runs", tmp_path, "--dry-run")
+    options = [r["options"] for r in plan["runs"]]
+    assert {"lr": 1e-6} in [{k: v for k, v in o.items() if k == "lr"} for o in options]
+    assert any(o.get("train_text_encoder") and o.get("prior_preservation") for o in options)
+    assert all(o["checkpoint_every"] >= 1 for o in options)
+    assert len({r["run_id"] for r in plan["runs"]}) == len(plan["runs"])
+    assert not list(tmp_path.rglob("*.png"))
+
+
+def test_bad_grid_is_one_line_exit_2(tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            "--method",
+            "dreambooth_lora",
+            "--suite",
+            "micro",
+            "--grid",
+            "rank",
+            "--runs",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 2 and "expected key=v1,v2" in result.output
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            "--method",
+            "dreambooth_lora",
+            "--suite",
+            "micro",
+            "--grid",
+            "rnak=2,4",
+            "--runs",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 2 and "did you mean 'rank'" in result.output
+    assert not any(tmp_path.iterdir())
