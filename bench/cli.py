@@ -24,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-subjects_app = typer.Typer(help="Inspect subjects.", no_args_is_help=True)
+subjects_app = typer.Typer(help="Inspect and add subjects.", no_args_is_help=True)
 app.add_typer(subjects_app, name="subjects")
 
 # Piped output (logs, CI) gets wide tables instead of 80 columns of wrapped cells.
@@ -86,6 +86,22 @@ def run(
         typer.Option(help="Override the suite's backbone (hub id, local dir or `tiny`)."),
     ] = None,
     data_root: DataRootOption = None,
+    subject: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--subject",
+            help="A user subject (`bench subjects add`) in place of the suite's subjects; "
+            "repeatable.",
+        ),
+    ] = None,
+    prompt_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--prompt-file",
+            help='A prompt-set TOML ([[prompt]] template = "a {token} {class} ...") in place '
+            "of the suite's prompts.",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Plan only: print the cells and what is left to do.")
     ] = False,
@@ -112,7 +128,9 @@ def run(
     from bench.suites import load_suite
 
     options = ExecutionOptions(device=device, dtype=dtype, batch_size=batch_size)
-    loaded = load_suite(suite, data_root=data_root, backbone=backbone)
+    loaded = load_suite(
+        suite, data_root=data_root, backbone=backbone, subjects=subject, prompt_file=prompt_file
+    )
     prepared = prepare(method, loaded, parse_assignments(set_ or []), runs_dir(runs))
     if dry_run:
         cells = plan(loaded)
@@ -233,6 +251,142 @@ def score(
 
 @app.command()
 @handles_errors
+def sweep(
+    method: Annotated[str | None, typer.Option("--method", "-m", help="Method name.")] = None,
+    suite: Annotated[
+        str, typer.Option("--suite", "-s", help="Suite name or .toml path.")
+    ] = "smoke",
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            help="OPTION=v1,v2,... (or a TOML array); repeatable: the grid is their product.",
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Option shared by every cell, key=value; repeatable."),
+    ] = None,
+    sweep_file: Annotated[
+        Path | None,
+        typer.Option("--sweep-file", help="TOML with method, [set] and [[grid]] tables."),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option("--preset", help="A shipped sweep (`--list-presets`), e.g. seed-study."),
+    ] = None,
+    list_presets_: Annotated[
+        bool, typer.Option("--list-presets", help="List the shipped presets.")
+    ] = False,
+    checkpoints: Annotated[
+        int | None,
+        typer.Option(
+            help="Intermediate checkpoints per run, evenly spaced, each generated and scored."
+        ),
+    ] = None,
+    subject: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--subject", help="Run on these subjects (`bench subjects add`) instead of the suite's."
+        ),
+    ] = None,
+    runs: RunsOption = None,
+    data_root: DataRootOption = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 8,
+    scorer_option: Annotated[list[str] | None, typer.Option("--scorer-option")] = None,
+    prompts: PromptsOption = "fixed",
+    resamples: ResamplesOption = 10_000,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs only.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Run a grid of method options; write tables and plots of the results."""
+    from dataclasses import replace
+
+    from bench.config import parse_assignments
+    from bench.runner import ExecutionOptions, execute
+    from bench.scoring import score_run
+    from bench.suites import load_suite
+    from bench.sweep import (
+        SweepSpec,
+        list_presets,
+        load_spec,
+        parse_grid,
+        plan_sweep,
+        preset_path,
+        report,
+        sweep_id,
+    )
+
+    if list_presets_:
+        table = Table("preset", "description")
+        for name, description in list_presets():
+            table.add_row(name, description)
+        out.print(table)
+        return
+    if preset and sweep_file:
+        raise BenchError("give --preset or --sweep-file, not both")
+    spec = SweepSpec(method="", base={}, grids=[])
+    if preset or sweep_file:
+        spec = load_spec(preset_path(preset) if preset else sweep_file)
+    extra_grid = parse_grid(grid or [])
+    spec = replace(
+        spec,
+        method=method or spec.method,
+        base={**spec.base, **parse_assignments(set_ or [])},
+        grids=[{**g, **extra_grid} for g in spec.grids] or [extra_grid],
+        checkpoints=spec.checkpoints if checkpoints is None else checkpoints,
+    )
+    if not spec.method:
+        raise BenchError("no method: pass --method NAME (or a sweep file that names one)")
+    if not any(spec.grids[0].values()) and len(spec.grids) == 1:
+        raise BenchError("empty grid: pass --grid OPTION=v1,v2 (or --preset / --sweep-file)")
+    loaded = load_suite(suite, data_root=data_root, subjects=subject or None)
+    root = runs_dir(runs)
+    planned = plan_sweep(spec, loaded, root)
+    sweep_dir = (
+        root / loaded.name / sweep_id(spec.method, loaded.name, [p.run_id for _, p in planned])
+    )
+    result: dict = {
+        "sweep_dir": str(sweep_dir),
+        "fitted": 0,
+        "generated": 0,
+        "runs": [{"run_id": p.run_id, "options": o} for o, p in planned],
+    }
+    if dry_run:
+        if as_json:
+            out.print_json(json.dumps(result, default=str))
+        else:
+            for o, p in planned:
+                out.print(f"{p.run_id}  {o}", highlight=False)
+        return
+    scorers = _load_suite_scorers(loaded, scorer_option, device)
+    options = ExecutionOptions(device=device, dtype=dtype, batch_size=batch_size)
+    for i, (_, prepared) in enumerate(planned, 1):
+        err.print(f"[bold]sweep run {i}/{len(planned)}[/bold] {prepared.run_id}")
+        summary = execute(prepared, options, console=err)
+        score_run(summary.run_dir, scorers, console=err)
+        result["fitted"] += summary.fitted
+        result["generated"] += summary.generated
+    title = f"Sweep of {spec.method} on {loaded.name}" + (f" ({spec.name})" if spec.name else "")
+    report(
+        spec,
+        [(o, p.paths.root) for o, p in planned],
+        sweep_dir,
+        title,
+        prompt_mode=prompts,
+        n_resamples=resamples,
+    )
+    if as_json:
+        out.print_json(json.dumps(result, default=str))
+    else:
+        out.print((sweep_dir / "sweep.md").read_text(), highlight=False, markup=False)
+        out.print(f"sweep_dir: {sweep_dir}", highlight=False)
+
+
+@app.command()
+@handles_errors
 def compare(
     run_refs: Annotated[
         list[str], typer.Argument(metavar="RUN...", help="Run ids or run directories.")
@@ -345,13 +499,23 @@ def suites() -> None:
 @subjects_app.command("list")
 @handles_errors
 def subjects_list(
-    suite: Annotated[str, typer.Argument(help="Suite name or .toml path.")] = "smoke",
+    suite: Annotated[
+        str | None, typer.Argument(help="Suite name or .toml path (default smoke).")
+    ] = None,
     data_root: DataRootOption = None,
+    user: Annotated[
+        bool, typer.Option("--user", help="List the user subjects (`bench subjects add`).")
+    ] = False,
 ) -> None:
-    """List a suite's subjects."""
+    """List a suite's subjects, or with --user the subjects registered by `bench subjects add`."""
     from bench.suites import load_suite
 
-    loaded = load_suite(suite, data_root=data_root)
+    if user:
+        if suite is not None:
+            raise BenchError(f"give a SUITE ({suite}) or --user, not both")
+        _list_user_subjects()
+        return
+    loaded = load_suite(suite or "smoke", data_root=data_root)
     table = Table("subject", "class", "kind", "images", "prompts", "source")
     for s in loaded.subjects:
         table.add_row(
@@ -363,6 +527,152 @@ def subjects_list(
             s.source,
         )
     out.print(table)
+
+
+def _list_user_subjects() -> None:
+    from bench.user_subjects import list_user_subjects, user_subjects_dir
+
+    found = list_user_subjects()
+    if not found:
+        out.print(
+            f"no user subjects in {user_subjects_dir()}; add one with "
+            "`bench subjects add NAME --class NOUN --images DIR`",
+            highlight=False,
+        )
+        return
+    table = Table("subject", "class", "kind", "token", "images", "source")
+    for s in found:
+        table.add_row(s.id, s.class_noun, s.kind, s.token, str(len(s.images)), s.source)
+    out.print(table)
+
+
+@subjects_app.command("add")
+@handles_errors
+def subjects_add(
+    name: Annotated[str, typer.Argument(help="Id for the subject: letters, digits, _ - .")],
+    class_noun: Annotated[
+        str, typer.Option("--class", help="Class noun of the subject, e.g. dog, backpack.")
+    ],
+    images: Annotated[Path, typer.Option("--images", help="Folder of the subject's photos.")],
+    kind: Annotated[
+        str | None,
+        typer.Option(help="object or live (default: live for cat and dog, else object)."),
+    ] = None,
+    token: Annotated[str, typer.Option(help="Identifier token in prompts.")] = "sks",
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a subject registered under NAME.")
+    ] = False,
+) -> None:
+    """Register your own subject: its usable photos are copied to the user directory
+    ($BENCH_HOME/subjects/NAME), where `bench run --subject NAME` finds it."""
+    from bench.user_subjects import RECOMMENDED_IMAGES, register_subject
+
+    done = register_subject(name, class_noun, images, kind=kind, token=token, force=force)
+    for path, why in done.skipped:
+        err.print(f"skipped {path}: {why}", highlight=False, soft_wrap=True)
+    subject = done.subject
+    if len(subject.images) < RECOMMENDED_IMAGES:
+        err.print(
+            f"[yellow]warning:[/yellow] only {len(subject.images)} usable image(s) in {images}; "
+            f"{RECOMMENDED_IMAGES} or more photos (DreamBench has 4-6) personalize better",
+            highlight=False,
+            soft_wrap=True,
+        )
+    out.print(
+        f"{'replaced' if done.replaced else 'registered'} subject {subject.id} "
+        f"({subject.class_noun}, {subject.kind}, token {subject.token}, "
+        f"{len(subject.images)} images) in {subject.images[0].parent}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+@handles_errors
+def generate(
+    prompt: Annotated[
+        list[str],
+        typer.Option(
+            "--prompt",
+            help="One grid row; repeatable. {token} and {class} take the --run subject's.",
+        ),
+    ],
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run", help="A dreambooth_lora run (id or directory): use a subject's adapter."
+        ),
+    ] = None,
+    subject: Annotated[
+        str | None,
+        typer.Option("--subject", help="The run's subject (default: its only one)."),
+    ] = None,
+    replicate: Annotated[
+        int | None, typer.Option("--replicate", help="The run's replicate (default: its first).")
+    ] = None,
+    suite: Annotated[
+        str | None,
+        typer.Option(
+            "--suite",
+            "-s",
+            help="Suite whose backbone, resolution and protocol to use "
+            "(default: the run's, else smoke).",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Noise seed: column c uses seed/c.")] = 0,
+    images: Annotated[int, typer.Option("--images", help="Images (columns) per prompt.")] = 4,
+    out_path: Annotated[Path, typer.Option("--out", help="Grid PNG to write.")] = Path("grid.png"),
+    labels: Annotated[
+        bool, typer.Option("--labels", help="Write each row's prompt above it.")
+    ] = False,
+    runs: RunsOption = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="auto (fp16 on CUDA, fp32 on CPU), float32, float16 or bfloat16.")
+    ] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the sidecar as JSON.")] = False,
+) -> None:
+    """Fixed-noise variations: the same noise per column under every prompt (one row each),
+    with the base model or a run's adapter; writes a grid PNG and a JSON sidecar."""
+    from bench.variations import generate_variations, run_adapter, sidecar_path, suite_setting
+
+    adapter = None
+    if run is not None:
+        adapter, setting = run_adapter(runs_dir(runs), run, subject, replicate)
+        if suite is not None:
+            chosen = suite_setting(suite)
+            if chosen.backbone != setting.backbone:
+                raise BenchError(
+                    f"--suite {suite} uses backbone {chosen.backbone}, but run "
+                    f"{adapter.run_id} was trained on {setting.backbone}; drop --suite"
+                )
+            setting = chosen
+    else:
+        if subject is not None or replicate is not None:
+            raise BenchError("--subject and --replicate pick an adapter: pass --run RUN too")
+        setting = suite_setting(suite or "smoke")
+    sidecar = generate_variations(
+        prompt,
+        setting,
+        adapter=adapter,
+        seed=seed,
+        images=images,
+        out=out_path,
+        device=device,
+        dtype=dtype,
+        labels=labels,
+    )
+    if as_json:
+        info = {**sidecar, "grid": str(out_path), "sidecar": str(sidecar_path(out_path))}
+        out.print_json(json.dumps(info))
+        return
+    what = f"adapter of {adapter.subject['id']} from {adapter.run_id}" if adapter else "base model"
+    out.print(
+        f"wrote {out_path} ({len(prompt)} prompts x {images} images, "
+        f"{setting.resolution} px, {what}) and {sidecar_path(out_path)}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def main() -> None:

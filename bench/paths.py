@@ -36,3 +36,14 @@ def runs_dir(cli_value: str | Path | None = None) -> Path:
     if cli_value:
         return Path(cli_value)
     return Path(os.environ.get("BENCH_RUNS", "runs"))
+
+
+def user_dir() -> Path:
+    """Where the user's own data lives (registered subjects): never inside the package.
+
+    `BENCH_HOME` overrides; otherwise `$XDG_DATA_HOME/bench` or `~/.local/share/bench`.
+    """
+    if env := os.environ.get("BENCH_HOME"):
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "bench"

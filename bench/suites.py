@@ -4,6 +4,7 @@ generated how, scored with what, and the default options of each method."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,28 +156,53 @@ def load_suite(
     *,
     data_root: str | Path | None = None,
     backbone: str | None = None,
+    subjects: Sequence[str] | None = None,
+    prompt_file: str | Path | None = None,
 ) -> Suite:
-    """Load and validate a suite. `backbone` overrides the suite's (and so changes the run id)."""
+    """Load and validate a suite. `backbone` overrides the suite's (and so changes the run id).
+
+    `subjects` (user subject names, `bench subjects add`) replace the suite's subjects, keeping
+    its prompts and protocol; the suite is then named `<suite>-<id>+<id>...` so that its runs
+    are stored apart. `prompt_file` (a prompt-set TOML) replaces the prompt set of every kind.
+    Both change the suite's identity, and so the run id.
+    """
     path = suite_path(name_or_path)
     table = read_toml(path)
     reject_unknown(table, _KEYS, path)
-    subjects, dreambench_prompts = _load_subjects(
-        require(table, "subjects", dict, path), path, data_root
-    )
+    name = table.get("name", path.stem)
+    if subjects is not None:
+        chosen, dreambench_prompts = _user_subjects(subjects, "--subject"), {}
+        name = f"{name}-{'+'.join(s.id for s in chosen)}"
+    else:
+        chosen, dreambench_prompts = _load_subjects(
+            require(table, "subjects", dict, path), path, data_root
+        )
     prompt_sets = {}
     for kind, spec in require(table, "prompts", dict, path).items():
         if kind not in KINDS:
             raise BenchError(f"{path}: [prompts] key {kind!r} must be one of {', '.join(KINDS)}")
-        prompt_sets[kind] = _load_prompts(spec, path, dreambench_prompts)
+        if prompt_file is None:
+            prompt_sets[kind] = _load_prompts(spec, path, dreambench_prompts)
+    if prompt_file is not None:
+        custom = _load_prompt_file(prompt_file)
+        prompt_sets = dict.fromkeys(KINDS, custom)
+    if subjects is not None:
+        for subject in chosen:
+            if subject.kind not in prompt_sets:
+                raise BenchError(
+                    f"--subject {subject.id}: suite '{path.stem}' has no prompts for "
+                    f"{subject.kind} subjects; pick a suite with `{subject.kind} = ...` under "
+                    "[prompts], or pass --prompt-file FILE.toml"
+                )
     generation = table.get("generation", {})
     reject_unknown(generation, set(vars(GenerationProtocol())), f"{path} [generation]")
     method_defaults = table.get("method_defaults", {})
     if not isinstance(method_defaults, dict):
         raise BenchError(f"{path}: [method_defaults] must be a table of tables per method")
     return Suite(
-        name=table.get("name", path.stem),
+        name=name,
         description=table.get("description", ""),
-        subjects=subjects,
+        subjects=chosen,
         prompt_sets=prompt_sets,
         images_per_prompt=require(table, "images_per_prompt", int, path),
         replicates=tuple(require(table, "replicates", list, path)),
@@ -192,8 +218,18 @@ def load_suite(
 
 def _load_subjects(spec: dict, path: Path, data_root) -> tuple[tuple[Subject, ...], dict]:
     where = f"{path} [subjects]"
-    reject_unknown(spec, {"set", "path", "source", "ids"}, where)
+    reject_unknown(spec, {"set", "path", "source", "ids", "user"}, where)
     dreambench_prompts: dict[str, PromptSet] = {}
+    user: tuple[Subject, ...] = ()
+    if "user" in spec:  # registered with `bench subjects add`, alone or after the others
+        names = spec["user"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or not names:
+            raise BenchError(f'{where}: `user` must be a list of subject names, e.g. ["my_dog"]')
+        user = _user_subjects(names, f"{where} user")
+        if not any(key in spec for key in ("set", "path", "source")):
+            if "ids" in spec:
+                raise BenchError(f"{where}: `ids` selects from `set`, `path` or `source`; drop it")
+            return user, dreambench_prompts
     if spec.get("source") == "dreambench":
         subjects, objects, live = dreambench.read_dreambench(dreambench.data_root(data_root))
         dreambench_prompts = {"dreambench_object": objects, "dreambench_live": live}
@@ -211,7 +247,30 @@ def _load_subjects(spec: dict, path: Path, data_root) -> tuple[tuple[Subject, ..
         if missing:
             raise BenchError(f"{where}: unknown subject id(s) {missing}; known: {sorted(by_id)}")
         subjects = tuple(by_id[i] for i in spec["ids"])
-    return subjects, dreambench_prompts
+    return subjects + user, dreambench_prompts
+
+
+def _user_subjects(names: Sequence[str], where: str) -> tuple[Subject, ...]:
+    from bench.user_subjects import load_user_subject
+
+    if not names:
+        raise BenchError(f"{where}: no subject names given")
+    repeated = sorted({n for n in names if list(names).count(n) > 1})
+    if repeated:
+        raise BenchError(f"{where}: subject(s) {', '.join(repeated)} given twice; name each once")
+    return tuple(load_user_subject(n) for n in names)
+
+
+def _load_prompt_file(prompt_file: str | Path) -> PromptSet:
+    path = Path(prompt_file)
+    if path.suffix != ".toml" and path.exists():
+        raise BenchError(f"--prompt-file {path}: must be a .toml prompt set (see prompts/)")
+    if path.suffix == ".toml" and not path.is_file():
+        raise BenchError(
+            f"--prompt-file {path}: file not found; give a TOML of [[prompt]] tables with a "
+            'template like "a {token} {class} on the moon" (see prompts/seed_attributes.toml)'
+        )
+    return load_prompt_set(path)
 
 
 def _load_prompts(spec: str | dict, path: Path, dreambench_prompts: dict) -> PromptSet:
