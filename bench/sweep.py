@@ -130,7 +130,8 @@ def plan_sweep(spec: SweepSpec, suite, runs_root: Path) -> list[tuple[dict, Any]
     for overrides in spec.cells():
         if spec.checkpoints:
             steps = _resolved_steps(spec.method, suite, overrides)
-            overrides = {**overrides, "checkpoint_every": max(1, steps // (spec.checkpoints + 1))}
+            every = max(1, math.ceil(steps / (spec.checkpoints + 1)))
+            overrides = {**overrides, "checkpoint_every": every}
         prepared = prepare(spec.method, suite, overrides, runs_root)
         if prepared.run_id not in seen:
             seen.add(prepared.run_id)
@@ -173,6 +174,8 @@ def report(
         summaries.append((overrides, results, intervals))
     metrics = [m for m in METRICS if m in summaries[0][2]]
     random = any(r.random_weights for _, r, _ in summaries)
+    if random:
+        title += " (random weights)"
 
     lines = [f"# {title}", ""]
     if random:
