@@ -14,6 +14,8 @@ A method is any object (a class is simplest) with:
         # batch, after fit, possibly in a later process: load from ctx.workdir.
     def release(self, ctx: MethodContext) -> None:
         # Optional: undo what generate loaded into the backbone.
+    def prompt(self, ctx: MethodContext, cell: Cell) -> str:
+        # Optional: the text generate feeds the pipeline for a cell; recorded in the manifest.
 
 Register it under the `bench.methods` entry-point group of your package's pyproject.toml.
 """

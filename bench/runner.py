@@ -273,6 +273,11 @@ def _store_references(prepared: PreparedRun, subject, replicate: int) -> None:
     )
 
 
+def _method_prompt(method, ctx: MethodContext, cell) -> str:
+    """The text the method fed the pipeline, where it says (the optional `prompt` hook)."""
+    return method.prompt(ctx, cell) if hasattr(method, "prompt") else cell.text
+
+
 def _write_png(path: Path, array) -> None:
     with atomic.atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
@@ -308,7 +313,7 @@ def _write_manifest(
                     "file": f"images/{c.image_name}",
                     "prompt_id": c.prompt.id,
                     "template": c.prompt.template,
-                    "prompt": c.text,
+                    "prompt": _method_prompt(prepared.method, ctx, c),
                     "scoring_prompt": c.scoring_text,
                     "image_index": c.image_index,
                     "seed": c.seed,

@@ -23,9 +23,21 @@ def real_scorers_available():
 
 
 def test_real_images_row_matches_the_paper(real_scorers_available, dreambench_root, tmp_path):
-    result = CliRunner().invoke(app, [
-        "run", "--method", "real", "--suite", "dreambench", "--data-root", str(dreambench_root),
-        "--runs", str(tmp_path), "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--method",
+            "real",
+            "--suite",
+            "dreambench",
+            "--data-root",
+            str(dreambench_root),
+            "--runs",
+            str(tmp_path),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)["scores"]["metrics"]
     assert metrics["clip_i"]["mean"] == pytest.approx(0.885, abs=0.02)

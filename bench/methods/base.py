@@ -26,7 +26,11 @@ class Base:
     def fit(self, ctx: MethodContext) -> dict:
         return {"trained": False}
 
+    def prompt(self, ctx: MethodContext, cell: Cell) -> str:
+        """The class noun alone: "a dog on the beach"."""
+        return cell.prompt.render(None, cell.subject.class_noun)
+
     def generate(self, ctx: MethodContext, cells: list[Cell], latents):
-        prompts = [cell.prompt.render(None, cell.subject.class_noun) for cell in cells]
+        prompts = [self.prompt(ctx, cell) for cell in cells]
         pipe = ctx.backbone.pipe
         return render(pipe, prompts, latents, cells, ctx.suite.generation, ctx.suite.resolution)

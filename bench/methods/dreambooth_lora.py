@@ -236,8 +236,12 @@ class DreamBoothLoRA:
             self.release(ctx)
             pipe.load_lora_weights(ctx.workdir, weight_name=ARTIFACT, adapter_name="subject")
             self._loaded = ctx.workdir
-        prompts = [cell.text for cell in cells]
+        prompts = [self.prompt(ctx, cell) for cell in cells]
         return render(pipe, prompts, latents, cells, ctx.suite.generation, ctx.suite.resolution)
+
+    def prompt(self, ctx: MethodContext, cell: Cell) -> str:
+        """The suite's prompt with the subject's identifier: "a sks dog on the beach"."""
+        return cell.text
 
     def release(self, ctx: MethodContext) -> None:
         if self._loaded is not None:

@@ -2,7 +2,8 @@
 the frozen model draws the subject for it; nothing else in the model changes.
 
 fit:      photos -> VAE latents -> denoising loss under prompts like "a photo of a <sks>" -> Adam
-          on the new embedding rows only; the vectors are saved in diffusers' format
+          on the resized token embedding, every old row put back after each step, so only the
+          new rows learn; the vectors are saved in diffusers' format
           (learned_embeds.safetensors, {token: (num_vectors, dim)}), loadable with
           `StableDiffusionPipeline.load_textual_inversion(path)`.
 generate: load the embedding, render the suite's prompts with the learned token in place of the
@@ -76,7 +77,7 @@ class TextualInversion:
 
     def __init__(self) -> None:
         self._loaded = None  # workdir whose embedding is in the backbone now
-        self._original = None  # (embedding module, config.vocab_size) from before loading
+        self._original = None  # (embedding module, its weight, vocab size) before loading
 
     def fit(self, ctx: MethodContext) -> dict:
         import torch
@@ -169,23 +170,31 @@ class TextualInversion:
         cfg, pipe = ctx.config, ctx.backbone.pipe
         if self._loaded != ctx.workdir:
             self.release(ctx)
-            text_encoder = pipe.text_encoder
-            self._original = (text_encoder.get_input_embeddings(), text_encoder.config.vocab_size)
+            # Loading resizes the embedding module in place (a new weight tensor); keep the old.
+            embedding = pipe.text_encoder.get_input_embeddings()
+            self._original = (embedding, embedding.weight.data, pipe.text_encoder.config.vocab_size)
             pipe.load_textual_inversion(ctx.workdir / ARTIFACT, token=cfg.token)
             self._loaded = ctx.workdir
         # DreamBench's convention for Textual Inversion keeps the class noun: "a <sks> dog on
         # the beach". Only the first token is written: the pipeline expands a multi-vector token
         # itself ("<sks>" -> "<sks> <sks>_1 ..."), and would garble an already expanded one.
-        prompts = [cell.prompt.render(cfg.token, cell.subject.class_noun) for cell in cells]
+        prompts = [self.prompt(ctx, cell) for cell in cells]
         return render(pipe, prompts, latents, cells, ctx.suite.generation, ctx.suite.resolution)
+
+    def prompt(self, ctx: MethodContext, cell: Cell) -> str:
+        """The learned token in place of the identifier; the class noun stays (DreamBench's
+        convention for Textual Inversion). Multi-vector tokens are expanded by the pipeline."""
+        return cell.prompt.render(ctx.config.token, cell.subject.class_noun)
 
     def release(self, ctx: MethodContext) -> None:
         if self._loaded is not None:
             pipe = ctx.backbone.pipe
             pipe.unload_textual_inversion(token_names(ctx.config))  # out of the tokenizer
-            # unload builds a new (trainable) embedding module and leaves config.vocab_size
-            # grown; put back the original module and size.
-            embedding, vocab_size = self._original
+            # Unloading swaps in a new, trainable embedding module and leaves config.vocab_size
+            # grown: put back the original module, with its original weight tensor, and size.
+            embedding, weight, vocab_size = self._original
+            embedding.weight.data = weight
+            embedding.num_embeddings = weight.shape[0]
             pipe.text_encoder.set_input_embeddings(embedding)
             pipe.text_encoder.config.vocab_size = vocab_size
             self._loaded = self._original = None

@@ -35,8 +35,12 @@ class SuffixPrompt:
         save_file({"suffix_tokens": torch.tensor([len(ids)])}, str(ctx.workdir / ARTIFACT))
         return {"suffix_tokens": len(ids)}
 
+    def prompt(self, ctx, cell) -> str:
+        """What this method feeds the pipeline for a cell (bench records it in the manifest)."""
+        return f"{cell.scoring_text}, {ctx.config.suffix}"
+
     def generate(self, ctx, cells, latents):
-        prompts = [f"{cell.scoring_text}, {ctx.config.suffix}" for cell in cells]
+        prompts = [self.prompt(ctx, cell) for cell in cells]
         return render(
             ctx.backbone.pipe, prompts, latents, cells, ctx.suite.generation, ctx.suite.resolution
         )

@@ -1,0 +1,86 @@
+"""The `base` method: nothing trained, each prompt rendered with the class noun alone."""
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+import bench.methods.base as base_module
+from bench.backbone import load_backbone
+from bench.cli import app
+from bench.generation import render
+from bench.method_api import MethodContext
+from bench.methods.base import Base
+from bench.plan import cells_for, initial_latents
+from bench.store import RunPaths
+from bench.suites import load_suite
+
+CLASS_ONLY = ["a mug on the beach", "a red mug"]  # micro's two prompts for its red mug
+
+
+def test_run_base_on_micro_renders_the_untouched_backbone(tmp_path):
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--method",
+            "base",
+            "--suite",
+            "micro",
+            "--runs",
+            str(tmp_path),
+            "--json",
+            "--no-score",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["generated"] == 2
+    run_dir = Path(summary["run_dir"])
+    assert not list(run_dir.rglob("*.safetensors"))  # nothing trained, nothing saved
+    unit = run_dir / "red_mug" / "replicate-0"
+    assert json.loads(RunPaths.fit_log(unit).read_text())["trained"] is False
+
+    suite = load_suite("micro")
+    cells = cells_for(suite, suite.subjects[0], 0)
+    assert [c.scoring_text for c in cells] == CLASS_ONLY
+    fresh = load_backbone("tiny", scheduler=suite.generation.scheduler, device="cpu")
+    latents = initial_latents(cells, fresh.latent_channels, fresh.latent_size(suite.resolution))
+    expected = render(fresh.pipe, CLASS_ONLY, latents, cells, suite.generation, suite.resolution)
+    stored = [np.asarray(Image.open(unit / "images" / c.image_name)) for c in cells]
+    assert all(np.array_equal(a, b) for a, b in zip(stored, expected, strict=True))
+    # The identifier would have changed the images: the match above is not a coincidence.
+    with_token = render(
+        fresh.pipe, [c.text for c in cells], latents, cells, suite.generation, suite.resolution
+    )
+    assert not any(np.array_equal(a, b) for a, b in zip(stored, with_token, strict=True))
+
+
+def test_base_prompts_are_class_only_and_fit_writes_nothing(tmp_path, monkeypatch):
+    suite = load_suite("micro")
+    subject = suite.subjects[0]
+    ctx = MethodContext(
+        backbone=SimpleNamespace(pipe="the pipe"),
+        suite=suite,
+        subject=subject,
+        config=Base.Config(),
+        replicate=0,
+        workdir=tmp_path,
+    )
+    seen = {}
+
+    def fake_render(pipe, prompts, latents, cells, protocol, resolution):
+        seen.update(pipe=pipe, prompts=prompts, latents=latents)
+        return ["image"] * len(prompts)
+
+    monkeypatch.setattr(base_module, "render", fake_render)
+    method = Base()
+    assert method.fit(ctx) == {"trained": False}
+    assert not list(tmp_path.iterdir())
+    cells = cells_for(suite, subject, 0)
+    assert method.generate(ctx, cells, "latents") == ["image", "image"]
+    assert seen == {"pipe": "the pipe", "prompts": CLASS_ONLY, "latents": "latents"}
+    assert all(subject.token not in p for p in seen["prompts"])
