@@ -39,7 +39,7 @@ from bench.scorers.common import (
     embed_in_batches,
     ensure_tiny_weights,
     inference_context,
-    mean_cosine_to_references,
+    offline_reason,
     paired_cosine,
     parse_random_seed,
     resolve_device,
@@ -90,17 +90,6 @@ def tiny_weights_file(seed: int) -> Path:
 
 def _looks_like_path(spec: str) -> bool:
     return os.sep in spec or "/" in spec or spec.lower().endswith(_WEIGHT_SUFFIXES)
-
-
-def _offline_reason(error: BaseException) -> str:
-    try:
-        from huggingface_hub import constants
-
-        if constants.HF_HUB_OFFLINE:
-            return "the network is off (HF_HUB_OFFLINE=1)"
-    except ImportError:  # pragma: no cover - huggingface_hub is an open_clip dependency here
-        pass
-    return f"could not be downloaded ({type(error).__name__})"
 
 
 class ClipModel(EmbeddingModel):
@@ -244,7 +233,7 @@ def _fetch_tag_weights(arch: str, tag: str, tag_cfg: Mapping[str, Any]) -> None:
         hub = str(tag_cfg.get("hf_hub", "")).rstrip("/")
         source = f"hf hub {hub}" if hub else str(tag_cfg.get("url", ""))
         raise ScorerWeightsError(
-            f"CLIP weights {arch}/{tag} are not in the local cache and {_offline_reason(e)}: "
+            f"CLIP weights {arch}/{tag} are not in the local cache and {offline_reason(e)}: "
             f"download them on a machine with network (open_clip {arch}, pretrained='{tag}', "
             f"from {source}) or pass "
             "--scorer-option clip.pretrained=/path/to/open_clip_model.safetensors"
@@ -289,11 +278,9 @@ class ClipImageScorer(_ClipScorer):
     ) -> np.ndarray:
         """One raw cosine per image (float64, shape (n,)); `prompts` is not used."""
         del prompts
-        if not images:
-            return np.zeros(0, dtype=np.float64)
-        refs = self.model.reference_embeddings(reference_key, references, self.batch_size)
-        generated = self.model.embed_images(images, self.batch_size)
-        return mean_cosine_to_references(generated, refs)
+        return self.model.score_against_references(
+            images, references, reference_key, self.batch_size
+        )
 
 
 class ClipTextScorer(_ClipScorer):

@@ -115,6 +115,18 @@ def check_options(
     return options
 
 
+def offline_reason(error: BaseException) -> str:
+    """Why weights could not be fetched, for the one-line error."""
+    try:
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            return "the network is off (HF_HUB_OFFLINE=1)"
+    except ImportError:  # pragma: no cover - huggingface_hub comes with open_clip and timm
+        pass
+    return f"could not be downloaded ({type(error).__name__})"
+
+
 # --------------------------------------------------------------------------- embedding
 
 
@@ -179,6 +191,19 @@ class EmbeddingModel:
         embeddings = self.embed_images(references, batch_size)
         self.ref_cache[reference_key] = (fingerprint, embeddings)
         return embeddings
+
+    def score_against_references(
+        self,
+        images: Sequence[Image.Image],
+        references: Sequence[Image.Image],
+        reference_key: str,
+        batch_size: int,
+    ) -> np.ndarray:
+        """CLIP-I / DINO: each image's mean cosine with the subject's reference embeddings."""
+        if not images:
+            return np.zeros(0, dtype=np.float64)
+        refs = self.reference_embeddings(reference_key, references, batch_size)
+        return mean_cosine_to_references(self.embed_images(images, batch_size), refs)
 
 
 def embed_in_batches(

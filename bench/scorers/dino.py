@@ -31,7 +31,7 @@ from bench.scorers.common import (
     config_digest,
     ensure_tiny_weights,
     inference_context,
-    mean_cosine_to_references,
+    offline_reason,
     parse_random_seed,
     resolve_device,
     tiny_weights_path,
@@ -90,17 +90,6 @@ def tiny_weights_file(seed: int) -> Path:
     return ensure_tiny_weights(path, build, seed, meta)
 
 
-def _offline_reason(error: BaseException) -> str:
-    try:
-        from huggingface_hub import constants
-
-        if constants.HF_HUB_OFFLINE:
-            return "the network is off (HF_HUB_OFFLINE=1)"
-    except ImportError:  # pragma: no cover
-        pass
-    return f"could not be downloaded ({type(error).__name__})"
-
-
 class DinoModel(EmbeddingModel):
     """One loaded timm DINO ViT with its reference-embedding cache."""
 
@@ -129,7 +118,7 @@ class DinoModel(EmbeddingModel):
             if weights_file is not None:
                 raise
             raise ScorerWeightsError(
-                f"DINO weights {model_name} are not in the local cache and {_offline_reason(e)}: "
+                f"DINO weights {model_name} are not in the local cache and {offline_reason(e)}: "
                 f"download them on a machine with network (timm.create_model('{model_name}', "
                 "pretrained=True)) or pass "
                 "--scorer-option dino.weights_file=/path/to/model.safetensors"
@@ -240,11 +229,9 @@ class DinoScorer:
     ) -> np.ndarray:
         """One raw cosine per image (float64, shape (n,)); `prompts` is not used."""
         del prompts
-        if not images:
-            return np.zeros(0, dtype=np.float64)
-        refs = self.model.reference_embeddings(reference_key, references, self.batch_size)
-        generated = self.model.embed_images(images, self.batch_size)
-        return mean_cosine_to_references(generated, refs)
+        return self.model.score_against_references(
+            images, references, reference_key, self.batch_size
+        )
 
 
 def make_dino(options: Mapping[str, Any] | None = None) -> DinoScorer:
