@@ -426,7 +426,7 @@ def leaderboard(
     from bench import atomic
     from bench.leaderboard import render
 
-    text = render(runs_dir(runs), prompt_mode=prompts, n_resamples=resamples)
+    text = render(runs_dir(runs), out_path.parent, prompt_mode=prompts, n_resamples=resamples)
     atomic.write_text(out_path, text)
     out.print(f"wrote {out_path}", highlight=False)
 

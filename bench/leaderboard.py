@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -136,7 +137,22 @@ def published_sections() -> list[str]:
     return parts
 
 
-def render(runs_root: Path, **stats) -> str:
+def sweep_links(runs_root: Path, out_dir: Path) -> list[str]:
+    """Links to each sweep's tables and plots, relative to where the leaderboard is written."""
+    lines = []
+    for table in sorted(runs_root.glob("*/sweep-*/sweep.md")):
+        folder = Path(os.path.relpath(table.parent, out_dir))
+        title = table.read_text().partition("\n")[0].lstrip("# ")
+        plots = " · ".join(
+            f"[{p.stem}]({folder / p.name})"
+            for p in sorted(table.parent.glob("*.png"))
+            if not p.name.startswith("contact_")
+        )
+        lines.append(f"- [{title}]({folder / 'sweep.md'})" + (f": {plots}" if plots else ""))
+    return lines
+
+
+def render(runs_root: Path, out_dir: Path = Path("leaderboard"), **stats) -> str:
     runs = scored_runs(runs_root)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -180,5 +196,7 @@ def render(runs_root: Path, **stats) -> str:
                     table.to_markdown(floatfmt=".3f"),
                     "",
                 ]
+    if links := sweep_links(runs_root, out_dir):
+        lines += ["## Sweeps", "", *links, ""]
     lines += ["## Published reference numbers", "", *published_sections()]
     return "\n".join(lines).rstrip() + "\n"

@@ -75,6 +75,16 @@ def test_sweep_writes_tables_and_plots_and_resumes(tmp_path):
         with Image.open(png) as image:
             image.verify()
 
+    board = tmp_path / "board" / "LEADERBOARD.md"
+    result = runner.invoke(
+        app, ["leaderboard", "--runs", str(tmp_path), "--out", str(board), "--resamples", "100"]
+    )
+    assert result.exit_code == 0, result.output
+    text = board.read_text()
+    assert "## Sweeps" in text and "tradeoff_clip_t_vs_clip_i.png" in text
+    link = text.split("](", 1)[1].split(")", 1)[0]
+    assert (board.parent / link).is_file()  # the link is relative to the leaderboard file
+
     again = sweep(*args)
     assert again["fitted"] == 0 and again["generated"] == 0
     assert again["sweep_dir"] == first["sweep_dir"]

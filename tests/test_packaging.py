@@ -1,0 +1,55 @@
+"""The shipped data (subjects, prompts, suites, baselines) is found from a built wheel too."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_carries_the_data_and_finds_it(tmp_path):
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        timeout=300,
+    )
+    wheel = next(tmp_path.glob("bench-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for expected in (
+        "bench/_data/subjects/smoke/red_mug/00.png",
+        "bench/_data/subjects/smoke/red_mug/subject.toml",
+        "bench/_data/prompts/dreambench_object.toml",
+        "bench/_data/suites/smoke.toml",
+        "bench/_data/baselines/dreambooth_paper.toml",
+        "bench/_data/baselines/seed-study.sweep.toml",
+    ):
+        assert expected in names, expected
+    target = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(target)
+    code = (
+        "from bench.paths import data_dir; from bench.suites import load_suite; "
+        "print(data_dir('suites')); print(len(load_suite('smoke').subjects))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": str(target)},
+        cwd=tmp_path,  # not the checkout, whose bench/ would shadow the wheel's
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.split()
+    assert out[0] == str(target / "bench" / "_data" / "suites")
+    assert out[1] == "3"
