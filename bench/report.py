@@ -99,8 +99,8 @@ def compare_table(comparisons: list, random_weights: bool) -> Table:
             fmt(r.mean_b),
             f"{r.diff:+.4f}",
             Text(f"[{r.low:+.4f}, {r.high:+.4f}]"),
-            f"{r.p_value:.4g}",
-            f"{r.p_holm:.4g}",
+            f"{r.p_value:.4f}",
+            f"{r.p_holm:.4f}",
             f"{c.matched_on} ({r.n_subjects} subj.)",
         )
     return table
