@@ -118,32 +118,21 @@ class DreamBoothLoRA:
         noise_scheduler = training_scheduler(pipe)
 
         alpha = cfg.alpha if cfg.alpha is not None else cfg.rank
-        unet.add_adapter(
-            LoraConfig(
-                r=cfg.rank,
-                lora_alpha=alpha,
-                lora_dropout=cfg.dropout,
-                init_lora_weights="gaussian",
-                target_modules=UNET_TARGETS,
-            )
-        )
-        groups = [{"params": [p for p in unet.parameters() if p.requires_grad], "lr": cfg.lr}]
+        adapted = [(unet, UNET_TARGETS, cfg.lr)]
         if cfg.train_text_encoder:
-            text_encoder.add_adapter(
+            adapted.append((text_encoder, TEXT_ENCODER_TARGETS, cfg.te_lr))
+        groups = []
+        for module, targets, lr in adapted:  # one LoRA recipe; each part has its own lr
+            module.add_adapter(
                 LoraConfig(
                     r=cfg.rank,
                     lora_alpha=alpha,
                     lora_dropout=cfg.dropout,
                     init_lora_weights="gaussian",
-                    target_modules=TEXT_ENCODER_TARGETS,
+                    target_modules=targets,
                 )
             )
-            groups.append(
-                {
-                    "params": [p for p in text_encoder.parameters() if p.requires_grad],
-                    "lr": cfg.te_lr,
-                }
-            )
+            groups.append({"params": [p for p in module.parameters() if p.requires_grad], "lr": lr})
         for group in groups:  # adapters train in fp32 even on a half-precision backbone
             for p in group["params"]:
                 p.data = p.data.float()

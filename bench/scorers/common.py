@@ -69,15 +69,10 @@ def parse_random_seed(value: str | None) -> int | None:
 
 
 def resolve_device(device: str | None) -> str:
-    """``None``/``"auto"``: cuda when available, else cpu."""
-    import torch
+    """``None``/``"auto"``: cuda when available, else cpu (the backbone's own rule)."""
+    from bench.backbone import resolve_device as resolve_torch_device
 
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    device = str(device)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return device
+    return str(resolve_torch_device(device or "auto"))
 
 
 def as_bool(value: Any) -> bool | None:
