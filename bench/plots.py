@@ -8,6 +8,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from bench import atomic
+
 NAMES = {"clip_i": "CLIP-I", "clip_t": "CLIP-T", "dino": "DINO"}
 
 
@@ -39,7 +41,8 @@ def metric_vs_step(curves: dict[str, dict[str, list[tuple]]], path: Path, title:
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 
@@ -58,7 +61,8 @@ def tradeoff(points: list[dict], x: str, y: str, path: Path, title: str) -> None
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
 
@@ -89,4 +93,5 @@ def contact_sheet(run_root: Path, path: Path, tile: int = 96, max_columns: int =
                 sheet.paste(
                     image.convert("RGB").resize((tile, tile)), (label_width + c * tile, r * tile)
                 )
-    sheet.save(path)
+    with atomic.atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG")

@@ -150,29 +150,33 @@ def execute(
                 fitted += 1
             cells = cells_for(suite, subject, replicate)
             started = time.perf_counter()
-            generated += _generate(prepared, ctx, cells, options, progress, f"generate {label}")
-            # Intermediate adapters the method kept (checkpoint_every): the same cells again.
-            fit_log = json.loads(RunPaths.fit_log(unit).read_text())
-            for checkpoint in fit_log.get("checkpoints", []):
-                ck_ctx = dataclasses.replace(ctx, workdir=unit / checkpoint["path"])
-                if RunPaths.manifest(ck_ctx.workdir).exists():
-                    continue
-                ck_started = time.perf_counter()
-                generated += _generate(
-                    prepared, ck_ctx, cells, options, progress, f"  step {checkpoint['step']}"
-                )
-                _write_manifest(
-                    prepared,
-                    ck_ctx,
-                    cells,
-                    backbone,
-                    options,
-                    None,
-                    time.perf_counter() - ck_started,
-                    checkpoint=checkpoint["step"],
-                )
-            if hasattr(prepared.method, "release"):
-                prepared.method.release(ctx)
+            try:
+                generated += _generate(prepared, ctx, cells, options, progress, f"generate {label}")
+                # Intermediate adapters the method kept (checkpoint_every): the same cells again.
+                fit_log = json.loads(RunPaths.fit_log(unit).read_text())
+                for checkpoint in fit_log.get("checkpoints", []):
+                    ck_ctx = dataclasses.replace(ctx, workdir=unit / checkpoint["path"])
+                    if RunPaths.manifest(ck_ctx.workdir).exists():
+                        continue
+                    ck_started = time.perf_counter()
+                    generated += _generate(
+                        prepared, ck_ctx, cells, options, progress, f"  step {checkpoint['step']}"
+                    )
+                    _write_manifest(
+                        prepared,
+                        ck_ctx,
+                        cells,
+                        backbone,
+                        options,
+                        None,
+                        time.perf_counter() - ck_started,
+                        checkpoint=checkpoint["step"],
+                    )
+            finally:
+                # Even after a failure: the method must not think its adapter is still loaded
+                # when the same method object renders again (a resumed run in one process).
+                if hasattr(prepared.method, "release"):
+                    prepared.method.release(ctx)
             _write_manifest(
                 prepared, ctx, cells, backbone, options, fit_seconds, time.perf_counter() - started
             )
@@ -225,7 +229,11 @@ def _fit(prepared: PreparedRun, ctx: MethodContext, progress: Progress, label: s
 
     started = time.perf_counter()
     staged = dataclasses.replace(ctx, workdir=staging, progress=report)
-    log = prepared.method.fit(staged) or {}
+    try:
+        log = prepared.method.fit(staged) or {}
+    except BaseException:  # a failed fit leaves nothing behind; the next run starts it afresh
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     seconds = time.perf_counter() - started
     for item in staging.iterdir():
         target = ctx.workdir / item.name

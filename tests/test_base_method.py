@@ -2,13 +2,12 @@
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-import bench.methods.base as base_module
 from bench.backbone import load_backbone
 from bench.cli import app
 from bench.generation import render
@@ -60,27 +59,37 @@ def test_run_base_on_micro_renders_the_untouched_backbone(tmp_path):
 
 
 def test_base_prompts_are_class_only_and_fit_writes_nothing(tmp_path, monkeypatch):
+    """A spy on the real pipeline, calling through, sees the class-only prompts and the given
+    noise; fit writes nothing."""
+    from diffusers import StableDiffusionPipeline
+
     suite = load_suite("micro")
     subject = suite.subjects[0]
+    backbone = load_backbone("tiny", scheduler=suite.generation.scheduler, device="cpu")
     ctx = MethodContext(
-        backbone=SimpleNamespace(pipe="the pipe"),
+        backbone=backbone,
         suite=suite,
         subject=subject,
         config=Base.Config(),
         replicate=0,
         workdir=tmp_path,
     )
-    seen = {}
+    seen = []
+    call = StableDiffusionPipeline.__call__
 
-    def fake_render(pipe, prompts, latents, cells, protocol, resolution):
-        seen.update(pipe=pipe, prompts=prompts, latents=latents)
-        return ["image"] * len(prompts)
+    def spy(self, *args, **kwargs):
+        seen.append((self, list(kwargs["prompt"]), kwargs["latents"].clone()))
+        return call(self, *args, **kwargs)
 
-    monkeypatch.setattr(base_module, "render", fake_render)
+    monkeypatch.setattr(StableDiffusionPipeline, "__call__", spy)
     method = Base()
     assert method.fit(ctx) == {"trained": False}
     assert not list(tmp_path.iterdir())
     cells = cells_for(suite, subject, 0)
-    assert method.generate(ctx, cells, "latents") == ["image", "image"]
-    assert seen == {"pipe": "the pipe", "prompts": CLASS_ONLY, "latents": "latents"}
-    assert all(subject.token not in p for p in seen["prompts"])
+    latents = initial_latents(cells, backbone.latent_channels, backbone.latent_size(32))
+    images = method.generate(ctx, cells, latents)
+    assert len(images) == 2 and images[0].shape == (32, 32, 3)
+    [(pipe, prompts, received)] = seen
+    assert pipe is backbone.pipe and prompts == CLASS_ONLY
+    assert torch.equal(received, latents)
+    assert all(subject.token not in p for p in prompts)

@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 
+from helpers import run_score, stored_rows
+
 runner = CliRunner()
 
 
@@ -41,7 +43,6 @@ def test_run_micro_then_resume(tmp_path):
     }
     assert all((unit / i["file"]).is_file() for i in manifest["images"])
     assert manifest["execution"]["batch_size"] == 8
-    assert not list(run_dir.rglob("*.tmp"))
 
     again = run_json("--method", "dreambooth_lora", "--suite", "micro", "--runs", tmp_path)
     assert again["run_id"] == first["run_id"] and again["run_dir"] == first["run_dir"]
@@ -190,11 +191,14 @@ def test_smoke_suite_end_to_end(tmp_path):
         manifest = json.loads(path.read_text())
         assert len(manifest["images"]) == 6
         assert all((path.parent / i["file"]).is_file() for i in manifest["images"])
-    assert result["scores"]["metrics"]["clip_i"]["n_subjects"] == 3
-    assert (
-        result["scores"]["metrics"]["clip_i"]["low"]
-        <= result["scores"]["metrics"]["clip_i"]["high"]
-    )
+    # The printed score is the README's: subjects, then prompts, then images, equally weighted.
+    rows = stored_rows(run_dir)
+    assert len(rows) == 18
+    for metric in ("clip_i", "clip_t", "dino"):
+        summary = result["scores"]["metrics"][metric]
+        assert summary["n_subjects"] == 3 and summary["n_images"] == 18
+        by_hand = run_score({k: r[metric] for k, r in rows.items()})
+        assert summary["mean"] == pytest.approx(by_hand, abs=1e-12)
     again = invoke("run", "--method", "dreambooth_lora", "--suite", "smoke", "--runs", tmp_path)
     assert again.exit_code == 0
     assert "fitted 0, generated 0 images, 3 units already done" in again.stdout

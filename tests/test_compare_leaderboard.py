@@ -1,6 +1,7 @@
 """compare, leaderboard, score and the real reference row, on a two-subject micro suite."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -8,36 +9,9 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 
+from helpers import DUO, run_score, stored_rows
+
 runner = CliRunner()
-
-DUO = """\
-name = "duo"
-backbone = "tiny"
-resolution = 32
-images_per_prompt = 1
-replicates = [0]
-scorers = ["clip_i", "clip_t", "dino"]
-
-[subjects]
-set = "smoke"
-ids = ["red_mug", "blue_robot"]
-
-[prompts]
-object = { set = "dreambench_object", ids = ["on_the_beach", "red"] }
-
-[generation]
-scheduler = "DDIMScheduler"
-steps = 3
-
-[method_defaults.dreambooth_lora]
-lr = 1e-2
-steps = 4
-batch_size = 2
-
-[scorer_options]
-clip = { pretrained = "random:0" }
-dino = { pretrained = "random:0" }
-"""
 
 
 def invoke(*args):
@@ -75,6 +49,10 @@ def store(tmp_path_factory):
     return {"suite": suite, "runs": runs, "ids": ids}
 
 
+def run_dir_of(store, label):
+    return next(store["runs"].glob(f"duo/{store['ids'][label]}"))
+
+
 def test_compare_two_runs(store):
     out = json_of(
         "compare",
@@ -86,17 +64,67 @@ def test_compare_two_runs(store):
         "500",
     )
     assert out["random_weights"] is True
+    a, b = stored_rows(run_dir_of(store, "rank4")), stored_rows(run_dir_of(store, "rank2"))
     rows = {c["metric"]: c for c in out["comparisons"]}
     assert set(rows) == {"clip_i", "clip_t", "dino"}
-    for c in rows.values():
+    for metric, c in rows.items():
         assert c["matched_on"] == "images" and c["n_images"] == 4 and c["n_subjects"] == 2
-        assert c["low"] <= c["diff"] <= c["high"]
-        assert 0 < c["p_value"] <= 1 and c["p_holm"] == c["p_value"]
-        assert c["diff"] == pytest.approx(c["mean_a"] - c["mean_b"])
+        assert c["mean_a"] == pytest.approx(run_score({k: r[metric] for k, r in a.items()}))
+        assert c["mean_b"] == pytest.approx(run_score({k: r[metric] for k, r in b.items()}))
+        by_hand = run_score({k: a[k][metric] - b[k][metric] for k in a})
+        assert c["diff"] == pytest.approx(by_hand, abs=1e-12)
+        assert c["p_holm"] == c["p_value"]  # one pair: nothing to adjust
     table = invoke(
         "compare", store["ids"]["rank4"], store["ids"]["rank2"], "--runs", store["runs"]
     ).stdout
     assert "Paired differences" in table and "RANDOM WEIGHTS" in table
+
+
+def test_a_run_against_itself_in_another_row_order_differs_by_exactly_zero(store):
+    import dataclasses
+
+    from bench.compare import compare
+    from bench.results import load_results
+
+    results = load_results(run_dir_of(store, "rank4"))
+    shuffled = results.scores.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    assert list(shuffled.index) == list(range(4))
+    assert list(shuffled["image"]) != list(results.scores["image"])
+    copy = dataclasses.replace(results, info={**results.info, "run_id": "copy"}, scores=shuffled)
+    for c in compare([results, copy], n_resamples=500):
+        r = c.result
+        assert (r.diff, r.low, r.high, r.p_value) == (0.0, 0.0, 0.0, 1.0), c.metric
+
+
+def test_swapping_two_subjects_images_gives_the_difference_computed_by_hand(store, tmp_path):
+    """A copy of a run with red_mug's and blue_robot's images swapped, rescored: compare must
+    join the two runs on (subject, prompt, image, replicate), not on row position."""
+    from bench.compare import compare
+    from bench.results import load_results
+    from bench.scoring import load_scorers, score_run
+
+    source = run_dir_of(store, "rank4")
+    copy = tmp_path / "swapped"
+    shutil.copytree(source, copy)
+    mug, robot = copy / "red_mug/replicate-0/images", copy / "blue_robot/replicate-0/images"
+    for png in sorted(mug.iterdir()):
+        a, b = png.read_bytes(), (robot / png.name).read_bytes()
+        png.write_bytes(b)
+        (robot / png.name).write_bytes(a)
+    for scores in copy.rglob("scores.jsonl"):
+        scores.unlink()
+    info = json.loads((copy / "run.json").read_text())
+    (copy / "run.json").write_text(json.dumps({**info, "run_id": "swapped"}))
+    options = {"clip": {"pretrained": "random:0"}, "dino": {"pretrained": "random:0"}}
+    score_run(copy, load_scorers(["clip_i", "clip_t", "dino"], options, "cpu"))
+
+    a, b = stored_rows(source), stored_rows(copy)
+    comparisons = compare([load_results(source), load_results(copy)], n_resamples=300)
+    assert {c.metric for c in comparisons} == {"clip_i", "clip_t", "dino"}
+    for c in comparisons:
+        by_hand = run_score({k: a[k][c.metric] - b[k][c.metric] for k in a})
+        assert abs(by_hand) > 1e-4  # the swap changed the scores
+        assert c.result.diff == pytest.approx(by_hand, abs=1e-12), c.metric
 
 
 def test_compare_with_the_real_row_is_per_subject_and_skips_clip_t(store):
@@ -170,14 +198,69 @@ def test_compare_refuses_other_suites_and_scorer_settings(store, tmp_path):
     assert invoke("compare", "nope-1234", "--runs", store["runs"]).exit_code == 2
 
 
+def markdown_table(text: str, heading: str) -> list[dict[str, str]]:
+    """The first markdown table after `heading`, as one dict per row."""
+    lines = text.split(heading, 1)[1].splitlines()
+    rows = [line for line in lines if line.startswith("|")]
+    start = lines.index(rows[0])
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    header, body = rows[0], rows[2:]
+    return [dict(zip(header, row, strict=True)) for row in body]
+
+
+CELL = re.compile(r"^(-?\d+\.\d+) \[(-?\d+\.\d+), (-?\d+\.\d+)\]$")
+
+
+def parse_cell(text: str) -> tuple[float, float, float]:
+    match = CELL.match(text)
+    assert match, text
+    return tuple(float(x) for x in match.groups())
+
+
 def test_leaderboard_has_measured_subject_and_published_rows(store, tmp_path):
+    from bench.results import load_results, summarize
+
     out = tmp_path / "LB.md"
     result = invoke("leaderboard", "--runs", store["runs"], "--out", out, "--resamples", "300")
     assert result.exit_code == 0, result.output
     text = out.read_text()
-    assert f"`{store['ids']['rank4']}` (random weights)" in text
-    assert "rank=2" in text  # options that differ from the defaults
-    assert "#### Per subject, suite `duo`" in text and "| blue_robot" in text
+
+    # Every number of every measured row is the library's summary of that run.
+    rows = markdown_table(text, "### Suite `duo`")
+    by_run = {row["run"].split("`")[1]: row for row in rows}
+    assert set(store["ids"].values()) <= set(by_run)
+    for label in ("rank4", "rank2", "real"):
+        run_dir = run_dir_of(store, label)
+        row = by_run[store["ids"][label]]
+        assert row["run"].endswith("(random weights)")
+        results = load_results(run_dir)
+        summary = summarize(results, n_resamples=300)
+        for metric, column in (("clip_i", "CLIP-I"), ("clip_t", "CLIP-T"), ("dino", "DINO")):
+            if label == "real" and metric == "clip_t":
+                assert row[column] == "n.a."
+                continue
+            iv = summary[metric]
+            assert parse_cell(row[column]) == pytest.approx((iv.mean, iv.low, iv.high), abs=5e-4)
+            values = {k: r[metric] for k, r in stored_rows(run_dir).items()}
+            assert iv.mean == pytest.approx(run_score(values), abs=1e-12)
+        assert int(row["subjects"]) == 2 and int(row["images"]) == len(results.scores)
+    # Options that differ from the method's defaults (the suite's are listed too).
+    assert "rank=2" in by_run[store["ids"]["rank2"]]["options"].split(", ")
+    assert "rank=" not in by_run[store["ids"]["rank4"]]["options"]
+
+    # Per-subject tables: each subject's mean over prompts of its mean over images.
+    subject_rows = markdown_table(text, "CLIP-I:")
+    for label in ("rank4", "rank2"):
+        stored = stored_rows(run_dir_of(store, label))
+        for row in subject_rows:
+            subject = row["subject"]
+            values = {k: r["clip_i"] for k, r in stored.items() if k[0] == subject}
+            assert float(row[store["ids"][label]]) == pytest.approx(run_score(values), abs=5e-4)
+
     assert "Real Images" in text and "0.885" in text and "0.803" in text
     assert "published, not re-measured" in text
     assert "best over all checkpoints" in text

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.errors import BenchError
+from bench.scorers import ScorerWeightsError
 from bench.scoring import load_scorers
 
 pytestmark = pytest.mark.real_weights
@@ -16,9 +16,10 @@ pytestmark = pytest.mark.real_weights
 
 @pytest.fixture(scope="module")
 def real_scorers_available():
+    # Only missing weights skip; any other error (a loader bug, a bad option) fails the test.
     try:
         load_scorers(["clip_i", "dino"], {}, device="auto")
-    except BenchError as e:
+    except ScorerWeightsError as e:
         pytest.skip(f"real scorer weights not available: {e}")
 
 

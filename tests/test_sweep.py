@@ -1,13 +1,18 @@
-"""bench sweep: a 2 x 2 grid on the micro suite, its tables and plots, and a resumed sweep."""
+"""bench sweep: a 2 x 2 grid on a two-subject suite, its tables (every cell checked against the
+library's summary of its run), its plots, and a resumed sweep."""
 
 import json
+import re
 from pathlib import Path
 
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.sweep import SweepSpec, parse_grid
+
+from helpers import DUO
 
 runner = CliRunner()
 
@@ -36,17 +41,21 @@ def test_grid_parsing_and_expansion():
 
 
 def test_sweep_writes_tables_and_plots_and_resumes(tmp_path):
+    suite = tmp_path / "duo.toml"
+    suite.write_text(DUO)
     args = [
         "--method",
         "dreambooth_lora",
         "--suite",
-        "micro",
+        suite,
         "--grid",
         "rank=2,4",
         "--grid",
         "prior_preservation=false,true",
         "--set",
         "num_class_images=2",
+        "--set",
+        "steps=8",
         "--checkpoints",
         "1",
         "--runs",
@@ -55,7 +64,7 @@ def test_sweep_writes_tables_and_plots_and_resumes(tmp_path):
         "200",
     ]
     first = sweep(*args)
-    assert len(first["runs"]) == 4 and first["fitted"] == 4
+    assert len(first["runs"]) == 4 and first["fitted"] == 4 * 2  # runs x subjects
     out = Path(first["sweep_dir"])
     text = (out / "sweep.md").read_text()
     assert "## rank" in text and "## prior_preservation" in text
@@ -68,6 +77,7 @@ def test_sweep_writes_tables_and_plots_and_resumes(tmp_path):
         True,
     ]
     assert "best (optimistic)" in text
+    check_table_values(json.loads((out / "sweep.json").read_text()), tmp_path / "duo")
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert "metric_vs_step.png" in pngs and "tradeoff_clip_t_vs_clip_i.png" in pngs
     assert len([p for p in pngs if p.startswith("contact_")]) == 4
@@ -88,6 +98,50 @@ def test_sweep_writes_tables_and_plots_and_resumes(tmp_path):
     again = sweep(*args)
     assert again["fitted"] == 0 and again["generated"] == 0
     assert again["sweep_dir"] == first["sweep_dir"]
+
+
+CELL = re.compile(r"^(-?\d+\.\d+) \[(-?\d+\.\d+), (-?\d+\.\d+)\](?: @ (\d+))?$")
+NAMES = {"clip_i": "CLIP-I", "clip_t": "CLIP-T", "dino": "DINO"}
+
+
+def parse_cell(text: str):
+    match = CELL.match(text)
+    assert match, text
+    mean, low, high, step = match.groups()
+    return (float(mean), float(low), float(high)), (int(step) if step else None)
+
+
+def check_table_values(data: dict, suite_dir: Path) -> None:
+    """Every cell of the sweep's tables is the library's summary of its run (and checkpoint)."""
+    from bench.results import checkpoint_steps, load_results, summarize
+
+    def summary(run_id, checkpoint=None):
+        results = load_results(suite_dir / run_id, checkpoint=checkpoint)
+        return summarize(results, n_resamples=200)
+
+    checked = 0
+    for rows in data["tables"].values():
+        for row in rows:
+            intervals = summary(row["run"])
+            for metric, name in NAMES.items():
+                iv = intervals[metric]
+                values, _ = parse_cell(row[name])
+                assert values == pytest.approx((iv.mean, iv.low, iv.high), abs=5e-5)
+                checked += 1
+    assert checked == 2 * 4 * 3  # two tables, four runs, three metrics
+    for row in data["checkpoints"]:
+        steps = checkpoint_steps(suite_dir / row["run"])
+        assert steps == [4]  # 8 steps, one intermediate checkpoint
+        points = {4: summary(row["run"], 4), 8: summary(row["run"])}
+        for metric, name in NAMES.items():
+            final, _ = parse_cell(row[f"{name} final"])
+            iv = points[8][metric]
+            assert final == pytest.approx((iv.mean, iv.low, iv.high), abs=5e-5)
+            best, step = parse_cell(row[f"{name} best (optimistic)"])
+            best_step = max(points, key=lambda s, m=metric: points[s][m].mean)
+            iv = points[best_step][metric]
+            assert step == best_step
+            assert best == pytest.approx((iv.mean, iv.low, iv.high), abs=5e-5)
 
 
 def test_presets_are_listed_and_plan(tmp_path):

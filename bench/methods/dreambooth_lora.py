@@ -12,10 +12,12 @@ generate: load the adapter, render the suite's prompts from the given noise, unl
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import atomic
 from bench.class_images import class_images
 from bench.generation import render
 from bench.method_api import MethodContext
@@ -155,7 +157,7 @@ class DreamBoothLoRA:
             eps = torch.randn(mean[index].shape, generator=generator).to(device)
             return mean[index] + std[index] * eps
 
-        losses, prior_losses, checkpoints = [], [], []
+        losses, prior_losses, learning_rates, checkpoints = [], [], [], []
         n = cfg.batch_size
         unet.train()
         text_encoder.train(cfg.train_text_encoder)
@@ -191,6 +193,7 @@ class DreamBoothLoRA:
                         prior_loss = per_example[n:].mean()
                         loss = loss + cfg.prior_loss_weight * prior_loss
                     (loss / cfg.gradient_accumulation).backward()
+                learning_rates.append(optimizer.param_groups[0]["lr"])  # the UNet's, this step
                 optimizer.step()
                 lr_schedule.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -209,6 +212,7 @@ class DreamBoothLoRA:
             _remove_adapters(pipe, cfg)
         log = {
             "losses": losses,
+            "learning_rates": learning_rates,
             "artifact": ARTIFACT,
             "checkpoints": checkpoints,
             "steps": cfg.steps,
@@ -244,16 +248,22 @@ def _save_adapters(pipe, cfg: Config, folder: Path) -> None:
     from peft.utils import get_peft_model_state_dict
 
     unet_lora = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet))
-    text_lora = None
+    text_lora = text_metadata = None
     if cfg.train_text_encoder:
         text_lora = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.text_encoder))
+        text_metadata = _lora_metadata(pipe.text_encoder)
     folder.mkdir(parents=True, exist_ok=True)
+    # The LoRA config goes into the file's metadata: without it a loader infers alpha = rank,
+    # and an adapter trained with another alpha would be applied at the wrong scale.
     StableDiffusionPipeline.save_lora_weights(
         folder,
         unet_lora_layers=unet_lora,
         text_encoder_lora_layers=text_lora,
+        unet_lora_adapter_metadata=_lora_metadata(pipe.unet),
+        text_encoder_lora_adapter_metadata=text_metadata,
         safe_serialization=True,
     )
+    _sort_safetensors_header(folder / ARTIFACT)
     if cfg.export_kohya:
         from safetensors.torch import save_file
 
@@ -267,6 +277,25 @@ def _save_adapters(pipe, cfg: Config, folder: Path) -> None:
             str(folder / KOHYA_ARTIFACT),
             metadata={"ss_network_dim": str(cfg.rank), "ss_network_alpha": str(alpha)},
         )
+        _sort_safetensors_header(folder / KOHYA_ARTIFACT)
+
+
+def _lora_metadata(module) -> dict:
+    """The module's peft LoRA config as diffusers stores it, its target set as a sorted list."""
+    config = module.peft_config["default"].to_dict()
+    config["target_modules"] = sorted(config["target_modules"])
+    return config
+
+
+def _sort_safetensors_header(path: Path) -> None:
+    """Rewrite a safetensors header with its keys sorted. safetensors writes metadata in hash
+    order, which changes from call to call: sorted, the same adapter gives the same bytes."""
+    raw = path.read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    header = json.dumps(json.loads(raw[8 : 8 + length]), sort_keys=True, separators=(",", ":"))
+    header += " " * (-len(header) % 8)  # the format pads the header to 8-byte alignment
+    data = raw[8 + length :]  # tensor offsets count from here, so they stay valid
+    atomic.write_bytes(path, len(header).to_bytes(8, "little") + header.encode() + data)
 
 
 def kohya_state_dict(unet_lora: dict, text_lora: dict, alpha: float) -> dict:

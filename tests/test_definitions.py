@@ -1,0 +1,243 @@
+"""Stored values recomputed from their definitions, outside the code that produced them.
+
+One scored dreambooth_lora run on a two-subject suite (an object and a live subject, two prompts,
+two images each) is made through the CLI while a spy, calling through, records what reached the
+real diffusers pipeline. Then each stored value is recomputed by hand: the seed with hashlib, the
+initial latent with torch.randn, CLIP-T, CLIP-I and DINO from the PNGs with open_clip and timm
+loaded directly from the same weight files.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import StableDiffusionPipeline
+from PIL import Image
+from typer.testing import CliRunner
+
+from bench.cli import app
+
+from helpers import documented_seed
+
+SUITE = """\
+name = "defs"
+backbone = "tiny"
+resolution = 32
+images_per_prompt = 2
+replicates = [7]
+scorers = ["clip_i", "clip_t", "dino"]
+
+[subjects]
+set = "smoke"
+ids = ["red_mug", "ginger_cat"]
+
+[prompts]
+object = { set = "dreambench_object", ids = ["on_the_beach", "red"] }
+live = { set = "dreambench_live", ids = ["in_the_snow", "wearing_a_santa_hat"] }
+
+[generation]
+scheduler = "DDIMScheduler"
+steps = 3
+
+[method_defaults.dreambooth_lora]
+lr = 1e-2
+steps = 3
+batch_size = 1
+
+[scorer_options]
+clip = { pretrained = "random:0" }
+dino = { pretrained = "random:0" }
+"""
+
+SUBJECTS = Path(__file__).resolve().parent.parent / "subjects" / "smoke"
+TOKEN = "sks"  # the smoke subjects' identifier (their subject.toml)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """The run's directory, its score rows, and every (prompt, initial latent, sampling-noise
+    seed) the pipeline received."""
+    root = tmp_path_factory.mktemp("defs")
+    suite = root / "defs.toml"
+    suite.write_text(SUITE)
+    received = []
+    call = StableDiffusionPipeline.__call__
+
+    def spy(self, *args, **kwargs):
+        latents = kwargs["latents"].detach().float().cpu()
+        sampling_seeds = [g.initial_seed() for g in kwargs["generator"]]
+        received.extend(zip(kwargs["prompt"], latents, sampling_seeds, strict=True))
+        return call(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(StableDiffusionPipeline, "__call__", spy)
+        result = CliRunner().invoke(
+            app,
+            ["run", "--method", "dreambooth_lora", "--suite", str(suite), "--runs", str(root)]
+            + ["--batch-size", "3", "--resamples", "200", "--json"],
+        )
+    assert result.exit_code == 0, result.output
+    run_dir = Path(json.loads(result.stdout)["run_dir"])
+    rows = [
+        json.loads(line)
+        for path in sorted(run_dir.glob("*/replicate-*/scores.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    return {"dir": run_dir, "rows": rows, "received": received}
+
+
+def test_every_cell_is_stored_once_with_the_documented_seed(run):
+    rows = run["rows"]
+    cells = {(r["subject"], r["prompt_id"], r["image_index"], r["replicate"]) for r in rows}
+    assert cells == {
+        (subject, prompt, index, 7)
+        for subject, prompts in [
+            ("red_mug", ["on_the_beach", "red"]),
+            ("ginger_cat", ["in_the_snow", "wearing_a_santa_hat"]),
+        ]
+        for prompt in prompts
+        for index in (0, 1)
+    }
+    assert len(rows) == len(cells) == 8
+    for r in rows:
+        assert r["seed"] == documented_seed(r["subject"], r["prompt_id"], r["image_index"], 7)
+
+
+def test_the_pipeline_received_each_cells_own_noise_with_its_own_prompt(run):
+    """What reached the pipeline, not what a sidecar says: for each stored image, exactly one
+    rendered latent equals torch.randn from the image's seed, and it came with its prompt and
+    with a sampling-noise generator of its own (seeded with the cell's seed + 1)."""
+    received = run["received"]
+    assert len(received) == len(run["rows"])  # nothing else was rendered (no prior images)
+    for r in run["rows"]:
+        noise = torch.randn(
+            (4, 16, 16), generator=torch.Generator("cpu").manual_seed(r["seed"])
+        )  # 4 latent channels, 32 px / the VAE's factor of 2
+        matches = [(p, s) for p, latent, s in received if torch.equal(latent, noise)]
+        assert matches == [(r["prompt"], r["seed"] + 1)], (r["subject"], r["prompt_id"])
+        assert TOKEN in r["prompt"].split()  # "a red sks mug": rendered with the identifier
+
+
+# --------------------------------------------------------------------------- the scorers by hand
+
+
+@pytest.fixture(scope="module")
+def clip():
+    """The tiny CLIP, loaded with open_clip's own loader from the scorer's weight file."""
+    import open_clip
+
+    from bench.scorers import clip as clip_scorer
+
+    open_clip.add_model_config(clip_scorer.TINY_CONFIG_FILE)
+    weights = clip_scorer.tiny_weights_file(0)
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        "bench-tiny-clip", pretrained=str(weights)
+    )
+    tokenizer = open_clip.get_tokenizer("bench-tiny-clip")
+
+    def image(paths):
+        pixels = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths])
+        with torch.no_grad():
+            return model.eval().encode_image(pixels).double()
+
+    def text(texts):
+        with torch.no_grad():
+            return model.eval().encode_text(tokenizer(texts)).double()
+
+    return image, text
+
+
+@pytest.fixture(scope="module")
+def dino():
+    """The tiny DINO through timm's file loader; its feature is the CLS token of the final norm,
+    after resize 256 (bicubic), centre crop 224, ImageNet normalisation."""
+    import timm
+    from torchvision import transforms as T
+
+    from bench.scorers import dino as dino_scorer
+
+    net = timm.create_model(
+        "vit_small_patch16_224.dino",
+        pretrained=True,
+        pretrained_cfg_overlay={"file": str(dino_scorer.tiny_weights_file(0))},
+        num_classes=0,
+        **dino_scorer.TINY_KWARGS,
+    ).eval()
+    transform = T.Compose(
+        [
+            T.Resize(256, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(224),
+            T.ToTensor(),
+            T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
+
+    def image(paths):
+        pixels = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths])
+        with torch.no_grad():
+            return net.forward_features(pixels)[:, 0].double()  # the CLS token
+
+    return image
+
+
+def cosine(a, b):
+    """Cosine of every row of a with every row of b."""
+    a = a / a.norm(dim=-1, keepdim=True)
+    b = b / b.norm(dim=-1, keepdim=True)
+    return a @ b.T
+
+
+def photos(subject):
+    return sorted((SUBJECTS / subject).glob("*.png"))
+
+
+def test_clip_t_is_the_image_against_its_prompt_without_the_identifier(run, clip):
+    embed_image, embed_text = clip
+    for r in run["rows"]:
+        # The identifier-free prompt, derived here from the rendered one: "a sks mug" -> "a mug".
+        expected_prompt = " ".join(w for w in r["prompt"].split() if w != TOKEN)
+        assert r["scoring_prompt"] == expected_prompt
+        image = embed_image([run["dir"] / r["image"]])
+        value = cosine(image, embed_text([expected_prompt]))[0, 0].item()
+        assert r["clip_t"] == pytest.approx(value, abs=1e-5)
+        # The prompt with the identifier scores differently, so the match above is not luck.
+        with_token = cosine(image, embed_text([r["prompt"]]))[0, 0].item()
+        assert abs(with_token - r["clip_t"]) > 1e-4
+
+
+def test_clip_i_is_the_mean_cosine_over_the_subjects_photos(run, clip):
+    embed_image, _ = clip
+    for subject in ("red_mug", "ginger_cat"):
+        references = embed_image(photos(subject))
+        assert len(references) == 4
+        for r in (r for r in run["rows"] if r["subject"] == subject):
+            values = cosine(embed_image([run["dir"] / r["image"]]), references)[0]
+            assert r["clip_i"] == pytest.approx(values.mean().item(), abs=1e-5)
+            # Not the cosine with one photo only, nor with the other subject's photos.
+            assert abs(values[0].item() - r["clip_i"]) > 1e-6
+
+
+def test_dino_is_the_mean_cosine_of_cls_tokens_over_the_subjects_photos(run, dino):
+    for subject in ("red_mug", "ginger_cat"):
+        references = dino(photos(subject))
+        for r in (r for r in run["rows"] if r["subject"] == subject):
+            value = cosine(dino([run["dir"] / r["image"]]), references)[0].mean().item()
+            assert r["dino"] == pytest.approx(value, abs=1e-5)
+
+
+def test_each_scorer_feature_is_the_documented_one(run, clip, dino):
+    """The embedding each scorer computes is the library's: open_clip's encode_image for CLIP,
+    the CLS token for DINO (not a pooled or patch token)."""
+    from bench.scoring import load_scorers
+
+    clip_i, dino_scorer = load_scorers(
+        ["clip_i", "dino"], {"clip": {"pretrained": "random:0"}, "dino": {"pretrained": "random:0"}}
+    )
+    paths = [run["dir"] / r["image"] for r in run["rows"][:3]]
+    images = [Image.open(p).convert("RGB") for p in paths]
+    for scorer, by_hand in ((clip_i, clip[0]), (dino_scorer, dino)):
+        got = torch.from_numpy(scorer.model.embed_images(images, batch_size=2))
+        expected = by_hand(paths)
+        expected = expected / expected.norm(dim=-1, keepdim=True)
+        assert torch.allclose(got, expected, atol=1e-6), scorer.id

@@ -1,0 +1,309 @@
+"""The run store's invariants, tested directly: atomic writes under injected failures, resume
+batching as an uninterrupted run, what the run id depends on, and the manifest's values."""
+
+import dataclasses
+import json
+import pathlib
+import re
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import bench
+from bench import atomic
+from bench.cli import app
+from bench.methods.dreambooth_lora import DreamBoothLoRA
+from bench.runner import ExecutionOptions, execute, prepare
+from bench.suites import GenerationProtocol, load_suite
+
+from helpers import documented_seed
+
+REPO = Path(__file__).resolve().parent.parent
+
+SUITE = """\
+name = "store"
+backbone = "tiny"
+resolution = 32
+images_per_prompt = 3
+replicates = [0]
+
+[subjects]
+set = "smoke"
+ids = ["red_mug"]
+
+[prompts]
+object = { set = "dreambench_object", ids = ["on_the_beach", "red"] }
+
+[generation]
+scheduler = "DDIMScheduler"
+steps = 2
+
+[method_defaults.dreambooth_lora]
+lr = 1e-2
+steps = 2
+batch_size = 1
+"""
+
+
+class DiskFull(OSError):
+    pass
+
+
+def half_then_fail(write):
+    """A write that stops half-way through its data, as a full disk or a kill would."""
+
+    def broken(self, data, *args, **kwargs):
+        write(self, data[: len(data) // 2], *args, **kwargs)
+        raise DiskFull("no space left on device")
+
+    return broken
+
+
+def listing(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+
+@pytest.mark.parametrize(
+    "write, payload",
+    [
+        (atomic.write_bytes, b"new bytes " * 100),
+        (atomic.write_text, "new text " * 100),
+        (atomic.write_json, {"new": list(range(100))}),
+        (atomic.append_jsonl, [{"row": i} for i in range(50)]),
+    ],
+    ids=["write_bytes", "write_text", "write_json", "append_jsonl"],
+)
+def test_a_write_that_fails_half_way_leaves_the_old_file_and_no_temporary(
+    tmp_path, monkeypatch, write, payload
+):
+    target = tmp_path / "file.json"
+    target.write_text('{"old": true}\n')
+    before = listing(tmp_path)
+    monkeypatch.setattr(pathlib.Path, "write_bytes", half_then_fail(pathlib.Path.write_bytes))
+    with pytest.raises(DiskFull):
+        write(target, payload)
+    assert listing(tmp_path) == before
+
+
+def test_a_png_that_fails_half_way_is_not_stored_and_the_run_resumes(tmp_path, monkeypatch):
+    """Generation killed in the middle of writing a PNG: no partial image, no temporary file,
+    no manifest; the next run makes exactly the images of an uninterrupted run."""
+    suite = tmp_path / "store.toml"
+    suite.write_text(SUITE)
+    loaded = load_suite(suite)
+    save = Image.Image.save
+    saved = []
+
+    def save_then_break(self, fp, *args, **kwargs):
+        if len(saved) == 4:  # the fifth image: half its bytes, then the failure
+            save(self, fp, *args, **kwargs)
+            Path(fp).write_bytes(Path(fp).read_bytes()[:100])
+            raise DiskFull("no space left on device")
+        saved.append(fp)
+        return save(self, fp, *args, **kwargs)
+
+    prepared = prepare("dreambooth_lora", loaded, {}, tmp_path / "broken")
+    with monkeypatch.context() as mp:
+        mp.setattr(Image.Image, "save", save_then_break)
+        with pytest.raises(DiskFull):
+            execute(prepared, ExecutionOptions(device="cpu", batch_size=4))
+    unit = prepared.paths.unit("red_mug", 0)
+    assert sorted(p.name for p in (unit / "images").iterdir()) == [
+        "on_the_beach-0.png",
+        "on_the_beach-1.png",
+        "on_the_beach-2.png",
+        "red-0.png",
+    ]
+    assert not (unit / "manifest.json").exists()
+    assert not [p for p in prepared.paths.root.rglob("*") if p.name.startswith(".")]
+
+    execute(prepared, ExecutionOptions(device="cpu", batch_size=4))
+    clean = prepare("dreambooth_lora", loaded, {}, tmp_path / "clean")
+    execute(clean, ExecutionOptions(device="cpu", batch_size=4))
+    resumed, fresh = listing(prepared.paths.root), listing(clean.paths.root)
+    assert [k for k in resumed if k.endswith(".png")] == [k for k in fresh if k.endswith(".png")]
+    differ = [k for k in fresh if k.endswith((".png", ".safetensors")) and resumed[k] != fresh[k]]
+    assert not differ
+
+
+def test_a_fit_that_fails_leaves_no_artifact_and_no_staging(tmp_path, monkeypatch):
+    suite = tmp_path / "store.toml"
+    suite.write_text(SUITE)
+    prepared = prepare("dreambooth_lora", load_suite(suite), {}, tmp_path / "runs")
+    fit = DreamBoothLoRA.fit
+
+    def fit_then_fail(self, ctx):
+        fit(self, ctx)  # the adapter is written into the staging folder...
+        raise DiskFull("no space left on device")  # ...and then the process fails
+
+    monkeypatch.setattr(DreamBoothLoRA, "fit", fit_then_fail)
+    with pytest.raises(DiskFull):
+        execute(prepared, ExecutionOptions(device="cpu"))
+    unit = prepared.paths.unit("red_mug", 0)
+    assert list(unit.iterdir()) == []  # no adapter, no fit.json, no staging folder
+
+
+def test_a_directory_write_that_fails_leaves_nothing(tmp_path):
+    target = tmp_path / "class_images" / "abc"
+    with pytest.raises(DiskFull), atomic.atomic_dir(target) as tmp:
+        (tmp / "0000.png").write_bytes(b"half an image")
+        raise DiskFull("no space left on device")
+    assert list((tmp_path / "class_images").iterdir()) == []
+
+
+# --------------------------------------------------------------------------- resume batching
+
+
+def test_a_resumed_run_renders_the_same_full_chunks(tmp_path, monkeypatch):
+    """With batch size 4 the six cells go as [4, 2]. One image of the first chunk lost: the
+    method receives that whole chunk again, not the missing cell alone, and the image comes back
+    byte for byte."""
+    suite = tmp_path / "store.toml"
+    suite.write_text(SUITE)
+    chunks = []
+    generate = DreamBoothLoRA.generate
+
+    def spy(self, ctx, cells, latents):
+        chunks.append([c.image_name for c in cells])
+        return generate(self, ctx, cells, latents)
+
+    monkeypatch.setattr(DreamBoothLoRA, "generate", spy)
+    prepared = prepare("dreambooth_lora", load_suite(suite), {}, tmp_path / "runs")
+    execute(prepared, ExecutionOptions(device="cpu", batch_size=4))
+    first_chunk = ["on_the_beach-0.png", "on_the_beach-1.png", "on_the_beach-2.png", "red-0.png"]
+    assert chunks == [first_chunk, ["red-1.png", "red-2.png"]]
+
+    unit = prepared.paths.unit("red_mug", 0)
+    lost = unit / "images" / "on_the_beach-1.png"
+    original = lost.read_bytes()
+    lost.unlink()
+    (unit / "manifest.json").unlink()
+    chunks.clear()
+    execute(prepared, ExecutionOptions(device="cpu", batch_size=4))
+    assert chunks == [first_chunk]
+    assert lost.read_bytes() == original
+
+
+# --------------------------------------------------------------------------- the run id
+
+
+def run_id(suite, **overrides):
+    return prepare("dreambooth_lora", suite, overrides, Path("/nonexistent")).run_id
+
+
+def test_the_run_id_follows_what_defines_the_results(tmp_path):
+    suite = load_suite("micro")
+    base = run_id(suite)
+    assert re.fullmatch(r"dreambooth_lora-[0-9a-f]{8}", base)
+    assert run_id(suite) == base  # stable
+
+    subject = suite.subjects[0]
+    copies = tmp_path / "copy"
+    copies.mkdir()
+    paths = []
+    for photo in subject.images:
+        paths.append(copies / photo.name)
+        paths[-1].write_bytes(photo.read_bytes())
+    moved = dataclasses.replace(suite, subjects=(dataclasses.replace(subject, images=paths),))
+    assert run_id(moved) == base  # the same bytes elsewhere: the same run
+
+    pixels = np.asarray(Image.open(paths[2]).convert("RGB")).copy()
+    pixels[0, 0, 0] ^= 1  # one bit of one photo
+    Image.fromarray(pixels).save(paths[2])
+    assert run_id(moved) != base
+
+    protocol = suite.generation
+    for changed in (
+        dataclasses.replace(protocol, steps=protocol.steps + 1),
+        dataclasses.replace(protocol, guidance_scale=3.0),
+        dataclasses.replace(protocol, scheduler="PNDMScheduler"),
+        dataclasses.replace(protocol, negative_prompt="blurry"),
+    ):
+        assert isinstance(changed, GenerationProtocol)
+        assert run_id(dataclasses.replace(suite, generation=changed)) != base
+    assert run_id(dataclasses.replace(suite, backbone="org/other-model")) != base
+    assert run_id(dataclasses.replace(suite, backbone_revision="abc123")) != base
+    assert run_id(suite, rank=8) != base
+
+
+def test_execution_options_do_not_change_the_run_id(tmp_path):
+    def dry(*extra):
+        result = CliRunner().invoke(
+            app,
+            ["run", "--method", "dreambooth_lora", "--suite", "micro"]
+            + ["--runs", str(tmp_path), "--dry-run", "--json", *extra],
+        )
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["run_id"]
+
+    base = dry()
+    assert dry("--device", "cpu", "--dtype", "float32", "--batch-size", "1") == base
+    assert dry("--dtype", "bfloat16", "--batch-size", "3") == base
+
+
+# --------------------------------------------------------------------------- the manifest
+
+
+def expected_commit() -> str | None:
+    if not (REPO / ".git").exists():
+        return None
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", "bench"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+
+
+def test_the_manifest_records_values_not_just_keys(tmp_path):
+    import diffusers
+    import torch
+
+    suite = load_suite("micro")
+    prepared = prepare("dreambooth_lora", suite, {"rank": 2}, tmp_path)
+    started = datetime.now(timezone.utc).replace(microsecond=0)
+    clock = time.perf_counter()
+    execute(prepared, ExecutionOptions(device="cpu", batch_size=5))
+    wall = time.perf_counter() - clock
+    manifest = json.loads((prepared.paths.unit("red_mug", 0) / "manifest.json").read_text())
+
+    provenance = manifest["provenance"]
+    assert provenance["git_commit"] == expected_commit()
+    # Installed distributions' versions (torch's without its local build tag, "+cu130").
+    assert provenance["versions"]["torch"] == torch.__version__.split("+")[0]
+    assert provenance["versions"]["diffusers"] == diffusers.__version__
+    assert provenance["versions"]["bench"] == bench.__version__
+    recorded = datetime.fromisoformat(provenance["time"])
+    assert started <= recorded <= datetime.now(timezone.utc)
+
+    timings = manifest["timings"]
+    assert timings["fit_seconds"] > 0 and timings["generate_seconds"] > 0
+    assert timings["fit_seconds"] + timings["generate_seconds"] < wall
+
+    assert manifest["backbone"]["id"] == "tiny"
+    assert manifest["backbone"]["revision"] == "tiny-v1-seed0"
+    assert (manifest["backbone"]["device"], manifest["backbone"]["dtype"]) == ("cpu", "float32")
+    assert manifest["execution"] == {"device": "cpu", "dtype": "auto", "batch_size": 5}
+    assert manifest["config"]["rank"] == 2 and manifest["config"]["steps"] == 8  # micro's
+    assert manifest["generation"] == dataclasses.asdict(suite.generation)
+    assert manifest["subject"]["images"] == [str(p) for p in suite.subjects[0].images]
+
+    assert len(manifest["images"]) == 2
+    for entry in manifest["images"]:
+        seed = documented_seed("red_mug", entry["prompt_id"], entry["image_index"], 0)
+        assert entry["seed"] == seed
+        assert (prepared.paths.unit("red_mug", 0) / entry["file"]).is_file()
