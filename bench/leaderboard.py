@@ -29,11 +29,11 @@ CONVENTIONS = """\
   the beach"). Defaults: CLIP ViT-B/32 (OpenAI weights, open_clip), DINO ViT-S/16 (timm).
 - **Score** of a run: the mean over subjects of the mean over that subject's prompts of the mean
   over its images (equal weight per subject, and per prompt within a subject).
-- **Intervals**: 95% bootstrap percentile intervals, 10,000 resamples, seed 0. Estimand: the
-  expected score of a new subject from the same population, on this fixed prompt set. Subjects
-  are resampled with replacement (their images move with them), so images of one subject are not
-  treated as independent. With `--prompts random` prompts are resampled too (crossed with
-  subjects), and the estimand is the mean over a population of prompts as well.
+- **Intervals**: 95% bootstrap percentile intervals, {n_resamples:,} resamples, seed 0.
+  Estimand: the expected score of a new subject from the same population, on this fixed prompt
+  set. Subjects are resampled with replacement (their images move with them), so images of one
+  subject are not treated as independent. With `--prompts random` prompts are resampled too
+  (crossed with subjects), and the estimand is the mean over a population of prompts as well.
 - **Rows marked random weights** come from the tiny random-weight models of the smoke and micro
   suites: they check the pipeline and mean nothing about any method.
 - **Published rows** are copied from their papers, not re-measured, and carry no intervals.
@@ -163,7 +163,7 @@ def render(runs_root: Path, out_dir: Path = Path("leaderboard"), **stats) -> str
         "",
         "## How to read it",
         "",
-        CONVENTIONS,
+        CONVENTIONS.format(n_resamples=stats.get("n_resamples", 10_000)),
         "",
         "## Measured runs",
         "",

@@ -105,9 +105,12 @@ def execute(
                 "config": config_dict(prepared.config),
                 "suite": suite.identity(),
                 "units_total": len(units),
+                "generation_batch_size": options.batch_size,
                 "provenance": provenance(),
             },
         )
+    elif pending and not prepared.scores_references:
+        _check_batch_size(prepared, options)
     if not pending:
         return RunSummary(prepared.run_id, paths.root, 0, 0, len(units))
 
@@ -181,6 +184,18 @@ def execute(
                 prepared, ctx, cells, backbone, options, fit_seconds, time.perf_counter() - started
             )
     return RunSummary(prepared.run_id, paths.root, fitted, generated, len(units) - len(pending))
+
+
+def _check_batch_size(prepared: PreparedRun, options: ExecutionOptions) -> None:
+    """A run's images are rendered at one batch size: batched and single matrix products round
+    differently and sampling amplifies it, so another size would give other images."""
+    recorded = json.loads(prepared.paths.run_json.read_text()).get("generation_batch_size")
+    if recorded is not None and recorded != options.batch_size:
+        raise BenchError(
+            f"run {prepared.run_id} was generated with --batch-size {recorded}, not "
+            f"{options.batch_size}: resume it with --batch-size {recorded} (another batch size "
+            "renders different images)"
+        )
 
 
 def _generate(

@@ -38,10 +38,11 @@ dino = { pretrained = "random:0" }
 """
 
 
-def documented_seed(subject: str, prompt_id: str, image_index: int, replicate: int) -> int:
-    """A cell's seed: sha256 of "subject/prompt_id/image_index/replicate", first 8 bytes
-    (big-endian), shifted right once."""
-    key = f"{subject}/{prompt_id}/{image_index}/{replicate}".encode()
+def documented_seed(*parts: object) -> int:
+    """The README's seed of a key: sha256 of the parts joined with "/", first 8 bytes
+    (big-endian), shifted right once. A cell's key is (subject, prompt id, image index,
+    replicate); a `bench generate` column's is ("generate", seed, column)."""
+    key = "/".join(str(p) for p in parts).encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> 1
 
 
@@ -66,3 +67,76 @@ def run_score(values: dict[tuple, float]) -> float:
         subjects.setdefault(subject, []).append(sum(vs) / len(vs))
     means = [sum(vs) / len(vs) for vs in subjects.values()]
     return sum(means) / len(means)
+
+
+# --------------------------------------------------------------------------- scorers by hand
+
+
+def clip_by_hand():
+    """The tiny CLIP scorer's network, loaded with open_clip's own loader from its weight file:
+    (embed images from paths, embed texts), float64, not normalised."""
+    import open_clip
+    import torch
+    from PIL import Image
+
+    from bench.scorers import clip as clip_scorer
+
+    open_clip.add_model_config(clip_scorer.TINY_CONFIG_FILE)
+    weights = clip_scorer.tiny_weights_file(0)
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        "bench-tiny-clip", pretrained=str(weights)
+    )
+    model.eval()
+    tokenizer = open_clip.get_tokenizer("bench-tiny-clip")
+
+    def image(paths):
+        pixels = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths])
+        with torch.no_grad():
+            return model.encode_image(pixels).double()
+
+    def text(texts):
+        with torch.no_grad():
+            return model.encode_text(tokenizer(texts)).double()
+
+    return image, text
+
+
+def dino_by_hand():
+    """The tiny DINO scorer's network through timm's file loader; the feature is the CLS token of
+    the final norm, after resize 256 (bicubic), centre crop 224, ImageNet normalisation."""
+    import timm
+    import torch
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from bench.scorers import dino as dino_scorer
+
+    net = timm.create_model(
+        "vit_small_patch16_224.dino",
+        pretrained=True,
+        pretrained_cfg_overlay={"file": str(dino_scorer.tiny_weights_file(0))},
+        num_classes=0,
+        **dino_scorer.TINY_KWARGS,
+    ).eval()
+    transform = T.Compose(
+        [
+            T.Resize(256, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(224),
+            T.ToTensor(),
+            T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
+
+    def image(paths):
+        pixels = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths])
+        with torch.no_grad():
+            return net.forward_features(pixels)[:, 0].double()  # the CLS token
+
+    return image
+
+
+def cosine(a, b):
+    """Cosine of every row of a with every row of b (torch tensors)."""
+    a = a / a.norm(dim=-1, keepdim=True)
+    b = b / b.norm(dim=-1, keepdim=True)
+    return a @ b.T

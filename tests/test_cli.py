@@ -203,3 +203,18 @@ def test_smoke_suite_end_to_end(tmp_path):
     assert again.exit_code == 0
     assert "fitted 0, generated 0 images, 3 units already done" in again.stdout
     assert "clip_t" in again.stdout and "RANDOM WEIGHTS" in again.stdout
+
+
+@pytest.mark.parametrize("method", ["dreambooth_lora", "textual_inversion"])
+def test_a_diverging_fit_is_a_one_line_error(tmp_path, method):
+    result = invoke(
+        "run", "--method", method, "--suite", "micro", "--runs", tmp_path, "--set", "lr=1e30"
+    )
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        "error: red_mug: training diverged (non-finite loss at lr=1e+30); "
+        "lower lr with --set lr=..."
+    )
+    assert "Traceback" not in result.output
+    [unit] = tmp_path.glob("micro/*/red_mug/replicate-0")
+    assert list(unit.iterdir()) == []  # nothing of the failed fit is kept

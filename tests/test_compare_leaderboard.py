@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 
-from helpers import DUO, run_score, stored_rows
+from helpers import DUO, clip_by_hand, cosine, dino_by_hand, run_score, stored_rows
 
 runner = CliRunner()
 
@@ -78,6 +78,7 @@ def test_compare_two_runs(store):
         "compare", store["ids"]["rank4"], store["ids"]["rank2"], "--runs", store["runs"]
     ).stdout
     assert "Paired differences" in table and "RANDOM WEIGHTS" in table
+    assert "fewer than 10 subjects" in table  # two subjects: the caveat is printed
 
 
 def test_a_run_against_itself_in_another_row_order_differs_by_exactly_zero(store):
@@ -139,36 +140,45 @@ def test_compare_with_the_real_row_is_per_subject_and_skips_clip_t(store):
         "--resamples",
         "500",
     )
-    pairs = {(c["metric"], c["run_b"]): c for c in out["comparisons"]}
-    assert ("clip_t", ids["real"]) not in pairs
-    real = pairs[("clip_i", ids["real"])]
+    pairs = {(c["metric"], c["run_a"], c["run_b"]): c for c in out["comparisons"]}
+    assert not [k for k in pairs if k[0] == "clip_t" and ids["real"] in k]
+    real = pairs[("clip_i", ids["rank4"], ids["real"])]
     assert real["matched_on"] == "subjects" and real["n_subjects"] == 2
-    clip_i = [c for c in out["comparisons"] if c["metric"] == "clip_i"]
-    assert len(clip_i) == 3  # three pairs: Holm adjusts within the family
-    assert all(c["p_holm"] >= c["p_value"] for c in clip_i)
-    assert any(c["p_holm"] > c["p_value"] for c in clip_i if c["p_value"] < 1 / 3)
+    # The real row against a run: subject means of each, matched by subject.
+    rank4, photos = stored_rows(run_dir_of(store, "rank4")), stored_rows(run_dir_of(store, "real"))
+    by_hand = run_score({k: r["clip_i"] for k, r in rank4.items()}) - run_score(
+        {k: r["clip_i"] for k, r in photos.items()}
+    )
+    assert real["diff"] == pytest.approx(by_hand, abs=1e-12)
+    # Holm within each metric's family of pairs, recomputed by hand from the raw p-values.
+    for metric in ("clip_i", "clip_t", "dino"):
+        family = [c for c in out["comparisons"] if c["metric"] == metric]
+        assert len(family) == (1 if metric == "clip_t" else 3)  # real defines no CLIP-T
+        m, running = len(family), 0.0
+        for rank, c in enumerate(sorted(family, key=lambda c: c["p_value"])):
+            running = max(running, min(1.0, (m - rank) * c["p_value"]))
+            assert c["p_holm"] == pytest.approx(running, abs=1e-12)
 
 
 def test_real_scores_each_photo_against_the_others(store):
-    from PIL import Image
-
-    from bench.scoring import load_scorers
+    """Leave-one-out: photo i against the subject's other photos, by hand with open_clip and
+    timm; no CLIP-T."""
     from bench.suites import load_suite
 
-    run_dir = next(store["runs"].glob(f"duo/{store['ids']['real']}"))
-    rows = [
-        json.loads(x)
-        for x in (run_dir / "red_mug/replicate-0/scores.jsonl").read_text().splitlines()
-    ]
-    assert len(rows) == 4 and all(r["clip_t"] is None for r in rows)
+    rows = stored_rows(run_dir_of(store, "real"))
     suite = load_suite(store["suite"])
-    clip_i = load_scorers(["clip_i"], {"clip": {"pretrained": "random:0"}}, "cpu")[0]
-    photos = [Image.open(p).convert("RGB") for p in suite.subjects[0].images]
-    expected = clip_i.score(
-        [photos[1]], prompts=[""], references=[photos[0], *photos[2:]], reference_key="test/loo1"
-    )[0]
-    assert rows[1]["clip_i"] == pytest.approx(expected, abs=1e-6)
-    assert rows[1]["clip_i"] < 1.0
+    embed_clip, embed_dino = clip_by_hand()[0], dino_by_hand()
+    for subject in suite.subjects:
+        photos = list(subject.images)
+        mine = [r for k, r in sorted(rows.items()) if k[0] == subject.id]
+        assert [r["image_index"] for r in mine] == list(range(len(photos)))
+        for metric, embed in (("clip_i", embed_clip), ("dino", embed_dino)):
+            features = embed(photos)
+            for i, r in enumerate(mine):
+                others = [j for j in range(len(photos)) if j != i]
+                expected = cosine(features[i : i + 1], features[others]).mean().item()
+                assert r[metric] == pytest.approx(expected, abs=1e-5)
+        assert all(r["clip_t"] is None for r in mine)
 
 
 def test_compare_refuses_other_suites_and_scorer_settings(store, tmp_path):
@@ -265,6 +275,7 @@ def test_leaderboard_has_measured_subject_and_published_rows(store, tmp_path):
     assert "published, not re-measured" in text
     assert "best over all checkpoints" in text
     assert "not multiplied by 100, not clamped at 0" in text
+    assert "95% bootstrap percentile intervals, 300 resamples, seed 0" in text  # as computed
     assert "fewer than 10 subjects" in text
 
 
@@ -314,6 +325,42 @@ def test_score_outside_images(store, tmp_path):
     )
     assert all(c["diff"] == 0 for c in diff["comparisons"])
 
+    # The same images from a CSV, in reverse order, with each prompt spelled another accepted
+    # way (its template, or its text without the identifier) and an explicit replicate.
+    spellings = {"on_the_beach": "a {token} {class} on the beach", "red": "a red {noun}"}
+    csv_lines = ["image,subject,prompt,image_index,replicate"]
+    for i, png in reversed(list(enumerate(sorted(source.glob("*/replicate-0/images/*.png"))))):
+        prompt_id, index = png.stem.rsplit("-", 1)
+        subject = png.parts[-4]
+        noun = {"red_mug": "mug", "blue_robot": "robot"}[subject]
+        prompt = spellings[prompt_id].replace("{noun}", noun)
+        csv_lines.append(f"img{i}.png,{subject},{prompt},{index},0")
+    (folder / "manifest.csv").write_text("\n".join(csv_lines) + "\n")
+    from_csv = json_of(
+        "score",
+        "--images",
+        folder,
+        "--manifest",
+        folder / "manifest.csv",
+        "--suite",
+        store["suite"],
+        "--name",
+        "outside-csv",
+        "--runs",
+        store["runs"],
+        "--resamples",
+        "300",
+    )
+    imported = stored_rows(store["runs"] / "duo" / from_csv["run_id"])
+    original = stored_rows(source)
+    assert imported.keys() == original.keys()
+    for key, row in imported.items():
+        run_dir = store["runs"] / "duo" / from_csv["run_id"]
+        assert (run_dir / row["image"]).read_bytes() == (
+            source / original[key]["image"]
+        ).read_bytes()
+        assert all(row[m] == original[key][m] for m in ("clip_i", "clip_t", "dino"))
+
     (folder / "bad.csv").write_text("image,subject,prompt,image_index\nimg0.png,red_mug,x,0\n")
     before = sorted(p.name for p in (store["runs"] / "duo").iterdir())
     result = invoke(
@@ -329,3 +376,47 @@ def test_score_outside_images(store, tmp_path):
     )
     assert result.exit_code == 2 and "bad.csv row 1: prompt 'x'" in result.output
     assert sorted(p.name for p in (store["runs"] / "duo").iterdir()) == before
+
+
+def test_run_summaries_use_the_documented_interval_and_its_options(store):
+    """Defaults: 95%, 10,000 resamples, seed 0, percentile, fixed prompts. With two subjects the
+    percentile interval of the subject-resampled mean is exactly [lower, higher subject score]
+    (each extreme has probability 1/4 > 2.5%). --ci-method and --prompts reach the statistics."""
+    from bench.stats import bootstrap_interval
+
+    args = [
+        "run",
+        "--method",
+        "dreambooth_lora",
+        "--suite",
+        store["suite"],
+        "--runs",
+        store["runs"],
+    ]
+    rows = stored_rows(run_dir_of(store, "rank4"))
+    default = json_of(*args)["scores"]["metrics"]
+    for metric in ("clip_i", "clip_t", "dino"):
+        iv = default[metric]
+        assert (iv["n_resamples"], iv["confidence"], iv["method"], iv["prompt_mode"]) == (
+            10_000,
+            0.95,
+            "percentile",
+            "fixed",
+        )
+        subjects = [
+            run_score({k: r[metric] for k, r in rows.items() if k[0] == s})
+            for s in ("red_mug", "blue_robot")
+        ]
+        assert (iv["low"], iv["high"]) == pytest.approx((min(subjects), max(subjects)), abs=1e-12)
+
+    keys = sorted(rows)
+    values = [rows[k]["dino"] for k in keys]
+    labels = ([k[0] for k in keys], [k[1] for k in keys])
+    for flags, options in (
+        (["--ci-method", "bca"], {"method": "bca"}),
+        (["--prompts", "random"], {"prompt_mode": "random"}),
+    ):
+        iv = json_of(*args, "--resamples", "2000", *flags)["scores"]["metrics"]["dino"]
+        expected = bootstrap_interval(values, *labels, n_resamples=2000, **options)
+        assert (iv["method"], iv["prompt_mode"]) == (expected.method, expected.prompt_mode)
+        assert (iv["low"], iv["high"]) == pytest.approx((expected.low, expected.high), abs=1e-12)

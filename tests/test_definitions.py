@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 
-from helpers import documented_seed
+from helpers import clip_by_hand, cosine, dino_by_hand, documented_seed
 
 SUITE = """\
 name = "defs"
@@ -124,68 +124,12 @@ def test_the_pipeline_received_each_cells_own_noise_with_its_own_prompt(run):
 
 @pytest.fixture(scope="module")
 def clip():
-    """The tiny CLIP, loaded with open_clip's own loader from the scorer's weight file."""
-    import open_clip
-
-    from bench.scorers import clip as clip_scorer
-
-    open_clip.add_model_config(clip_scorer.TINY_CONFIG_FILE)
-    weights = clip_scorer.tiny_weights_file(0)
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        "bench-tiny-clip", pretrained=str(weights)
-    )
-    tokenizer = open_clip.get_tokenizer("bench-tiny-clip")
-
-    def image(paths):
-        pixels = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths])
-        with torch.no_grad():
-            return model.eval().encode_image(pixels).double()
-
-    def text(texts):
-        with torch.no_grad():
-            return model.eval().encode_text(tokenizer(texts)).double()
-
-    return image, text
+    return clip_by_hand()
 
 
 @pytest.fixture(scope="module")
 def dino():
-    """The tiny DINO through timm's file loader; its feature is the CLS token of the final norm,
-    after resize 256 (bicubic), centre crop 224, ImageNet normalisation."""
-    import timm
-    from torchvision import transforms as T
-
-    from bench.scorers import dino as dino_scorer
-
-    net = timm.create_model(
-        "vit_small_patch16_224.dino",
-        pretrained=True,
-        pretrained_cfg_overlay={"file": str(dino_scorer.tiny_weights_file(0))},
-        num_classes=0,
-        **dino_scorer.TINY_KWARGS,
-    ).eval()
-    transform = T.Compose(
-        [
-            T.Resize(256, interpolation=T.InterpolationMode.BICUBIC),
-            T.CenterCrop(224),
-            T.ToTensor(),
-            T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-        ]
-    )
-
-    def image(paths):
-        pixels = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths])
-        with torch.no_grad():
-            return net.forward_features(pixels)[:, 0].double()  # the CLS token
-
-    return image
-
-
-def cosine(a, b):
-    """Cosine of every row of a with every row of b."""
-    a = a / a.norm(dim=-1, keepdim=True)
-    b = b / b.norm(dim=-1, keepdim=True)
-    return a @ b.T
+    return dino_by_hand()
 
 
 def photos(subject):

@@ -5,11 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.plan import stable_seed
+
+from helpers import documented_seed
 
 runner = CliRunner()
 SIZE = 32  # the micro suite's resolution
@@ -39,8 +41,28 @@ def tiles(grid: np.ndarray) -> list[list[np.ndarray]]:
     ]
 
 
-def test_base_model_grid_is_deterministic_and_rows_share_the_noise(tmp_path):
-    grid, sidecar = generate(tmp_path / "a.png", "--suite", "micro")
+def test_base_model_grid_is_deterministic_and_rows_share_the_noise(tmp_path, monkeypatch):
+    from diffusers import StableDiffusionPipeline
+
+    received = []
+    call = StableDiffusionPipeline.__call__
+
+    def spy(self, *args, **kwargs):
+        received.append((list(kwargs["prompt"]), kwargs["latents"].clone()))
+        return call(self, *args, **kwargs)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(StableDiffusionPipeline, "__call__", spy)
+        grid, sidecar = generate(tmp_path / "a.png", "--suite", "micro")
+    # What reached the pipeline: column c's noise is torch.randn from the seed sha256 gives for
+    # "generate/<seed>/<c>", the same in every row.
+    seeds = [documented_seed("generate", 0, c) for c in range(2)]
+    column_noise = [
+        torch.randn((4, 16, 16), generator=torch.Generator().manual_seed(s)) for s in seeds
+    ]
+    assert [prompts for prompts, _ in received] == [[SANTA] * 2, [RED] * 2, [SANTA] * 2]
+    for _, latents in received:
+        assert all(torch.equal(latents[c], column_noise[c]) for c in range(2))
     generate(tmp_path / "b.png", "--suite", "micro")
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
@@ -53,7 +75,7 @@ def test_base_model_grid_is_deterministic_and_rows_share_the_noise(tmp_path):
     assert grid.std() > 0
 
     assert sidecar["prompts"] == [SANTA, RED, SANTA]
-    assert sidecar["seeds"] == [stable_seed("generate", 0, c) for c in range(2)]
+    assert sidecar["seeds"] == [documented_seed("generate", 0, c) for c in range(2)]
     assert sidecar["adapter"] is None
     assert sidecar["backbone"]["id"] == "tiny" and sidecar["suite"] == "micro"
     assert sidecar["generation"]["steps"] == 4 and sidecar["resolution"] == SIZE

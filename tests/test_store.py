@@ -2,6 +2,7 @@
 batching as an uninterrupted run, what the run id depends on, and the manifest's values."""
 
 import dataclasses
+import hashlib
 import json
 import pathlib
 import re
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 import bench
 from bench import atomic
 from bench.cli import app
+from bench.errors import BenchError
 from bench.methods.dreambooth_lora import DreamBoothLoRA
 from bench.runner import ExecutionOptions, execute, prepare
 from bench.suites import GenerationProtocol, load_suite
@@ -307,3 +309,87 @@ def test_the_manifest_records_values_not_just_keys(tmp_path):
         seed = documented_seed("red_mug", entry["prompt_id"], entry["image_index"], 0)
         assert entry["seed"] == seed
         assert (prepared.paths.unit("red_mug", 0) / entry["file"]).is_file()
+
+
+def test_run_json_records_what_the_run_is(tmp_path):
+    suite = load_suite("micro")
+    prepared = prepare("dreambooth_lora", suite, {"rank": 2}, tmp_path)
+    execute(prepared, ExecutionOptions(device="cpu"))
+    info = json.loads((prepared.paths.root / "run.json").read_text())
+    manifest = json.loads((prepared.paths.unit("red_mug", 0) / "manifest.json").read_text())
+    assert info["run_id"] == prepared.paths.root.name and info["method"] == "dreambooth_lora"
+    assert info["config"] == manifest["config"] and info["config"]["rank"] == 2
+    assert info["units_total"] == 1
+    identity = info["suite"]
+    assert identity["name"] == "micro" and identity["backbone"] == "tiny"
+    [subject] = identity["subjects"]
+    photos = sorted((REPO / "subjects" / "smoke" / "red_mug").glob("*.png"))
+    digests = [hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in photos]
+    assert subject["id"] == "red_mug" and subject["images"] == digests
+    assert identity["prompts"]["object"] == [
+        ["on_the_beach", "a {token} {class} on the beach"],
+        ["red", "a red {token} {class}"],
+    ]
+    assert identity["generation"] == dataclasses.asdict(suite.generation)
+    assert info["provenance"]["git_commit"] == expected_commit()
+
+
+def test_where_runs_user_subjects_and_the_leaderboard_go(tmp_path, monkeypatch):
+    """--runs, else $BENCH_RUNS, else ./runs; $BENCH_HOME, else $XDG_DATA_HOME/bench, else
+    ~/.local/share/bench, never the package; the leaderboard in ./leaderboard/LEADERBOARD.md."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BENCH_RUNS", raising=False)
+
+    def run_dir(*extra):
+        result = CliRunner().invoke(
+            app, ["run", "--method", "base", "--suite", "micro", "--dry-run", "--json", *extra]
+        )
+        assert result.exit_code == 0, result.output
+        return Path(json.loads(result.stdout)["run_dir"])
+
+    assert run_dir().parent.parent.resolve() == tmp_path / "runs"
+    monkeypatch.setenv("BENCH_RUNS", str(tmp_path / "store"))
+    assert run_dir().parent.parent == tmp_path / "store"
+    assert run_dir("--runs", tmp_path / "given").parent.parent == tmp_path / "given"
+
+    package_subjects = listing(REPO / "subjects")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for photo in sorted((REPO / "subjects" / "smoke" / "red_mug").glob("*.png")):
+        (photos / photo.name).write_bytes(photo.read_bytes())
+    monkeypatch.delenv("BENCH_HOME", raising=False)
+    for env, expected in (
+        ({"XDG_DATA_HOME": str(tmp_path / "xdg")}, tmp_path / "xdg" / "bench"),
+        ({"HOME": str(tmp_path / "home")}, tmp_path / "home" / ".local" / "share" / "bench"),
+    ):
+        monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        result = CliRunner().invoke(
+            app, ["subjects", "add", "my_mug", "--class", "mug", "--images", str(photos)]
+        )
+        assert result.exit_code == 0, result.output
+        assert (expected / "subjects" / "my_mug" / "subject.toml").is_file()
+    assert listing(REPO / "subjects") == package_subjects
+
+    result = CliRunner().invoke(app, ["leaderboard", "--runs", str(tmp_path / "store")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "leaderboard" / "LEADERBOARD.md").is_file()
+
+
+def test_a_run_is_resumed_only_at_the_batch_size_it_was_generated_with(tmp_path):
+    suite = tmp_path / "store.toml"
+    suite.write_text(SUITE)
+    prepared = prepare("dreambooth_lora", load_suite(suite), {}, tmp_path / "runs")
+    execute(prepared, ExecutionOptions(device="cpu", batch_size=4))
+    unit = prepared.paths.unit("red_mug", 0)
+    (unit / "images" / "red-2.png").unlink()
+    (unit / "manifest.json").unlink()
+    before = listing(prepared.paths.root)
+    with pytest.raises(BenchError, match="generated with --batch-size 4, not 2"):
+        execute(prepared, ExecutionOptions(device="cpu", batch_size=2))
+    assert listing(prepared.paths.root) == before
+    execute(prepared, ExecutionOptions(device="cpu", batch_size=4))
+    assert (unit / "images" / "red-2.png").is_file() and (unit / "manifest.json").is_file()
+    # Finished runs are rescored or listed at any batch size: nothing is rendered.
+    execute(prepared, ExecutionOptions(device="cpu", batch_size=1))

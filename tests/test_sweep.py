@@ -77,7 +77,10 @@ def test_sweep_writes_tables_and_plots_and_resumes(tmp_path):
         True,
     ]
     assert "best (optimistic)" in text
-    check_table_values(json.loads((out / "sweep.json").read_text()), tmp_path / "duo")
+    assert text.startswith("# ") and "(random weights)" in text.splitlines()[0]
+    data = json.loads((out / "sweep.json").read_text())
+    assert data["random_weights"] is True
+    check_table_values(data, tmp_path / "duo")
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert "metric_vs_step.png" in pngs and "tradeoff_clip_t_vs_clip_i.png" in pngs
     assert len([p for p in pngs if p.startswith("contact_")]) == 4
@@ -151,7 +154,8 @@ def test_presets_are_listed_and_plan(tmp_path):
     options = [r["options"] for r in plan["runs"]]
     assert {"lr": 1e-6} in [{k: v for k, v in o.items() if k == "lr"} for o in options]
     assert any(o.get("train_text_encoder") and o.get("prior_preservation") for o in options)
-    assert all(o["checkpoint_every"] >= 1 for o in options)
+    # 4 checkpoints of micro's 8 steps: every ceil(8 / 5) = 2 steps.
+    assert all(o["checkpoint_every"] == 2 for o in options if "steps" not in o)
     assert len({r["run_id"] for r in plan["runs"]}) == len(plan["runs"])
     assert not list(tmp_path.rglob("*.png"))
 

@@ -165,6 +165,13 @@ def test_lora_sits_on_every_attention_projection(backbone, suite, tmp_path, trai
     assert len(state) == 2 * (len(unet_projections) + len(expected_text))  # up and down each
 
 
+def test_rank_is_the_inner_dimension_of_every_adapter(backbone, suite, tmp_path):
+    _, state = lora(backbone, suite, tmp_path, steps=1, rank=3, train_text_encoder=True)
+    for key, tensor in state.items():
+        down = ".down." in key or "lora_A" in key
+        assert (tensor.shape[0] if down else tensor.shape[1]) == 3, key
+
+
 # --------------------------------------------------------------------------- prior preservation
 
 
@@ -197,6 +204,34 @@ def test_prior_loss_is_the_loss_on_the_class_half_of_each_batch(
         instance, prior = per_example[:2].mean().item(), per_example[2:].mean().item()
         assert log["prior_losses"][step] == pytest.approx(prior, rel=1e-5)
         assert log["losses"][step] == pytest.approx(instance + 2.5 * prior, rel=1e-5)
+
+
+def test_class_images_are_cached_by_backbone_prompt_resolution_number_and_seed(
+    backbone, suite, tmp_path
+):
+    from bench.class_images import class_images
+
+    assert DreamBoothLoRA.Config().num_class_images == 100  # the paper's number, by default
+    protocol = suite.generation
+
+    def folder(prompt="a mug", resolution=32, count=1, seed=0, protocol=protocol):
+        paths = class_images(backbone, protocol, prompt, resolution, count, seed, tmp_path)
+        assert len(paths) == count
+        return paths[0].parent
+
+    first = folder()
+    assert folder() == first  # the same request reuses the set
+    changed = [
+        folder(prompt="a cup"),
+        folder(resolution=48),
+        folder(count=2),
+        folder(seed=1),
+        folder(protocol=dataclasses.replace(protocol, steps=2)),
+    ]
+    assert len({first, *changed}) == 6
+    other_backbone = dataclasses.replace(backbone, id="another", revision="r")
+    paths = class_images(other_backbone, protocol, "a mug", 32, 1, 0, tmp_path)
+    assert paths[0].parent not in {first, *changed}
 
 
 def test_the_class_images_enter_the_loss(backbone, suite, tmp_path):
@@ -338,8 +373,11 @@ def test_seed_and_replicate_decide_the_adapter(backbone, suite, tmp_path):
     _, again = lora(backbone, suite, tmp_path / "b", steps=2, seed=0)
     _, other = lora(backbone, suite, tmp_path / "c", steps=2, seed=1)
     _, replicate = lora(backbone, suite, tmp_path / "d", steps=2, seed=0, replicate=1)
+    renamed = dataclasses.replace(suite.subjects[0], id="another_mug")  # same photos
+    _, subject = lora(backbone, suite, tmp_path / "e", steps=2, seed=0, subject=renamed)
     assert same(first, again)
-    assert not same(first, other, atol=1e-7) and not same(first, replicate, atol=1e-7)
+    for different in (other, replicate, subject):
+        assert not same(first, different, atol=1e-7)
 
 
 def test_instance_prompt_is_the_caption(backbone, suite, tmp_path):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench import atomic
 from bench.class_images import class_images
+from bench.errors import BenchError
 from bench.generation import render
 from bench.method_api import MethodContext
 from bench.paths import cache_dir
@@ -206,7 +207,10 @@ class DreamBoothLoRA:
                     _save_adapters(pipe, cfg, folder)
                     checkpoints.append({"step": step, "path": str(folder.relative_to(ctx.workdir))})
             if not all(math.isfinite(v) for v in losses):
-                raise RuntimeError("training diverged (non-finite loss); lower lr")
+                raise BenchError(
+                    f"{subject.id}: training diverged (non-finite loss at lr={cfg.lr}); "
+                    "lower lr with --set lr=..."
+                )
             _save_adapters(pipe, cfg, ctx.workdir)
         finally:
             _remove_adapters(pipe, cfg)

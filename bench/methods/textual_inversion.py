@@ -16,6 +16,7 @@ import copy
 import math
 from dataclasses import dataclass
 
+from bench.errors import BenchError
 from bench.generation import render
 from bench.method_api import MethodContext
 from bench.plan import Cell, stable_seed
@@ -158,7 +159,10 @@ class TextualInversion:
                 losses.append(loss.item())
                 ctx.progress(1, {"loss": losses[-1]})
             if not all(math.isfinite(v) for v in losses):
-                raise RuntimeError("training diverged (non-finite loss); lower lr")
+                raise BenchError(
+                    f"{subject.id}: training diverged (non-finite loss at lr={cfg.lr}); "
+                    "lower lr with --set lr=..."
+                )
             # diffusers' format: one key, the token, holding (num_vectors, dim).
             vectors = extended.weight[n_old:].detach().cpu().contiguous()
             save_file({cfg.token: vectors}, ctx.workdir / ARTIFACT)
