@@ -19,10 +19,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
-
 from bench import registry
 from bench.errors import BenchError
+from bench.progress import Reporter
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def _images(root: Path) -> dict[str, bytes]:
 
 
 def check_method(
-    name: str, suite_name: str = "micro", device: str = "cpu", console: Console | None = None
+    name: str, suite_name: str = "micro", device: str = "cpu", reporter: Reporter | None = None
 ) -> list[Check]:
     """Run every check; returns them all (the first failing stage stops the later ones)."""
     import numpy as np
@@ -101,7 +100,6 @@ def check_method(
         return checks
     suite = load_suite(suite_name)
     options = ExecutionOptions(device=device)
-    console = console or Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
         tmp = Path(tmp)
         # Output shape and backbone hygiene, driving fit and generate directly.
@@ -165,7 +163,7 @@ def check_method(
         stores = []
         for label in ("a", "b"):
             run = prepare(name, suite, {}, tmp / label)
-            execute(run, options, console=console)
+            execute(run, options, reporter)
             stores.append(run.paths.root)
         first, second = _images(stores[0]), _images(stores[1])
         checks.append(
@@ -179,7 +177,7 @@ def check_method(
             unit_manifest.unlink()
             shutil.rmtree(unit_manifest.parent / "images")
         rerun = prepare(name, suite, {}, tmp / "b")
-        summary = execute(rerun, options, console=console)
+        summary = execute(rerun, options, reporter)
         checks.append(
             Check(
                 "saved artifacts reload to identical images",

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench import atomic, registry
 from bench.config import config_dict, resolve_config
@@ -21,6 +19,7 @@ from bench.errors import BenchError
 from bench.method_api import MethodContext
 from bench.paths import cache_dir
 from bench.plan import batches, cells_for, initial_latents
+from bench.progress import Reporter, Silent
 from bench.store import RunPaths, provenance, run_id, subject_record
 from bench.suites import Suite
 
@@ -75,24 +74,32 @@ class RunSummary:
 
 
 def prepare(
-    method_name: str, suite: Suite, overrides: dict[str, Any], runs_root: Path
+    method: str | type | Any, suite: Suite, overrides: dict[str, Any], runs_root: Path
 ) -> PreparedRun:
-    """Resolve the method and its config, and name the run; loads no model."""
-    method_cls = registry.load(registry.METHODS, method_name)
-    defaults = suite.method_defaults.get(method_name, {})
-    config = resolve_config(method_cls.Config, defaults, overrides, where=f"method {method_name}")
-    rid = run_id(method_name, config_dict(config), suite.identity())
-    return PreparedRun(
-        method_name, method_cls(), config, suite, rid, RunPaths(runs_root / suite.name / rid)
-    )
+    """Resolve the method and its config, and name the run; loads no model.
+
+    `method` is a registered name, or a method class or instance (a notebook's own method); a
+    class or instance is known by its `name` attribute, which enters the run id.
+    """
+    if isinstance(method, str):
+        instance = registry.load(registry.METHODS, method)()
+    else:
+        instance = method() if isinstance(method, type) else method
+    name = method if isinstance(method, str) else getattr(instance, "name", None)
+    if not isinstance(name, str) or not name:
+        raise BenchError(f"method {method!r} has no `name` attribute: give it one")
+    defaults = suite.method_defaults.get(name, {})
+    config = resolve_config(instance.Config, defaults, overrides, where=f"method {name}")
+    rid = run_id(name, config_dict(config), suite.identity())
+    return PreparedRun(name, instance, config, suite, rid, RunPaths(runs_root / suite.name / rid))
 
 
 def execute(
-    prepared: PreparedRun, options: ExecutionOptions, console: Console | None = None
+    prepared: PreparedRun, options: ExecutionOptions, reporter: Reporter | None = None
 ) -> RunSummary:
     from bench.backbone import load_backbone
 
-    console = console or Console(stderr=True)
+    progress = reporter or Silent()
     suite, paths = prepared.suite, prepared.paths
     units = prepared.units()
     pending = prepared.pending_units()
@@ -127,62 +134,54 @@ def execute(
         dtype=options.dtype,
     )
     fitted = generated = 0
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"),
-    )
-    with Progress(*columns, console=console) as progress:
-        for subject, replicate in pending:
-            unit = paths.unit(subject.id, replicate)
-            ctx = MethodContext(
-                backbone=backbone,
-                suite=suite,
-                subject=subject,
-                config=prepared.config,
-                replicate=replicate,
-                workdir=unit,
-                cache=cache_dir(),
-            )
-            label = f"{subject.id}/replicate-{replicate}"
-            fit_seconds = None
-            if not RunPaths.fit_log(unit).exists():
-                fit_seconds = _fit(prepared, ctx, progress, label)
-                fitted += 1
-            cells = cells_for(suite, subject, replicate)
-            started = time.perf_counter()
-            try:
-                generated += _generate(prepared, ctx, cells, options, progress, f"generate {label}")
-                # Intermediate adapters the method kept (checkpoint_every): the same cells again.
-                fit_log = json.loads(RunPaths.fit_log(unit).read_text())
-                for checkpoint in fit_log.get("checkpoints", []):
-                    ck_ctx = dataclasses.replace(ctx, workdir=unit / checkpoint["path"])
-                    if RunPaths.manifest(ck_ctx.workdir).exists():
-                        continue
-                    ck_started = time.perf_counter()
-                    generated += _generate(
-                        prepared, ck_ctx, cells, options, progress, f"  step {checkpoint['step']}"
-                    )
-                    _write_manifest(
-                        prepared,
-                        ck_ctx,
-                        cells,
-                        backbone,
-                        options,
-                        None,
-                        time.perf_counter() - ck_started,
-                        checkpoint=checkpoint["step"],
-                    )
-            finally:
-                # Even after a failure: the method must not think its adapter is still loaded
-                # when the same method object renders again (a resumed run in one process).
-                if hasattr(prepared.method, "release"):
-                    prepared.method.release(ctx)
-            _write_manifest(
-                prepared, ctx, cells, backbone, options, fit_seconds, time.perf_counter() - started
-            )
+    for subject, replicate in pending:
+        unit = paths.unit(subject.id, replicate)
+        ctx = MethodContext(
+            backbone=backbone,
+            suite=suite,
+            subject=subject,
+            config=prepared.config,
+            replicate=replicate,
+            workdir=unit,
+            cache=cache_dir(),
+        )
+        label = f"{subject.id}/replicate-{replicate}"
+        fit_seconds = None
+        if not RunPaths.fit_log(unit).exists():
+            fit_seconds = _fit(prepared, ctx, progress, label)
+            fitted += 1
+        cells = cells_for(suite, subject, replicate)
+        started = time.perf_counter()
+        try:
+            generated += _generate(prepared, ctx, cells, options, progress, f"generate {label}")
+            # Intermediate adapters the method kept (checkpoint_every): the same cells again.
+            fit_log = json.loads(RunPaths.fit_log(unit).read_text())
+            for checkpoint in fit_log.get("checkpoints", []):
+                ck_ctx = dataclasses.replace(ctx, workdir=unit / checkpoint["path"])
+                if RunPaths.manifest(ck_ctx.workdir).exists():
+                    continue
+                ck_started = time.perf_counter()
+                generated += _generate(
+                    prepared, ck_ctx, cells, options, progress, f"  step {checkpoint['step']}"
+                )
+                _write_manifest(
+                    prepared,
+                    ck_ctx,
+                    cells,
+                    backbone,
+                    options,
+                    None,
+                    time.perf_counter() - ck_started,
+                    checkpoint=checkpoint["step"],
+                )
+        finally:
+            # Even after a failure: the method must not think its adapter is still loaded
+            # when the same method object renders again (a resumed run in one process).
+            if hasattr(prepared.method, "release"):
+                prepared.method.release(ctx)
+        _write_manifest(
+            prepared, ctx, cells, backbone, options, fit_seconds, time.perf_counter() - started
+        )
     return RunSummary(prepared.run_id, paths.root, fitted, generated, len(units) - len(pending))
 
 
@@ -203,12 +202,12 @@ def _generate(
     ctx: MethodContext,
     cells,
     options: ExecutionOptions,
-    progress: Progress,
+    progress: Reporter,
     label: str,
 ) -> int:
     """Render the cells whose PNG is missing in ctx.workdir/images; returns how many."""
     backbone, suite, written = ctx.backbone, ctx.suite, 0
-    task = progress.add_task(label, total=len(cells), info="")
+    task = progress.task(label, total=len(cells))
     for chunk in batches(cells, options.batch_size):
         missing = [c for c in chunk if not (RunPaths.images(ctx.workdir) / c.image_name).exists()]
         if missing:
@@ -226,21 +225,20 @@ def _generate(
                 if cell in missing:
                     _write_png(RunPaths.images(ctx.workdir) / cell.image_name, image)
                     written += 1
-        progress.advance(task, len(chunk))
+        task.advance(len(chunk))
+    task.finish()
     return written
 
 
-def _fit(prepared: PreparedRun, ctx: MethodContext, progress: Progress, label: str) -> float:
+def _fit(prepared: PreparedRun, ctx: MethodContext, progress: Reporter, label: str) -> float:
     """Fit into a staging folder, then move the artifacts in and write fit.json last."""
     staging = ctx.workdir / ".fit-staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    total = getattr(prepared.config, "steps", None)
-    task = progress.add_task(f"fit {label}", total=total, info="")
+    task = progress.task(f"fit {label}", total=getattr(prepared.config, "steps", None))
 
     def report(advance: int, info: dict[str, float] | None = None) -> None:
-        text = "  ".join(f"{k} {v:.4f}" for k, v in (info or {}).items())
-        progress.update(task, advance=advance, info=text)
+        task.advance(advance, "  ".join(f"{k} {v:.4f}" for k, v in (info or {}).items()))
 
     started = time.perf_counter()
     staged = dataclasses.replace(ctx, workdir=staging, progress=report)
@@ -257,7 +255,7 @@ def _fit(prepared: PreparedRun, ctx: MethodContext, progress: Progress, label: s
         item.replace(target)
     staging.rmdir()
     atomic.write_json(RunPaths.fit_log(ctx.workdir), {**log, "seconds": seconds})
-    progress.update(task, completed=total)
+    task.finish()
     return seconds
 
 

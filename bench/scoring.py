@@ -15,12 +15,11 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from rich.console import Console
-from rich.progress import Progress
 
 from bench import atomic, registry
 from bench.config import parse_assignments
 from bench.errors import BenchError
+from bench.progress import Reporter, Silent
 from bench.store import RunPaths
 
 SCORES = "scores.jsonl"
@@ -135,19 +134,19 @@ def is_scored(unit: Path, scorers: list[Any]) -> bool:
     return bool(first) and json.loads(first).get("scorers") == scorer_info(scorers)
 
 
-def score_run(run_root: Path, scorers: list[Any], console: Console | None = None) -> int:
+def score_run(run_root: Path, scorers: list[Any], reporter: Reporter | None = None) -> int:
     """Score every complete unit of a run that lacks scores from these scorers; returns how many."""
     units = sorted(p.parent for p in run_root.glob("*/replicate-*/manifest.json"))
     units += sorted(p.parent for p in run_root.glob("*/replicate-*/checkpoints/*/manifest.json"))
     todo = [u for u in units if not is_scored(u, scorers)]
     if not todo:
         return 0
-    with Progress(console=console or Console(stderr=True)) as progress:
-        task = progress.add_task("score", total=len(todo))
-        for unit in todo:
-            rows = score_unit(scorers, unit, run_root)
-            atomic.write_text(
-                unit / SCORES, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-            )
-            progress.advance(task)
+    task = (reporter or Silent()).task("score", total=len(todo))
+    for unit in todo:
+        rows = score_unit(scorers, unit, run_root)
+        atomic.write_text(
+            unit / SCORES, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+        )
+        task.advance()
+    task.finish()
     return len(todo)

@@ -1,0 +1,404 @@
+"""bench as a library: everything the `bench` command does, as functions.
+
+    import bench
+
+    result = bench.run("dreambooth_lora", "smoke", options={"rank": 8})
+    result.intervals["clip_i"]                       # mean and 95% interval
+    other = bench.run("textual_inversion", "smoke")
+    for c in bench.compare([result.run_dir, other.run_dir]):
+        print(c.metric, c.result.diff, c.result.low, c.result.high, c.result.p_holm)
+    bench.leaderboard(out="leaderboard/LEADERBOARD.md")
+
+Runs live in a store (`runs`: a folder; default `$BENCH_RUNS` or `./runs`). A run is referred to
+by its id, its directory, or the `RunResults` that `load_run` returns. Every statistic takes one
+`StatsOptions`. Long operations report progress to a `bench.progress.Reporter` (default: none).
+The CLI (`bench.cli`) is a thin layer over these functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+from bench.paths import runs_dir
+from bench.progress import Reporter, Silent
+from bench.results import RunResults, load_results
+from bench.stats import Interval
+from bench.suites import Suite
+
+RunRef = str | Path | RunResults
+
+
+@dataclass(frozen=True)
+class StatsOptions:
+    """How intervals and paired tests are computed (bench.stats has the definitions)."""
+
+    prompt_mode: str = "fixed"  # fixed: the prompt set defines the benchmark; random: a sample
+    n_resamples: int = 10_000
+    confidence: float = 0.95
+    ci_method: str = "percentile"  # or "bca" (run summaries; comparisons are percentile)
+    seed: int = 0
+
+    def summary_kwargs(self) -> dict[str, Any]:
+        return {
+            "prompt_mode": self.prompt_mode,
+            "n_resamples": self.n_resamples,
+            "confidence": self.confidence,
+            "method": self.ci_method,
+            "seed": self.seed,
+        }
+
+    def comparison_kwargs(self) -> dict[str, Any]:
+        return {
+            "prompt_mode": self.prompt_mode,
+            "n_resamples": self.n_resamples,
+            "confidence": self.confidence,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What `run` did, and the run's scores when it scored them."""
+
+    run_id: str
+    run_dir: Path
+    fitted: int  # units trained by this call
+    generated: int  # images written by this call
+    skipped_units: int  # units that were already complete
+    scored_units: int = 0  # units scored by this call
+    results: RunResults | None = None  # per-image scores (None with score=False)
+    intervals: dict[str, Interval] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What `run` would do (`bench run --dry-run`)."""
+
+    run_id: str
+    run_dir: Path
+    suite: Suite
+    cells: int
+    units_total: int
+    units_pending: int
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_suite(
+    suite: str | Path = "smoke",
+    *,
+    data_root: str | Path | None = None,
+    backbone: str | None = None,
+    subjects: list[str] | None = None,
+    prompt_file: str | Path | None = None,
+) -> Suite:
+    """A shipped suite by name, or a suite file; optionally on another backbone, on your own
+    subjects (`bench subjects add`), or with your own prompts."""
+    from bench import suites
+
+    return suites.load_suite(
+        suite,
+        data_root=Path(data_root) if data_root else None,
+        backbone=backbone,
+        subjects=subjects or None,
+        prompt_file=Path(prompt_file) if prompt_file else None,
+    )
+
+
+def load_run(
+    run: RunRef, *, runs: str | Path | None = None, checkpoint: int | None = None
+) -> RunResults:
+    """A run's per-image scores (of its final adapters, or of the checkpoint at that step)."""
+    if isinstance(run, RunResults):
+        return run if checkpoint is None else load_results(run.root, checkpoint)
+    from bench.store import find_run
+
+    return load_results(find_run(runs_dir(runs), str(run)), checkpoint)
+
+
+def load_scorers(
+    suite: Suite, scorer_options: dict[str, dict[str, Any]] | None = None, device: str = "auto"
+) -> list:
+    """The suite's scorers, with its `[scorer_options]` overridden by `scorer_options`
+    ({"clip": {"pretrained": "/w.safetensors"}}: `clip` sets clip_i and clip_t)."""
+    from bench.scoring import load_scorers as load
+
+    table = {**suite.scorer_options}
+    for key, values in (scorer_options or {}).items():
+        table[key] = {**table.get(key, {}), **values}
+    return load(suite.scorers, table, device=device)
+
+
+def _suite(suite: str | Path | Suite) -> Suite:
+    return suite if isinstance(suite, Suite) else load_suite(suite)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def plan(
+    method: str | type | Any,
+    suite: str | Path | Suite = "smoke",
+    *,
+    options: dict[str, Any] | None = None,
+    runs: str | Path | None = None,
+) -> RunPlan:
+    """Resolve a run without running it: its id, directory, and how much is left to do."""
+    from bench.plan import plan as plan_cells
+    from bench.runner import prepare
+
+    loaded = _suite(suite)
+    prepared = prepare(method, loaded, options or {}, runs_dir(runs))
+    return RunPlan(
+        prepared.run_id,
+        prepared.paths.root,
+        loaded,
+        len(plan_cells(loaded)),
+        len(prepared.units()),
+        len(prepared.pending_units()),
+    )
+
+
+def run(
+    method: str | type | Any,
+    suite: str | Path | Suite = "smoke",
+    *,
+    options: dict[str, Any] | None = None,
+    runs: str | Path | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    batch_size: int = 8,
+    score: bool = True,
+    scorer_options: dict[str, dict[str, Any]] | None = None,
+    stats: StatsOptions = StatsOptions(),
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Fit `method` on every subject of `suite`, generate its images, score and store them.
+
+    `method` is a registered name or a method class or instance; `options` override its
+    defaults (after the suite's). Finished work is skipped, so a call resumes an interrupted run.
+    """
+    from bench.runner import ExecutionOptions, execute, prepare
+
+    loaded = _suite(suite)
+    execution = ExecutionOptions(device=device, dtype=dtype, batch_size=batch_size)
+    prepared = prepare(method, loaded, options or {}, runs_dir(runs))
+    scorers = None
+    if score and loaded.scorers:  # load scorers first: a missing model fails before any work
+        scorers = load_scorers(loaded, scorer_options, device)
+    summary = execute(prepared, execution, reporter)
+    result = RunResult(
+        summary.run_id, summary.run_dir, summary.fitted, summary.generated, summary.skipped_units
+    )
+    if scorers is None:
+        return result
+    return _scored(result, scorers, stats, reporter)
+
+
+def _scored(result: RunResult, scorers: list, stats: StatsOptions, reporter) -> RunResult:
+    from dataclasses import replace
+
+    from bench.scoring import score_run
+
+    scored = score_run(result.run_dir, scorers, reporter)
+    results = load_results(result.run_dir)
+    return replace(
+        result, scored_units=scored, results=results, intervals=summarize(results, stats=stats)
+    )
+
+
+def score(
+    run: RunRef,
+    suite: str | Path | Suite | None = None,
+    *,
+    runs: str | Path | None = None,
+    scorer_options: dict[str, dict[str, Any]] | None = None,
+    device: str = "auto",
+    reporter: Reporter | None = None,
+) -> int:
+    """Score the units of a stored run that lack scores from the suite's scorers (with these
+    options); returns how many were scored. `suite` defaults to the shipped suite the run names."""
+    from bench.scoring import score_run
+    from bench.store import find_run
+
+    root = run.root if isinstance(run, RunResults) else find_run(runs_dir(runs), str(run))
+    if suite is None:
+        import json
+
+        suite = json.loads((root / "run.json").read_text())["suite"]["name"]
+    return score_run(root, load_scorers(_suite(suite), scorer_options, device), reporter)
+
+
+def import_images(
+    images: str | Path,
+    *,
+    manifest: str | Path | None = None,
+    suite: str | Path | Suite = "smoke",
+    name: str = "external",
+    runs: str | Path | None = None,
+    scorer_options: dict[str, dict[str, Any]] | None = None,
+    device: str = "auto",
+    stats: StatsOptions = StatsOptions(),
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Bring images made by an outside tool into the store as a run named `NAME-<hash>`, and
+    score it. The manifest (CSV or JSONL: image, subject, prompt, image_index[, replicate];
+    default: manifest.csv or manifest.jsonl in `images`) is checked whole before anything is
+    written."""
+    from bench.external import import_run
+
+    images = Path(images)
+    if manifest is None:
+        found = [images / f for f in ("manifest.csv", "manifest.jsonl") if (images / f).is_file()]
+        if not found:
+            raise BenchError(f"{images}: no manifest.csv or manifest.jsonl; pass --manifest FILE")
+        manifest = found[0]
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise BenchError(f"--name {name!r}: use letters, digits, '_' or '-'")
+    loaded = _suite(suite)
+    scorers = load_scorers(loaded, scorer_options, device)
+    run_dir = import_run(loaded, Path(manifest), images, name, runs_dir(runs))
+    return _scored(RunResult(run_dir.name, run_dir, 0, 0, 0), scorers, stats, reporter)
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def summarize(
+    run: RunRef,
+    *,
+    runs: str | Path | None = None,
+    checkpoint: int | None = None,
+    stats: StatsOptions = StatsOptions(),
+) -> dict[str, Interval]:
+    """One mean and interval per metric: the mean over subjects of the mean over prompts of the
+    mean over images, with a subject-clustered bootstrap interval (bench.stats)."""
+    from bench.results import summarize as summarize_results
+
+    results = load_run(run, runs=runs, checkpoint=checkpoint)
+    return summarize_results(results, **stats.summary_kwargs())
+
+
+def compare(
+    runs_to_compare: list[RunRef],
+    *,
+    runs: str | Path | None = None,
+    stats: StatsOptions = StatsOptions(),
+) -> list:
+    """Paired differences between runs of one suite, image by image, for every pair and metric,
+    with intervals, p-values and Holm-adjusted p-values (`bench.compare.MetricComparison`)."""
+    from bench.compare import compare as compare_results
+
+    loaded = [load_run(r, runs=runs) for r in runs_to_compare]
+    return compare_results(loaded, **stats.comparison_kwargs())
+
+
+def leaderboard(
+    *,
+    runs: str | Path | None = None,
+    out: str | Path | None = Path("leaderboard/LEADERBOARD.md"),
+    stats: StatsOptions = StatsOptions(),
+) -> str:
+    """The markdown leaderboard of every scored run in the store, with published rows; written
+    to `out` unless it is None. Returns the text."""
+    from bench import atomic
+    from bench.leaderboard import render
+
+    out_dir = Path(out).parent if out is not None else Path("leaderboard")
+    text = render(
+        runs_dir(runs), out_dir, prompt_mode=stats.prompt_mode, n_resamples=stats.n_resamples
+    )
+    if out is not None:
+        atomic.write_text(out, text)
+    return text
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    sweep_dir: Path
+    runs: list[tuple[dict[str, Any], str]]  # (the cell's options, its run id)
+    fitted: int = 0
+    generated: int = 0
+    report: dict[str, Any] | None = None  # sweep.json's content (None for a dry run)
+
+
+def sweep(
+    method: str | None = None,
+    suite: str | Path | Suite = "smoke",
+    *,
+    grid: dict[str, list] | None = None,
+    options: dict[str, Any] | None = None,
+    preset: str | None = None,
+    sweep_file: str | Path | None = None,
+    checkpoints: int | None = None,
+    runs: str | Path | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    batch_size: int = 8,
+    scorer_options: dict[str, dict[str, Any]] | None = None,
+    stats: StatsOptions = StatsOptions(),
+    dry_run: bool = False,
+    reporter: Reporter | None = None,
+) -> SweepResult:
+    """A grid of runs (the product of `grid`'s values, over `options`), each an ordinary run in
+    the store, then tables and plots in `<runs>/<suite>/sweep-<id>/`. A preset or sweep file
+    gives method, options, grids and checkpoints; arguments add to or override them."""
+    from dataclasses import replace
+
+    from bench.runner import ExecutionOptions, execute
+    from bench.scoring import score_run
+    from bench.sweep import SweepSpec, load_spec, plan_sweep, preset_path, report, sweep_id
+
+    if preset and sweep_file:
+        raise BenchError("give --preset or --sweep-file, not both")
+    spec = SweepSpec(method="", base={}, grids=[])
+    if preset or sweep_file:
+        spec = load_spec(preset_path(preset) if preset else Path(sweep_file))
+    extra = grid or {}
+    spec = replace(
+        spec,
+        method=method or spec.method,
+        base={**spec.base, **(options or {})},
+        grids=[{**g, **extra} for g in spec.grids] or [extra],
+        checkpoints=spec.checkpoints if checkpoints is None else checkpoints,
+    )
+    if not spec.method:
+        raise BenchError("no method: pass --method NAME (or a sweep file that names one)")
+    if not any(spec.grids[0].values()) and len(spec.grids) == 1:
+        raise BenchError("empty grid: pass --grid OPTION=v1,v2 (or --preset / --sweep-file)")
+    loaded = _suite(suite)
+    root = runs_dir(runs)
+    planned = plan_sweep(spec, loaded, root)
+    sweep_dir = (
+        root / loaded.name / sweep_id(spec.method, loaded.name, [p.run_id for _, p in planned])
+    )
+    cells = [(o, p.run_id) for o, p in planned]
+    if dry_run:
+        return SweepResult(sweep_dir, cells)
+    progress = reporter or Silent()
+    scorers = load_scorers(loaded, scorer_options, device)
+    execution = ExecutionOptions(device=device, dtype=dtype, batch_size=batch_size)
+    fitted = generated = 0
+    for i, (_, prepared) in enumerate(planned, 1):
+        progress.message(f"sweep run {i}/{len(planned)} {prepared.run_id}")
+        summary = execute(prepared, execution, progress)
+        score_run(summary.run_dir, scorers, progress)
+        fitted += summary.fitted
+        generated += summary.generated
+    title = f"Sweep of {spec.method} on {loaded.name}" + (f" ({spec.name})" if spec.name else "")
+    data = report(
+        spec,
+        [(o, p.paths.root) for o, p in planned],
+        sweep_dir,
+        title,
+        prompt_mode=stats.prompt_mode,
+        n_resamples=stats.n_resamples,
+    )
+    return SweepResult(sweep_dir, cells, fitted, generated, data)

@@ -1,0 +1,79 @@
+"""Commands that read the store: `compare`, `leaderboard`, `runs`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from bench.cli.common import (
+    JsonOption,
+    PromptsOption,
+    ResamplesOption,
+    RunsOption,
+    out,
+    stats_options,
+)
+from bench.paths import runs_dir
+
+
+def compare(
+    run_refs: Annotated[
+        list[str], typer.Argument(metavar="RUN...", help="Run ids or run directories.")
+    ],
+    runs: RunsOption = None,
+    prompts: PromptsOption = "fixed",
+    resamples: ResamplesOption = 10_000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Paired differences between runs of one suite, with intervals and p-values."""
+    from bench import api
+    from bench.report import compare_json, compare_table
+
+    loaded = [api.load_run(ref, runs=runs) for ref in run_refs]
+    comparisons = api.compare(loaded, stats=stats_options(prompts, resamples, seed=seed))
+    random_weights = any(r.random_weights for r in loaded)
+    if as_json:
+        out.print_json(json.dumps(compare_json(comparisons, random_weights)))
+    else:
+        out.print(compare_table(comparisons, random_weights))
+
+
+def leaderboard(
+    runs: RunsOption = None,
+    out_path: Annotated[Path, typer.Option("--out", help="Markdown file to write.")] = Path(
+        "leaderboard/LEADERBOARD.md"
+    ),
+    prompts: PromptsOption = "fixed",
+    resamples: ResamplesOption = 10_000,
+) -> None:
+    """Write a markdown leaderboard of every scored run, with published reference rows."""
+    from bench import api
+
+    api.leaderboard(runs=runs, out=out_path, stats=stats_options(prompts, resamples))
+    out.print(f"wrote {out_path}", highlight=False)
+
+
+def list_runs(runs: RunsOption = None, as_json: JsonOption = False) -> None:
+    """List the runs in a store."""
+    from bench.store import list_runs as store_runs
+
+    rows = store_runs(runs_dir(runs))
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"runs in {runs_dir(runs)}")
+    table.add_column("run id", no_wrap=True)
+    for column in ("suite", "method", "done", "created"):
+        table.add_column(column)
+    for r in rows:
+        done = f"{r['units_done']}/{r['units_total']}"
+        table.add_row(r["run_id"], r["suite"], r["method"], done, r["created"][:16])
+    out.print(table if rows else f"no runs in {runs_dir(runs)}")
+
+
+COMMANDS = {"compare": compare, "leaderboard": leaderboard, "runs": list_runs}

@@ -1,0 +1,131 @@
+"""What every command shares: the consoles, the one-line error handler, the progress bars, and
+the option declarations, so an option means and reads the same in every command."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from bench.errors import BenchError
+
+# Piped output (logs, CI) gets wide tables instead of 80 columns of wrapped cells.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+
+def handles_errors(command):
+    """A BenchError becomes one line on stderr and exit code 2. The message is printed as plain
+    text: a path or value with [brackets] is not read as markup."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except BenchError as e:
+            err.print(
+                Text.assemble(("error:", "red"), " ", str(e)), highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+class _RichTask:
+    def __init__(self, progress: Progress, task_id) -> None:
+        self.progress, self.id = progress, task_id
+
+    def advance(self, steps: int = 1, info: str = "") -> None:
+        self.progress.update(self.id, advance=steps, info=info)
+
+    def finish(self) -> None:
+        task = self.progress.tasks[[t.id for t in self.progress.tasks].index(self.id)]
+        if task.total is None:
+            self.progress.update(self.id, total=task.completed)
+        else:
+            self.progress.update(self.id, completed=task.total)
+
+
+class RichReporter:
+    """Progress bars on stderr for the library's `bench.progress.Reporter` protocol."""
+
+    def __init__(self, console: Console = err) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+        )
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def task(self, label: str, total: int | None) -> _RichTask:
+        return _RichTask(self.progress, self.progress.add_task(label, total=total, info=""))
+
+    def message(self, text: str) -> None:
+        self.progress.console.print(Text(text, style="bold"))
+
+
+def scorer_table(assignments: list[str] | None) -> dict[str, dict[str, Any]]:
+    from bench.scoring import parse_scorer_options
+
+    return parse_scorer_options(assignments or [])
+
+
+def stats_options(prompts: str, resamples: int, ci_method: str = "percentile", seed: int = 0):
+    from bench.api import StatsOptions
+
+    return StatsOptions(prompt_mode=prompts, n_resamples=resamples, ci_method=ci_method, seed=seed)
+
+
+# --------------------------------------------------------------------------- options
+
+RunsOption = Annotated[
+    Path | None, typer.Option("--runs", help="Run store (default $BENCH_RUNS or ./runs).")
+]
+DataRootOption = Annotated[
+    Path | None,
+    typer.Option("--data-root", help="DreamBench folder (default $BENCH_DREAMBENCH_ROOT)."),
+]
+SuiteOption = Annotated[str, typer.Option("--suite", "-s", help="Suite name or .toml path.")]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+DtypeOption = Annotated[
+    str, typer.Option(help="auto (fp16 on CUDA, fp32 on CPU), float32, float16 or bfloat16.")
+]
+BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="Images per generation batch.")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Method option as key=value (TOML literal); repeatable."),
+]
+ScorerOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--scorer-option",
+        help="SCORER.OPTION=VALUE, e.g. clip.pretrained=FILE "
+        "(`clip` sets clip_i and clip_t); repeatable.",
+    ),
+]
+PromptsOption = Annotated[
+    str,
+    typer.Option(
+        "--prompts",
+        help="fixed: the prompt set defines the benchmark (default); "
+        "random: prompts are a sample too.",
+    ),
+]
+ResamplesOption = Annotated[int, typer.Option("--resamples", help="Bootstrap resamples.")]
+CIMethodOption = Annotated[str, typer.Option("--ci-method", help="percentile or bca.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
