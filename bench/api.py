@@ -21,19 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.analysis.results import RunResults, load_results
+from bench.analysis.stats import Interval
+from bench.data.suites import Suite
 from bench.errors import BenchError
 from bench.paths import runs_dir
 from bench.progress import Reporter, Silent
-from bench.results import RunResults, load_results
-from bench.stats import Interval
-from bench.suites import Suite
 
 RunRef = str | Path | RunResults
 
 
 @dataclass(frozen=True)
 class StatsOptions:
-    """How intervals and paired tests are computed (bench.stats has the definitions)."""
+    """How intervals and paired tests are computed (bench.analysis.stats has the definitions)."""
 
     prompt_mode: str = "fixed"  # fixed: the prompt set defines the benchmark; random: a sample
     n_resamples: int = 10_000
@@ -98,7 +98,7 @@ def load_suite(
 ) -> Suite:
     """A shipped suite by name, or a suite file; optionally on another backbone, on your own
     subjects (`bench subjects add`), or with your own prompts."""
-    from bench import suites
+    from bench.data import suites
 
     return suites.load_suite(
         suite,
@@ -115,7 +115,7 @@ def load_run(
     """A run's per-image scores (of its final adapters, or of the checkpoint at that step)."""
     if isinstance(run, RunResults):
         return run if checkpoint is None else load_results(run.root, checkpoint)
-    from bench.store import find_run
+    from bench.store.layout import find_run
 
     return load_results(find_run(runs_dir(runs), str(run)), checkpoint)
 
@@ -125,7 +125,7 @@ def load_scorers(
 ) -> list:
     """The suite's scorers, with its `[scorer_options]` overridden by `scorer_options`
     ({"clip": {"pretrained": "/w.safetensors"}}: `clip` sets clip_i and clip_t)."""
-    from bench.scoring import load_scorers as load
+    from bench.scorers.scoring import load_scorers as load
 
     table = {**suite.scorer_options}
     for key, values in (scorer_options or {}).items():
@@ -148,8 +148,8 @@ def plan(
     runs: str | Path | None = None,
 ) -> RunPlan:
     """Resolve a run without running it: its id, directory, and how much is left to do."""
-    from bench.plan import plan as plan_cells
-    from bench.runner import prepare
+    from bench.data.plan import plan as plan_cells
+    from bench.store.runner import prepare
 
     loaded = _suite(suite)
     prepared = prepare(method, loaded, options or {}, runs_dir(runs))
@@ -182,7 +182,7 @@ def run(
     `method` is a registered name or a method class or instance; `options` override its
     defaults (after the suite's). Finished work is skipped, so a call resumes an interrupted run.
     """
-    from bench.runner import ExecutionOptions, execute, prepare
+    from bench.store.runner import ExecutionOptions, execute, prepare
 
     loaded = _suite(suite)
     execution = ExecutionOptions(device=device, dtype=dtype, batch_size=batch_size)
@@ -202,7 +202,7 @@ def run(
 def _scored(result: RunResult, scorers: list, stats: StatsOptions, reporter) -> RunResult:
     from dataclasses import replace
 
-    from bench.scoring import score_run
+    from bench.scorers.scoring import score_run
 
     scored = score_run(result.run_dir, scorers, reporter)
     results = load_results(result.run_dir)
@@ -222,8 +222,8 @@ def score(
 ) -> int:
     """Score the units of a stored run that lack scores from the suite's scorers (with these
     options); returns how many were scored. `suite` defaults to the shipped suite the run names."""
-    from bench.scoring import score_run
-    from bench.store import find_run
+    from bench.scorers.scoring import score_run
+    from bench.store.layout import find_run
 
     root = run.root if isinstance(run, RunResults) else find_run(runs_dir(runs), str(run))
     if suite is None:
@@ -249,7 +249,7 @@ def import_images(
     score it. The manifest (CSV or JSONL: image, subject, prompt, image_index[, replicate];
     default: manifest.csv or manifest.jsonl in `images`) is checked whole before anything is
     written."""
-    from bench.external import import_run
+    from bench.store.external import import_run
 
     images = Path(images)
     if manifest is None:
@@ -276,8 +276,8 @@ def summarize(
     stats: StatsOptions = StatsOptions(),
 ) -> dict[str, Interval]:
     """One mean and interval per metric: the mean over subjects of the mean over prompts of the
-    mean over images, with a subject-clustered bootstrap interval (bench.stats)."""
-    from bench.results import summarize as summarize_results
+    mean over images, with a subject-clustered bootstrap interval (bench.analysis.stats)."""
+    from bench.analysis.results import summarize as summarize_results
 
     results = load_run(run, runs=runs, checkpoint=checkpoint)
     return summarize_results(results, **stats.summary_kwargs())
@@ -290,8 +290,9 @@ def compare(
     stats: StatsOptions = StatsOptions(),
 ) -> list:
     """Paired differences between runs of one suite, image by image, for every pair and metric,
-    with intervals, p-values and Holm-adjusted p-values (`bench.compare.MetricComparison`)."""
-    from bench.compare import compare as compare_results
+    with intervals, p-values and Holm-adjusted p-values (`bench.analysis.compare`'s
+    `MetricComparison`)."""
+    from bench.analysis.compare import compare as compare_results
 
     loaded = [load_run(r, runs=runs) for r in runs_to_compare]
     return compare_results(loaded, **stats.comparison_kwargs())
@@ -306,7 +307,7 @@ def leaderboard(
     """The markdown leaderboard of every scored run in the store, with published rows; written
     to `out` unless it is None. Returns the text."""
     from bench import atomic
-    from bench.leaderboard import render
+    from bench.reports.leaderboard import render
 
     out_dir = Path(out).parent if out is not None else Path("leaderboard")
     text = render(
@@ -352,9 +353,9 @@ def sweep(
     gives method, options, grids and checkpoints; arguments add to or override them."""
     from dataclasses import replace
 
-    from bench.runner import ExecutionOptions, execute
-    from bench.scoring import score_run
-    from bench.sweep import SweepSpec, load_spec, plan_sweep, preset_path, report, sweep_id
+    from bench.scorers.scoring import score_run
+    from bench.store.runner import ExecutionOptions, execute
+    from bench.tools.sweep import SweepSpec, load_spec, plan_sweep, preset_path, report, sweep_id
 
     if preset and sweep_file:
         raise BenchError("give --preset or --sweep-file, not both")

@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from bench.backbone import load_backbone
+from bench.diffusion.backbone import load_backbone
+from bench.diffusion.tiny_backbone import tiny_backbone_dir
 from bench.errors import BenchError
-from bench.tiny_backbone import tiny_backbone_dir
 
 
 def test_tiny_backbone_is_saved_in_diffusers_layout_and_loaded_from_it():

@@ -8,14 +8,14 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from bench.backbone import load_backbone
 from bench.cli import app
-from bench.generation import render
-from bench.method_api import MethodContext
+from bench.data.plan import cells_for, initial_latents
+from bench.data.suites import load_suite
+from bench.diffusion.backbone import load_backbone
+from bench.diffusion.generation import render
 from bench.methods.base import Base
-from bench.plan import cells_for, initial_latents
-from bench.store import RunPaths
-from bench.suites import load_suite
+from bench.methods.protocol import MethodContext
+from bench.store.layout import RunPaths
 
 CLASS_ONLY = ["a mug on the beach", "a red mug"]  # micro's two prompts for its red mug
 

@@ -84,8 +84,8 @@ def test_compare_two_runs(store):
 def test_a_run_against_itself_in_another_row_order_differs_by_exactly_zero(store):
     import dataclasses
 
-    from bench.compare import compare
-    from bench.results import load_results
+    from bench.analysis.compare import compare
+    from bench.analysis.results import load_results
 
     results = load_results(run_dir_of(store, "rank4"))
     shuffled = results.scores.sample(frac=1.0, random_state=3).reset_index(drop=True)
@@ -100,9 +100,9 @@ def test_a_run_against_itself_in_another_row_order_differs_by_exactly_zero(store
 def test_swapping_two_subjects_images_gives_the_difference_computed_by_hand(store, tmp_path):
     """A copy of a run with red_mug's and blue_robot's images swapped, rescored: compare must
     join the two runs on (subject, prompt, image, replicate), not on row position."""
-    from bench.compare import compare
-    from bench.results import load_results
-    from bench.scoring import load_scorers, score_run
+    from bench.analysis.compare import compare
+    from bench.analysis.results import load_results
+    from bench.scorers.scoring import load_scorers, score_run
 
     source = run_dir_of(store, "rank4")
     copy = tmp_path / "swapped"
@@ -163,7 +163,7 @@ def test_compare_with_the_real_row_is_per_subject_and_skips_clip_t(store):
 def test_real_scores_each_photo_against_the_others(store):
     """Leave-one-out: photo i against the subject's other photos, by hand with open_clip and
     timm; no CLIP-T."""
-    from bench.suites import load_suite
+    from bench.data.suites import load_suite
 
     rows = stored_rows(run_dir_of(store, "real"))
     suite = load_suite(store["suite"])
@@ -232,7 +232,7 @@ def parse_cell(text: str) -> tuple[float, float, float]:
 
 
 def test_leaderboard_has_measured_subject_and_published_rows(store, tmp_path):
-    from bench.results import load_results, summarize
+    from bench.analysis.results import load_results, summarize
 
     out = tmp_path / "LB.md"
     result = invoke("leaderboard", "--runs", store["runs"], "--out", out, "--resamples", "300")
@@ -382,7 +382,7 @@ def test_run_summaries_use_the_documented_interval_and_its_options(store):
     """Defaults: 95%, 10,000 resamples, seed 0, percentile, fixed prompts. With two subjects the
     percentile interval of the subject-resampled mean is exactly [lower, higher subject score]
     (each extreme has probability 1/4 > 2.5%). --ci-method and --prompts reach the statistics."""
-    from bench.stats import bootstrap_interval
+    from bench.analysis.stats import bootstrap_interval
 
     args = [
         "run",

@@ -3,11 +3,11 @@ from pathlib import Path
 import pytest
 
 from bench.config import parse_assignments, resolve_config
+from bench.data.prompts import Prompt, PromptSet, load_prompt_set, prompt_id_for
+from bench.data.subjects import Subject, load_subject, load_subject_dir
+from bench.data.suites import load_suite
 from bench.errors import BenchError
 from bench.methods.dreambooth_lora import Config as LoRAConfig
-from bench.prompts import Prompt, PromptSet, load_prompt_set, prompt_id_for
-from bench.subjects import Subject, load_subject, load_subject_dir
-from bench.suites import load_suite
 
 SMOKE = Path(__file__).resolve().parent.parent / "subjects" / "smoke"
 

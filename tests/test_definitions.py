@@ -173,7 +173,7 @@ def test_dino_is_the_mean_cosine_of_cls_tokens_over_the_subjects_photos(run, din
 def test_each_scorer_feature_is_the_documented_one(run, clip, dino):
     """The embedding each scorer computes is the library's: open_clip's encode_image for CLIP,
     the CLS token for DINO (not a pooled or patch token)."""
-    from bench.scoring import load_scorers
+    from bench.scorers.scoring import load_scorers
 
     clip_i, dino_scorer = load_scorers(
         ["clip_i", "dino"], {"clip": {"pretrained": "random:0"}, "dino": {"pretrained": "random:0"}}

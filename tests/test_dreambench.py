@@ -3,12 +3,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from bench import dreambench
 from bench.cli import app
+from bench.data import dreambench
+from bench.data.plan import plan
+from bench.data.prompts import load_prompt_set
+from bench.data.suites import load_suite
 from bench.errors import BenchError
-from bench.plan import plan
-from bench.prompts import load_prompt_set
-from bench.suites import load_suite
 
 
 def test_importer_reads_the_public_layout(dreambench_root):

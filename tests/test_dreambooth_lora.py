@@ -6,14 +6,14 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.backbone import load_backbone
 from bench.config import resolve_config
-from bench.generation import render
+from bench.data.plan import cells_for, initial_latents
+from bench.data.suites import load_suite
+from bench.diffusion.backbone import load_backbone
+from bench.diffusion.generation import render
+from bench.diffusion.training import fixed_noise_loss, load_images
 from bench.methods.dreambooth_lora import ARTIFACT
-from bench.plan import cells_for, initial_latents
-from bench.runner import ExecutionOptions, execute, prepare
-from bench.suites import load_suite
-from bench.training import fixed_noise_loss, load_images
+from bench.store.runner import ExecutionOptions, execute, prepare
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,8 @@ def test_training_lowers_the_loss_on_fixed_noise(micro_run):
 def test_fit_leaves_the_backbone_unchanged(micro_run, tmp_path):
     backbone = load_backbone("tiny", device="cpu")
     before = {k: v.clone() for k, v in backbone.pipe.unet.state_dict().items()}
-    from bench.method_api import MethodContext
     from bench.methods.dreambooth_lora import DreamBoothLoRA
+    from bench.methods.protocol import MethodContext
 
     config = resolve_config(DreamBoothLoRA.Config, {"steps": 2})
     ctx = MethodContext(
@@ -85,8 +85,8 @@ def test_saved_adapter_reproduces_the_images_in_a_fresh_pipeline(micro_run):
 
 
 def _fit(tmp_path, suite, backbone, **options):
-    from bench.method_api import MethodContext
     from bench.methods.dreambooth_lora import DreamBoothLoRA
+    from bench.methods.protocol import MethodContext
 
     config = resolve_config(
         DreamBoothLoRA.Config, {"lr": 1e-2, "steps": 4, "batch_size": 2, **options}
@@ -133,7 +133,7 @@ def test_prior_preservation_enters_the_loss_and_class_images_are_cached(tmp_path
 
 
 def test_text_encoder_training_is_opt_in(tmp_path):
-    from bench.training import encode_text
+    from bench.diffusion.training import encode_text
 
     suite = load_suite("micro")
     backbone = load_backbone("tiny", device="cpu")

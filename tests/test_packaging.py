@@ -39,7 +39,7 @@ def test_wheel_carries_the_data_and_finds_it(tmp_path):
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     code = (
-        "from bench.paths import data_dir; from bench.suites import load_suite; "
+        "from bench.paths import data_dir; from bench.data.suites import load_suite; "
         "print(data_dir('suites')); print(len(load_suite('smoke').subjects))"
     )
     out = subprocess.run(

@@ -2,8 +2,8 @@ import hashlib
 
 import torch
 
-from bench.plan import batches, cell_seed, cells_for, initial_latents, plan, stable_seed
-from bench.suites import load_suite
+from bench.data.plan import batches, cell_seed, cells_for, initial_latents, plan, stable_seed
+from bench.data.suites import load_suite
 
 
 def test_cell_seed_is_the_documented_hash():

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from bench import registry
 from bench.cli import app
-from bench.conformance import Check, check_method, raise_on_failure
 from bench.errors import BenchError
+from bench.tools.conformance import Check, check_method, raise_on_failure
 
 runner = CliRunner()
 
@@ -75,3 +75,22 @@ def test_conformance_catches_a_method_that_mutates_the_backbone(monkeypatch):
     monkeypatch.setattr(suffix.SuffixPrompt, "fit", bad_fit)
     checks = {c.name: c.passed for c in check_method("example_suffix")}
     assert checks["fit leaves the backbone unchanged"] is False
+
+
+def test_the_example_plugin_imports_only_the_public_plugin_module():
+    import ast
+    import inspect
+
+    from bench_example_plugin import suffix
+
+    from bench.methods.dreambooth_lora import DreamBoothLoRA
+    from bench.methods.textual_inversion import TextualInversion
+    from bench.plugin import Method
+
+    tree = ast.parse(inspect.getsource(suffix))
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert {m for m in modules if m.split(".")[0] == "bench"} == {"bench.plugin"}
+    for method in (suffix.SuffixPrompt(), DreamBoothLoRA(), TextualInversion()):
+        assert isinstance(method, Method)
+    assert not isinstance(object(), Method)

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.scorers import ScorerWeightsError
-from bench.scoring import load_scorers
+from bench.scorers.scoring import load_scorers
 
 pytestmark = pytest.mark.real_weights
 

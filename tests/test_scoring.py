@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 from bench.errors import BenchError
-from bench.scoring import options_for, parse_scorer_options
+from bench.scorers.scoring import options_for, parse_scorer_options
 
 from helpers import documented_seed
 

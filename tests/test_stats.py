@@ -1,4 +1,4 @@
-"""Tests for bench.stats: cluster bootstrap intervals, paired comparisons, Holm adjustment."""
+"""bench.analysis.stats: cluster bootstrap intervals, paired comparisons, Holm adjustment."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.stats import (
+from bench.analysis.stats import (
     Comparison,
     Interval,
     _design,

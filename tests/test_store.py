@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 import bench
 from bench import atomic
 from bench.cli import app
+from bench.data.suites import GenerationProtocol, load_suite
 from bench.errors import BenchError
 from bench.methods.dreambooth_lora import DreamBoothLoRA
-from bench.runner import ExecutionOptions, execute, prepare
-from bench.suites import GenerationProtocol, load_suite
+from bench.store.runner import ExecutionOptions, execute, prepare
 
 from helpers import documented_seed
 

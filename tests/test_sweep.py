@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.sweep import SweepSpec, parse_grid
+from bench.tools.sweep import SweepSpec, parse_grid
 
 from helpers import DUO
 
@@ -116,7 +116,7 @@ def parse_cell(text: str):
 
 def check_table_values(data: dict, suite_dir: Path) -> None:
     """Every cell of the sweep's tables is the library's summary of its run (and checkpoint)."""
-    from bench.results import checkpoint_steps, load_results, summarize
+    from bench.analysis.results import checkpoint_steps, load_results, summarize
 
     def summary(run_id, checkpoint=None):
         results = load_results(suite_dir / run_id, checkpoint=checkpoint)

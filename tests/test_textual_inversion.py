@@ -9,16 +9,16 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from bench.backbone import load_backbone
 from bench.config import resolve_config
+from bench.data.plan import cells_for, initial_latents
+from bench.data.suites import load_suite
+from bench.diffusion.backbone import load_backbone
+from bench.diffusion.generation import render
+from bench.diffusion.training import fixed_noise_loss, load_images
 from bench.errors import BenchError
-from bench.generation import render
-from bench.method_api import MethodContext
+from bench.methods.protocol import MethodContext
 from bench.methods.textual_inversion import ARTIFACT, Config, TextualInversion
-from bench.plan import cells_for, initial_latents
-from bench.runner import ExecutionOptions, execute, prepare
-from bench.suites import load_suite
-from bench.training import fixed_noise_loss, load_images
+from bench.store.runner import ExecutionOptions, execute, prepare
 
 TOKEN = "<sks>"
 

@@ -23,13 +23,13 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers.models.clip.modeling_clip import CLIPAttention
 
-from bench.backbone import load_backbone
 from bench.config import resolve_config
-from bench.method_api import MethodContext
+from bench.data.suites import load_suite
+from bench.diffusion.backbone import load_backbone
 from bench.methods.dreambooth_lora import ARTIFACT, DreamBoothLoRA
+from bench.methods.protocol import MethodContext
 from bench.methods.textual_inversion import ARTIFACT as TI_ARTIFACT
 from bench.methods.textual_inversion import TextualInversion
-from bench.suites import load_suite
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +209,7 @@ def test_prior_loss_is_the_loss_on_the_class_half_of_each_batch(
 def test_class_images_are_cached_by_backbone_prompt_resolution_number_and_seed(
     backbone, suite, tmp_path
 ):
-    from bench.class_images import class_images
+    from bench.diffusion.class_images import class_images
 
     assert DreamBoothLoRA.Config().num_class_images == 100  # the paper's number, by default
     protocol = suite.generation

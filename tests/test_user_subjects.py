@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.user_subjects import load_user_subject
+from bench.data.user_subjects import load_user_subject
 
 REPO = Path(__file__).resolve().parent.parent
 RED_MUG = REPO / "subjects" / "smoke" / "red_mug"

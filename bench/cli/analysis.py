@@ -32,7 +32,7 @@ def compare(
 ) -> None:
     """Paired differences between runs of one suite, with intervals and p-values."""
     from bench import api
-    from bench.report import compare_json, compare_table
+    from bench.reports.tables import compare_json, compare_table
 
     loaded = [api.load_run(ref, runs=runs) for ref in run_refs]
     comparisons = api.compare(loaded, stats=stats_options(prompts, resamples, seed=seed))
@@ -60,7 +60,7 @@ def leaderboard(
 
 def list_runs(runs: RunsOption = None, as_json: JsonOption = False) -> None:
     """List the runs in a store."""
-    from bench.store import list_runs as store_runs
+    from bench.store.layout import list_runs as store_runs
 
     rows = store_runs(runs_dir(runs))
     if as_json:

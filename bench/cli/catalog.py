@@ -28,7 +28,7 @@ def check_method(
 ) -> None:
     """Check that a method (e.g. your plugin) follows the protocol, is deterministic and
     reloads from its saved artifacts."""
-    from bench.conformance import check_method as run_checks
+    from bench.tools.conformance import check_method as run_checks
 
     with RichReporter() as reporter:
         checks = run_checks(name, suite, device=device, reporter=reporter)
@@ -42,7 +42,7 @@ def check_method(
 
 def suites() -> None:
     """List the shipped suites."""
-    from bench.suites import list_suites
+    from bench.data.suites import list_suites
 
     table = Table("suite", "description")
     for name, description in list_suites():
@@ -60,7 +60,7 @@ def subjects_list(
     ] = False,
 ) -> None:
     """List a suite's subjects, or with --user the subjects registered by `bench subjects add`."""
-    from bench.suites import load_suite
+    from bench.data.suites import load_suite
 
     if user:
         if suite is not None:
@@ -82,7 +82,7 @@ def subjects_list(
 
 
 def _list_user_subjects() -> None:
-    from bench.user_subjects import list_user_subjects, user_subjects_dir
+    from bench.data.user_subjects import list_user_subjects, user_subjects_dir
 
     found = list_user_subjects()
     if not found:
@@ -115,7 +115,7 @@ def subjects_add(
 ) -> None:
     """Register your own subject: its usable photos are copied to the user directory
     ($BENCH_HOME/subjects/NAME), where `bench run --subject NAME` finds it."""
-    from bench.user_subjects import RECOMMENDED_IMAGES, register_subject
+    from bench.data.user_subjects import RECOMMENDED_IMAGES, register_subject
 
     done = register_subject(name, class_noun, images, kind=kind, token=token, force=force)
     for path, why in done.skipped:

@@ -80,7 +80,7 @@ class RichReporter:
 
 
 def scorer_table(assignments: list[str] | None) -> dict[str, dict[str, Any]]:
-    from bench.scoring import parse_scorer_options
+    from bench.scorers.scoring import parse_scorer_options
 
     return parse_scorer_options(assignments or [])
 

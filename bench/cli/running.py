@@ -75,7 +75,7 @@ def run(
     """Fit METHOD on every subject of a suite, generate its images, score and store them."""
     from bench import api
     from bench.config import parse_assignments
-    from bench.runner import ExecutionOptions
+    from bench.store.runner import ExecutionOptions
 
     ExecutionOptions(device=device, dtype=dtype, batch_size=batch_size)  # checked before any work
     loaded = api.load_suite(
@@ -137,7 +137,7 @@ def run(
 
 def _scores(result, as_json: bool) -> dict:
     """The interval table, printed; or its JSON, returned."""
-    from bench.report import score_json, score_table
+    from bench.reports.tables import score_json, score_table
 
     if as_json:
         return {
@@ -243,7 +243,7 @@ def sweep(
     """Run a grid of method options; write tables and plots of the results."""
     from bench import api
     from bench.config import parse_assignments
-    from bench.sweep import list_presets, parse_grid
+    from bench.tools.sweep import list_presets, parse_grid
 
     if list_presets_:
         table = Table("preset", "description")
@@ -331,7 +331,7 @@ def generate(
     """Fixed-noise variations: the same noise per column under every prompt (one row each),
     with the base model or a run's adapter; writes a grid PNG and a JSON sidecar."""
     from bench.paths import runs_dir
-    from bench.variations import generate_variations, run_adapter, sidecar_path, suite_setting
+    from bench.tools.variations import generate_variations, run_adapter, sidecar_path, suite_setting
 
     adapter = None
     if run is not None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.generation import render
-from bench.method_api import MethodContext
-from bench.plan import Cell
+from bench.data.plan import Cell
+from bench.diffusion.generation import render
+from bench.methods.protocol import MethodContext
 
 
 @dataclass(frozen=True)

@@ -18,19 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import atomic
-from bench.class_images import class_images
-from bench.errors import BenchError
-from bench.generation import render
-from bench.method_api import MethodContext
-from bench.paths import cache_dir
-from bench.plan import Cell, stable_seed
-from bench.training import (
+from bench.data.plan import Cell, stable_seed
+from bench.diffusion.class_images import class_images
+from bench.diffusion.generation import render
+from bench.diffusion.training import (
     denoising_loss,
     encode_text,
     latent_distribution,
     load_images,
     training_scheduler,
 )
+from bench.errors import BenchError
+from bench.methods.protocol import MethodContext
+from bench.paths import cache_dir
 
 ARTIFACT = "pytorch_lora_weights.safetensors"
 KOHYA_ARTIFACT = "lora_kohya.safetensors"

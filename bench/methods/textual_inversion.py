@@ -16,11 +16,16 @@ import copy
 import math
 from dataclasses import dataclass
 
+from bench.data.plan import Cell, stable_seed
+from bench.diffusion.generation import render
+from bench.diffusion.training import (
+    denoising_loss,
+    latent_distribution,
+    load_images,
+    training_scheduler,
+)
 from bench.errors import BenchError
-from bench.generation import render
-from bench.method_api import MethodContext
-from bench.plan import Cell, stable_seed
-from bench.training import denoising_loss, latent_distribution, load_images, training_scheduler
+from bench.methods.protocol import MethodContext
 
 ARTIFACT = "learned_embeds.safetensors"
 # The initial embedding when init_from_class is off: a neutral word.

@@ -70,7 +70,7 @@ def parse_random_seed(value: str | None) -> int | None:
 
 def resolve_device(device: str | None) -> str:
     """``None``/``"auto"``: cuda when available, else cpu (the backbone's own rule)."""
-    from bench.backbone import resolve_device as resolve_torch_device
+    from bench.diffusion.backbone import resolve_device as resolve_torch_device
 
     return str(resolve_torch_device(device or "auto"))
 

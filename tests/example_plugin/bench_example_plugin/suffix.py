@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.generation import render
+from bench.plugin import Cell, MethodContext, render
 
 ARTIFACT = "suffix.safetensors"
 
@@ -27,7 +27,7 @@ class SuffixPrompt:
     name = "example_suffix"
     Config = Config
 
-    def fit(self, ctx) -> dict:
+    def fit(self, ctx: MethodContext) -> dict:
         import torch
         from safetensors.torch import save_file
 
@@ -35,11 +35,11 @@ class SuffixPrompt:
         save_file({"suffix_tokens": torch.tensor([len(ids)])}, str(ctx.workdir / ARTIFACT))
         return {"suffix_tokens": len(ids)}
 
-    def prompt(self, ctx, cell) -> str:
+    def prompt(self, ctx: MethodContext, cell: Cell) -> str:
         """What this method feeds the pipeline for a cell (bench records it in the manifest)."""
         return f"{cell.scoring_text}, {ctx.config.suffix}"
 
-    def generate(self, ctx, cells, latents):
+    def generate(self, ctx: MethodContext, cells: list[Cell], latents):
         prompts = [self.prompt(ctx, cell) for cell in cells]
         return render(
             ctx.backbone.pipe, prompts, latents, cells, ctx.suite.generation, ctx.suite.resolution

@@ -15,8 +15,8 @@ from typing import NamedTuple
 from PIL import Image
 
 from bench.atomic import atomic_dir
-from bench.generation import render
-from bench.plan import stable_seed
+from bench.data.plan import stable_seed
+from bench.diffusion.generation import render
 
 
 class _Seed(NamedTuple):

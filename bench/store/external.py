@@ -18,10 +18,10 @@ from typing import Any
 from PIL import Image
 
 from bench import atomic
+from bench.data.plan import cell_seed
+from bench.data.suites import Suite
 from bench.errors import BenchError
-from bench.plan import cell_seed
-from bench.store import RunPaths, provenance, subject_record
-from bench.suites import Suite
+from bench.store.layout import RunPaths, provenance, subject_record
 
 REQUIRED = ("image", "subject", "prompt", "image_index")
 

@@ -104,7 +104,7 @@ def load_backbone(
     torch_dtype = resolve_dtype(dtype, torch_device)
     random_weights = False
     if spec == TINY:
-        from bench.tiny_backbone import TINY_VERSION, tiny_backbone_dir
+        from bench.diffusion.tiny_backbone import TINY_VERSION, tiny_backbone_dir
 
         path, source, rev, random_weights = (
             tiny_backbone_dir(),

@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench import __version__, registry
+from bench.analysis.results import RunResults, load_results, summarize
 from bench.errors import BenchError
 from bench.paths import data_dir
-from bench.results import RunResults, load_results, summarize
-from bench.scoring import SCORES
+from bench.scorers.scoring import SCORES
 from bench.toml_files import read_toml
 
 METRIC_ORDER = ["dino", "clip_i", "clip_t"]

@@ -17,9 +17,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.data.subjects import _ID, IMAGE_SUFFIXES, KINDS, Subject, kind_for_class, load_subject
 from bench.errors import BenchError
 from bench.paths import user_dir
-from bench.subjects import _ID, IMAGE_SUFFIXES, KINDS, Subject, kind_for_class, load_subject
 
 LICENSE = "user-provided"
 RECOMMENDED_IMAGES = 3  # DreamBench subjects have 4 to 6 photos

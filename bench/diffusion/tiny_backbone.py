@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from bench.atomic import atomic_dir
+from bench.diffusion.tokenizer import write_clip_tokenizer_files
 from bench.paths import cache_dir
-from bench.tokenizer import write_clip_tokenizer_files
 
 # Bump when the architecture below changes, so cached copies are rebuilt.
 TINY_VERSION = 1

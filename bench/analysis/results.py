@@ -1,4 +1,4 @@
-"""Reading a run's per-image scores back, and summarizing them with intervals (bench.stats)."""
+"""Reading a run's per-image scores back, and summarizing them with intervals (`stats`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 
+from bench.analysis.stats import Interval, bootstrap_interval
 from bench.errors import BenchError
-from bench.scoring import SCORES
-from bench.stats import Interval, bootstrap_interval
+from bench.scorers.scoring import SCORES
 
 KEY = ["subject", "prompt_id", "image_index", "replicate"]
 

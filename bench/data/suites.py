@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import dreambench
+from bench.data import dreambench
+from bench.data.prompts import PromptSet, load_prompt_set
+from bench.data.subjects import KINDS, Subject, load_subject_dir
 from bench.errors import BenchError
 from bench.paths import data_dir
-from bench.prompts import PromptSet, load_prompt_set
-from bench.subjects import KINDS, Subject, load_subject_dir
 from bench.toml_files import read_toml, reject_unknown, require
 
 
@@ -251,7 +251,7 @@ def _load_subjects(spec: dict, path: Path, data_root) -> tuple[tuple[Subject, ..
 
 
 def _user_subjects(names: Sequence[str], where: str) -> tuple[Subject, ...]:
-    from bench.user_subjects import load_user_subject
+    from bench.data.user_subjects import load_user_subject
 
     if not names:
         raise BenchError(f"{where}: no subject names given")

@@ -87,7 +87,7 @@ def library_versions() -> dict[str, str | None]:
 
 def git_commit() -> str | None:
     """The commit of the bench checkout that ran (with '+dirty' for local changes), if any."""
-    source = Path(__file__).resolve().parent.parent
+    source = Path(__file__).resolve().parents[2]  # bench/store/layout.py -> the checkout
     if not (source / ".git").exists():
         return None
     try:

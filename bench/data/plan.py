@@ -15,9 +15,9 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from bench.prompts import Prompt
-from bench.subjects import Subject
-from bench.suites import Suite
+from bench.data.prompts import Prompt
+from bench.data.subjects import Subject
+from bench.data.suites import Suite
 
 
 def stable_seed(*parts: object) -> int:

@@ -9,8 +9,8 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from bench.results import RunResults
-from bench.stats import Interval
+from bench.analysis.results import RunResults
+from bench.analysis.stats import Interval
 
 RANDOM_NOTE = "RANDOM WEIGHTS: these numbers test the pipeline and mean nothing"
 FEW_SUBJECTS_NOTE = "fewer than 10 subjects: intervals and p-values are too optimistic"

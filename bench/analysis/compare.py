@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from bench.analysis.results import KEY, RunResults
+from bench.analysis.stats import Comparison, holm, paired_comparison
 from bench.errors import BenchError
-from bench.results import KEY, RunResults
-from bench.stats import Comparison, holm, paired_comparison
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,16 @@ A method is any object (a class is simplest) with:
         # (losses, step counts), which goes into the manifest.
     def generate(self, ctx: MethodContext, cells: list[Cell], latents) -> list[np.ndarray]:
         # One HxWx3 uint8 image per cell, denoised from the given initial latents
-        # (bench.generation.render does this under the suite's protocol). Called once per
-        # batch, after fit, possibly in a later process: load from ctx.workdir.
+        # (`render` does this under the suite's protocol). Called once per batch, after fit,
+        # possibly in a later process: load from ctx.workdir.
     def release(self, ctx: MethodContext) -> None:
         # Optional: undo what generate loaded into the backbone.
     def prompt(self, ctx: MethodContext, cell: Cell) -> str:
         # Optional: the text generate feeds the pipeline for a cell; recorded in the manifest.
 
-Register it under the `bench.methods` entry-point group of your package's pyproject.toml.
+`Method` below states this as a `typing.Protocol` (`isinstance(obj, Method)` checks the required
+part). Register a method under the `bench.methods` entry-point group of your package's
+pyproject.toml; plugin authors import everything they need from `bench.plugin`.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-from bench.backbone import Backbone
-from bench.subjects import Subject
-from bench.suites import Suite
+from bench.data.plan import Cell
+from bench.data.subjects import Subject
+from bench.data.suites import Suite
+from bench.diffusion.backbone import Backbone
 
 
 @dataclass(frozen=True)
@@ -42,3 +45,15 @@ class MethodContext:
     workdir: Path  # <runs>/<suite>/<run id>/<subject>/<replicate>/
     progress: Callable[[int, dict[str, float] | None], None] = lambda advance, info=None: None
     cache: Path | None = None  # shared cache root (class images and the like)
+
+
+@runtime_checkable
+class Method(Protocol):
+    """The required part of the method protocol (the module docstring has the optional hooks)."""
+
+    name: str
+    Config: type
+
+    def fit(self, ctx: MethodContext) -> dict: ...
+
+    def generate(self, ctx: MethodContext, cells: list[Cell], latents) -> list: ...

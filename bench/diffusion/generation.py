@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.plan import Cell
-from bench.suites import GenerationProtocol
+from bench.data.plan import Cell
+from bench.data.suites import GenerationProtocol
 
 
 def render(

@@ -10,9 +10,9 @@ import os
 import re
 from pathlib import Path
 
+from bench.data.prompts import Prompt, PromptSet, prompt_id_for
+from bench.data.subjects import Subject, images_in, kind_for_class
 from bench.errors import BenchError
-from bench.prompts import Prompt, PromptSet, prompt_id_for
-from bench.subjects import Subject, images_in, kind_for_class
 
 ENV_VAR = "BENCH_DREAMBENCH_ROOT"
 SOURCE = "https://github.com/google/dreambooth (dataset/)"

@@ -15,13 +15,13 @@ from PIL import Image
 
 from bench import atomic, registry
 from bench.config import config_dict, resolve_config
+from bench.data.plan import batches, cells_for, initial_latents
+from bench.data.suites import Suite
 from bench.errors import BenchError
-from bench.method_api import MethodContext
+from bench.methods.protocol import MethodContext
 from bench.paths import cache_dir
-from bench.plan import batches, cells_for, initial_latents
 from bench.progress import Reporter, Silent
-from bench.store import RunPaths, provenance, run_id, subject_record
-from bench.suites import Suite
+from bench.store.layout import RunPaths, provenance, run_id, subject_record
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def prepare(
 def execute(
     prepared: PreparedRun, options: ExecutionOptions, reporter: Reporter | None = None
 ) -> RunSummary:
-    from bench.backbone import load_backbone
+    from bench.diffusion.backbone import load_backbone
 
     progress = reporter or Silent()
     suite, paths = prepared.suite, prepared.paths

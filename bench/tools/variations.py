@@ -6,7 +6,7 @@ Column c's noise is `torch.randn` on the CPU from a generator seeded with
 
     stable_seed("generate", seed, c)
 
-(`bench.plan.stable_seed`), rendered under a suite's generation protocol and resolution on its
+(`bench.data.plan.stable_seed`), rendered under a suite's generation protocol and resolution on its
 backbone, either plain or with a subject's DreamBooth-LoRA adapter from a stored run. The grid is
 one PNG (rows = prompts, columns = images) with a JSON sidecar of the same name: prompts, seeds,
 backbone, adapter. Same arguments, same bytes.
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from bench import atomic
+from bench.data.plan import stable_seed
+from bench.data.suites import GenerationProtocol, suite_path
 from bench.errors import BenchError
-from bench.plan import stable_seed
-from bench.suites import GenerationProtocol, suite_path
 from bench.toml_files import read_toml, reject_unknown, require
 
 ADAPTER_METHOD = "dreambooth_lora"
@@ -87,7 +87,7 @@ def run_adapter(
     """The adapter of `subject` (default: the run's only subject) at `replicate` (default: the
     run's first), and the setting the run was made under."""
     from bench.methods.dreambooth_lora import ARTIFACT
-    from bench.store import RunPaths, find_run
+    from bench.store.layout import RunPaths, find_run
 
     run_dir = find_run(runs_root, run)
     info = json.loads((run_dir / "run.json").read_text())
@@ -156,7 +156,7 @@ def column_noise(seeds: list[int], channels: int, size: int):
 
 @dataclass(frozen=True)
 class _Column:
-    """What `bench.generation.render` needs of a cell: the seed of its sampling generator."""
+    """What `render` (bench.diffusion.generation) needs of a cell: its sampling generator's seed."""
 
     seed: int
 
@@ -188,8 +188,8 @@ def generate_variations(
 ) -> dict[str, Any]:
     """Render every prompt from the same column noise, write the grid and its sidecar; returns
     the sidecar's content."""
-    from bench.backbone import load_backbone
-    from bench.generation import render
+    from bench.diffusion.backbone import load_backbone
+    from bench.diffusion.generation import render
 
     if not prompts or not all(p.strip() for p in prompts):
         raise BenchError("--prompt: give at least one non-empty prompt (repeat --prompt for rows)")

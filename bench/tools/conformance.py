@@ -89,10 +89,10 @@ def check_method(
     """Run every check; returns them all (the first failing stage stops the later ones)."""
     import numpy as np
 
-    from bench.backbone import load_backbone
-    from bench.plan import cells_for, initial_latents
-    from bench.runner import ExecutionOptions, execute, prepare
-    from bench.suites import load_suite
+    from bench.data.plan import cells_for, initial_latents
+    from bench.data.suites import load_suite
+    from bench.diffusion.backbone import load_backbone
+    from bench.store.runner import ExecutionOptions, execute, prepare
 
     method_cls = registry.load(registry.METHODS, name)
     checks = _protocol(name, method_cls)
@@ -109,7 +109,7 @@ def check_method(
         )
         before = _state(backbone)
         subject = suite.subjects[0]
-        from bench.method_api import MethodContext
+        from bench.methods.protocol import MethodContext
 
         workdir = prepared.paths.unit(subject.id, suite.replicates[0])
         workdir.mkdir(parents=True)

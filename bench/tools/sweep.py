@@ -4,7 +4,7 @@ Cells are resumable runs like any other (a finished cell is skipped; class image
 through the cache). At the end the sweep writes, beside its runs in `<runs>/<suite>/sweep-<id>/`:
 one table per varied option in the seed study's shape (metric means with intervals), a table of
 final and best checkpoints when the runs kept checkpoints (best = chosen on the test metric, so
-optimistic, and labelled so), and the plots of bench.plots.
+optimistic, and labelled so), and the plots of bench.reports.plots.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from typing import Any
 
 import pandas as pd
 
-from bench import atomic, plots
+from bench import atomic
+from bench.analysis.results import checkpoint_steps, load_results, summarize
 from bench.config import parse_assignments
 from bench.errors import BenchError
 from bench.paths import data_dir
-from bench.results import checkpoint_steps, load_results, summarize
+from bench.reports import plots
 from bench.toml_files import parse_toml_value, read_toml, reject_unknown
 
 PRESET_SUFFIX = ".sweep.toml"
@@ -124,7 +125,7 @@ def sweep_id(method: str, suite_name: str, run_ids: list[str]) -> str:
 
 def plan_sweep(spec: SweepSpec, suite, runs_root: Path) -> list[tuple[dict, Any]]:
     """(options, prepared run) per cell, deduplicated by run id; loads no model."""
-    from bench.runner import prepare
+    from bench.store.runner import prepare
 
     planned, seen = [], set()
     for overrides in spec.cells():

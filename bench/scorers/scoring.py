@@ -20,7 +20,7 @@ from bench import atomic, registry
 from bench.config import parse_assignments
 from bench.errors import BenchError
 from bench.progress import Reporter, Silent
-from bench.store import RunPaths
+from bench.store.layout import RunPaths
 
 SCORES = "scores.jsonl"
 

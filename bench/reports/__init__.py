@@ -1,0 +1,1 @@
+"""What people read: terminal tables (`tables`), the markdown leaderboard, plots."""
