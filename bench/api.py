@@ -223,13 +223,12 @@ def score(
     """Score the units of a stored run that lack scores from the suite's scorers (with these
     options); returns how many were scored. `suite` defaults to the shipped suite the run names."""
     from bench.scorers.scoring import score_run
-    from bench.store.layout import find_run
+    from bench.store.layout import RunPaths, find_run
+    from bench.store.records import RunRecord
 
     root = run.root if isinstance(run, RunResults) else find_run(runs_dir(runs), str(run))
     if suite is None:
-        import json
-
-        suite = json.loads((root / "run.json").read_text())["suite"]["name"]
+        suite = RunRecord.read(RunPaths(root).run_json).suite["name"]
     return score_run(root, load_scorers(_suite(suite), scorer_options, device), reporter)
 
 

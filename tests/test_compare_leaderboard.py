@@ -91,7 +91,8 @@ def test_a_run_against_itself_in_another_row_order_differs_by_exactly_zero(store
     shuffled = results.scores.sample(frac=1.0, random_state=3).reset_index(drop=True)
     assert list(shuffled.index) == list(range(4))
     assert list(shuffled["image"]) != list(results.scores["image"])
-    copy = dataclasses.replace(results, info={**results.info, "run_id": "copy"}, scores=shuffled)
+    record = dataclasses.replace(results.record, run_id="copy")
+    copy = dataclasses.replace(results, record=record, scores=shuffled)
     for c in compare([results, copy], n_resamples=500):
         r = c.result
         assert (r.diff, r.low, r.high, r.p_value) == (0.0, 0.0, 0.0, 1.0), c.metric

@@ -393,3 +393,69 @@ def test_a_run_is_resumed_only_at_the_batch_size_it_was_generated_with(tmp_path)
     assert (unit / "images" / "red-2.png").is_file() and (unit / "manifest.json").is_file()
     # Finished runs are rescored or listed at any batch size: nothing is rendered.
     execute(prepared, ExecutionOptions(device="cpu", batch_size=1))
+
+
+# --------------------------------------------------------------------------- typed records
+
+
+def runs_cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_run_records_say_what_kind_of_run_they_are(tmp_path):
+    from bench.methods.dreambooth_lora import Config
+
+    suite = load_suite("micro")
+    for method, kind, batch in (("dreambooth_lora", "generated", 8), ("real", "reference", None)):
+        prepared = prepare(method, suite, {}, tmp_path)
+        execute(prepared, ExecutionOptions(device="cpu"))
+        info = json.loads((prepared.paths.root / "run.json").read_text())
+        assert (info["format"], info["kind"], info["generation_batch_size"]) == (1, kind, batch)
+        assert info["random_weights"] is (kind == "generated")  # the tiny backbone
+    [lora] = (tmp_path / "micro").glob("dreambooth_lora-*/run.json")
+    defaults = json.loads(lora.read_text())
+    assert defaults["method_defaults"] == dataclasses.asdict(Config())  # not micro's overrides
+    assert defaults["config"]["steps"] == 8 != defaults["method_defaults"]["steps"]
+
+
+def test_a_store_from_a_newer_bench_or_a_damaged_file_is_a_one_line_error(tmp_path):
+    prepared = prepare("base", load_suite("micro"), {}, tmp_path)
+    execute(prepared, ExecutionOptions(device="cpu"))
+    run_json = prepared.paths.run_json
+    record = json.loads(run_json.read_text())
+
+    run_json.write_text(json.dumps({**record, "format": 99}))
+    result = runs_cli("runs", "--runs", tmp_path)
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: {run_json}: written by a newer bench (store format 99; this bench reads up to "
+        "1); upgrade bench to read it"
+    )
+
+    run_json.write_text(json.dumps(record)[:-20])
+    result = runs_cli("runs", "--runs", tmp_path)
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert f"{run_json}: damaged (line 1)" in result.output
+
+    # A run.json from before format versions is read, its kind and random weights filled in.
+    old = {k: v for k, v in record.items() if k not in ("format", "kind", "random_weights")}
+    run_json.write_text(json.dumps(old))
+    [row] = json.loads(runs_cli("runs", "--runs", tmp_path, "--json").stdout)
+    assert row["kind"] == "generated" and row["units_done"] == 1
+
+
+def test_damaged_scores_are_redone_not_trusted(tmp_path):
+    def run():
+        result = runs_cli(
+            "run", "--method", "base", "--suite", "micro", "--runs", tmp_path, "--json"
+        )
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    first = run()
+    [scores] = Path(first["run_dir"]).glob("*/replicate-0/scores.jsonl")
+    whole = scores.read_text()
+    scores.write_text(whole[: len(whole) // 2])  # a torn file
+    again = run()
+    assert again["scored_units"] == 1 and scores.read_text() == whole
+    assert again["scores"]["metrics"] == first["scores"]["metrics"]

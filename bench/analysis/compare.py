@@ -30,7 +30,7 @@ class MetricComparison:
 
 
 def _is_reference(results: RunResults) -> bool:
-    return bool((results.scores["prompt_id"] == "reference").all())
+    return results.record.is_reference
 
 
 def check_comparable(runs: list[RunResults]) -> None:
@@ -41,10 +41,10 @@ def check_comparable(runs: list[RunResults]) -> None:
         raise BenchError(f"a run is named twice: {ids}")
     first = runs[0]
     for other in runs[1:]:
-        if other.info["suite"] != first.info["suite"]:
+        if other.record.suite != first.record.suite:
             raise BenchError(
                 f"runs {first.run_id} and {other.run_id} are of different suites "
-                f"({first.info['suite']['name']} vs {other.info['suite']['name']}, "
+                f"({first.record.suite['name']} vs {other.record.suite['name']}, "
                 "or the same suite with different content); compare runs of one suite"
             )
         if other.scorers != first.scorers:

@@ -11,7 +11,8 @@ import pandas as pd
 
 from bench.analysis.stats import Interval, bootstrap_interval
 from bench.errors import BenchError
-from bench.scorers.scoring import SCORES
+from bench.store.layout import RunPaths
+from bench.store.records import ROW_FIELDS, RunRecord, read_scores
 
 KEY = ["subject", "prompt_id", "image_index", "replicate"]
 
@@ -19,13 +20,13 @@ KEY = ["subject", "prompt_id", "image_index", "replicate"]
 @dataclass(frozen=True)
 class RunResults:
     root: Path
-    info: dict[str, Any]  # run.json
-    scores: pd.DataFrame  # one row per image
+    record: RunRecord  # run.json: what the run is
+    scores: pd.DataFrame  # one row per image: its ids, then one column per scorer
     scorers: dict[str, dict[str, Any]]  # scorer id -> {"model", "random_weights"}
 
     @property
     def run_id(self) -> str:
-        return self.info["run_id"]
+        return self.record.run_id
 
     @property
     def metrics(self) -> list[str]:
@@ -33,36 +34,34 @@ class RunResults:
 
     @property
     def random_weights(self) -> bool:
-        tiny_backbone = self.info["suite"]["backbone"] == "tiny"
-        return tiny_backbone or any(s["random_weights"] for s in self.scorers.values())
+        """Made on a random-weight backbone or scored with a random-weight scorer."""
+        return self.record.random_weights or any(s["random_weights"] for s in self.scorers.values())
 
 
 def checkpoint_steps(run_root: Path) -> list[int]:
     """Training steps of the intermediate adapters that were generated and scored."""
-    found = run_root.glob(f"*/replicate-*/checkpoints/step-*/{SCORES}")
-    return sorted({int(p.parent.name.removeprefix("step-")) for p in found})
+    return RunPaths(run_root).checkpoint_steps()
 
 
 def load_results(run_root: Path, checkpoint: int | None = None) -> RunResults:
     """A run's per-image scores: of its final adapters, or of the checkpoint at that step."""
-    run_json = run_root / "run.json"
-    if not run_json.is_file():
+    paths = RunPaths(run_root)
+    if not paths.run_json.is_file():
         raise BenchError(f"{run_root}: not a run directory (no run.json)")
-    info = json.loads(run_json.read_text())
-    where = "" if checkpoint is None else f"checkpoints/step-{checkpoint:06d}/"
-    files = sorted(run_root.glob(f"*/replicate-*/{where}{SCORES}"))
+    record = RunRecord.read(paths.run_json)
+    files = paths.score_files(checkpoint)
     if not files:
         raise BenchError(f"{run_root}: has no scores yet; run `bench run` again to score it")
-    rows = [json.loads(line) for f in files for line in f.read_text().splitlines() if line]
-    scorer_sets = {json.dumps(r["scorers"], sort_keys=True) for r in rows}
+    rows = [row for f in files for row in read_scores(f)]
+    scorer_sets = {json.dumps(r.scorers, sort_keys=True) for r in rows}
     if len(scorer_sets) > 1:
         raise BenchError(
             f"{run_root}: units were scored with different scorer models; "
             "rerun `bench run` with one set of --scorer-option values"
         )
-    scorers = rows[0]["scorers"]
-    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "scorers"} for r in rows])
-    return RunResults(run_root, info, frame, scorers)
+    scorers = rows[0].scorers
+    frame = pd.DataFrame([{name: getattr(r, name) for name in ROW_FIELDS} | r.values for r in rows])
+    return RunResults(run_root, record, frame, scorers)
 
 
 def summarize(

@@ -3,7 +3,6 @@ and published reference numbers from `baselines/` (marked as published, not re-m
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from datetime import datetime, timezone
@@ -11,11 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import __version__, registry
+from bench import __version__
 from bench.analysis.results import RunResults, load_results, summarize
-from bench.errors import BenchError
 from bench.paths import data_dir
-from bench.scorers.scoring import SCORES
+from bench.store.layout import scored_run_dirs, sweep_reports
 from bench.toml_files import read_toml
 
 METRIC_ORDER = ["dino", "clip_i", "clip_t"]
@@ -42,8 +40,7 @@ CONVENTIONS = """\
 
 
 def scored_runs(runs_root: Path) -> list[RunResults]:
-    roots = sorted({p.parent.parent.parent for p in runs_root.glob(f"*/*/*/replicate-*/{SCORES}")})
-    return [load_results(r) for r in roots]
+    return [load_results(r) for r in scored_run_dirs(runs_root)]
 
 
 def _cell(mean: float, low: float, high: float) -> str:
@@ -55,14 +52,10 @@ def _cell(mean: float, low: float, high: float) -> str:
 
 
 def _config_summary(results: RunResults) -> str:
-    """Options that differ from the method's defaults (all of them if the method is unknown)."""
-    config = results.info["config"]
-    try:
-        method = registry.load(registry.METHODS, results.info["method"])
-        defaults = {f.name: f.default for f in dataclasses.fields(method.Config)}
-    except BenchError:
-        defaults = {}
-    changed = {k: v for k, v in config.items() if defaults.get(k, object()) != v}
+    """Options that differ from the method's defaults as the run recorded them (all options for
+    a run that recorded none)."""
+    defaults = results.record.method_defaults
+    changed = {k: v for k, v in results.record.config.items() if defaults.get(k, object()) != v}
     return ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
 
 
@@ -79,7 +72,7 @@ def run_rows(runs: list[RunResults], **stats) -> pd.DataFrame:
         first = next(iter(intervals.values()))
         row = {
             "run": f"`{results.run_id}`" + (" (random weights)" if results.random_weights else ""),
-            "method": results.info["method"],
+            "method": results.record.method,
             "options": _config_summary(results),
         }
         for m in metrics:
@@ -89,9 +82,9 @@ def run_rows(runs: list[RunResults], **stats) -> pd.DataFrame:
             {
                 "subjects": first.n_subjects,
                 "images": len(results.scores),
-                "backbone": results.info["suite"]["backbone"],
+                "backbone": results.record.suite["backbone"],
                 "scorer models": "; ".join(sorted({s["model"] for s in results.scorers.values()})),
-                "date": results.info["provenance"]["time"][:10],
+                "date": results.record.provenance["time"][:10],
             }
         )
         rows.append(row)
@@ -140,7 +133,7 @@ def published_sections() -> list[str]:
 def sweep_links(runs_root: Path, out_dir: Path) -> list[str]:
     """Links to each sweep's tables and plots, relative to where the leaderboard is written."""
     lines = []
-    for table in sorted(runs_root.glob("*/sweep-*/sweep.md")):
+    for table in sweep_reports(runs_root):
         folder = Path(os.path.relpath(table.parent, out_dir))
         title = table.read_text().partition("\n")[0].lstrip("# ")
         plots = " · ".join(
@@ -172,7 +165,7 @@ def render(runs_root: Path, out_dir: Path = Path("leaderboard"), **stats) -> str
         lines += [f"No scored runs in `{runs_root}` yet: `bench run --method ...` adds some.", ""]
     by_suite: dict[str, list[RunResults]] = {}
     for r in runs:
-        by_suite.setdefault(r.info["suite"]["name"], []).append(r)
+        by_suite.setdefault(r.record.suite["name"], []).append(r)
     for suite, suite_runs in sorted(by_suite.items()):
         lines += [
             f"### Suite `{suite}`",

@@ -3,12 +3,13 @@ a contact sheet of a run's images. matplotlib (Agg) and PIL; PNG files."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
 from bench import atomic
+from bench.store.layout import RunPaths
+from bench.store.records import UnitManifest
 
 NAMES = {"clip_i": "CLIP-I", "clip_t": "CLIP-T", "dino": "DINO"}
 
@@ -68,18 +69,17 @@ def tradeoff(points: list[dict], x: str, y: str, path: Path, title: str) -> None
 
 def contact_sheet(run_root: Path, path: Path, tile: int = 96, max_columns: int = 12) -> None:
     """Rows are prompts; columns are the first images of each subject (first replicate)."""
-    manifests = [
-        json.loads(p.read_text()) for p in sorted(run_root.glob("*/replicate-*/manifest.json"))
-    ]
-    manifests = [m for m in manifests if not m.get("leave_one_out")]
-    first = min((m["replicate"] for m in manifests), default=None)
+    paths = RunPaths(run_root)
+    manifests = [UnitManifest.read(RunPaths.manifest(unit)) for unit in paths.units()]
+    manifests = [m for m in manifests if not m.leave_one_out]
+    first = min((m.replicate for m in manifests), default=None)
     rows: dict[str, list[Path]] = {}
     for m in manifests:
-        if m["replicate"] != first:
+        if m.replicate != first:
             continue
-        unit = run_root / m["subject"]["id"] / f"replicate-{first}"
-        for entry in m["images"]:
-            rows.setdefault(entry["prompt_id"], []).append(unit / entry["file"])
+        unit = paths.unit(m.subject["id"], first)
+        for entry in m.images:
+            rows.setdefault(entry.prompt_id, []).append(unit / entry.file)
     if not rows:
         return
     label_width = 220

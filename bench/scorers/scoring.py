@@ -8,21 +8,18 @@ which then share one loaded CLIP model); an exact id wins over a prefix.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from bench import atomic, registry
+from bench import registry
 from bench.config import parse_assignments
 from bench.errors import BenchError
 from bench.progress import Reporter, Silent
 from bench.store.layout import RunPaths
-
-SCORES = "scores.jsonl"
+from bench.store.records import ScoreRow, UnitManifest, read_scores, write_scores
 
 
 def parse_scorer_options(assignments: list[str]) -> dict[str, dict[str, Any]]:
@@ -70,16 +67,16 @@ def scorer_info(scorers: list[Any]) -> dict[str, dict[str, Any]]:
     return {s.id: {"model": s.model_id, "random_weights": s.random_weights} for s in scorers}
 
 
-def score_unit(scorers: list[Any], unit: Path, run_root: Path) -> list[dict[str, Any]]:
+def score_unit(scorers: list[Any], unit: Path, run_root: Path) -> list[ScoreRow]:
     """Score one (subject, replicate) directory's images; one row per image."""
-    manifest = json.loads(RunPaths.manifest(unit).read_text())
-    subject = manifest["subject"]
+    manifest = UnitManifest.read(RunPaths.manifest(unit))
+    subject = manifest.subject
     references = [Image.open(p).convert("RGB") for p in subject["images"]]
-    entries = manifest["images"]
-    images = [Image.open(unit / e["file"]).convert("RGB") for e in entries]
-    prompts = [e["scoring_prompt"] for e in entries]
-    key = f"{manifest['suite']}/{subject['id']}"
-    if manifest.get("leave_one_out"):
+    entries = manifest.images
+    images = [Image.open(unit / e.file).convert("RGB") for e in entries]
+    prompts = [e.scoring_prompt for e in entries]
+    key = f"{manifest.suite}/{subject['id']}"
+    if manifest.leave_one_out:
         values = {s.id: _leave_one_out(s, images, key) for s in scorers}
     else:
         values = {
@@ -87,25 +84,23 @@ def score_unit(scorers: list[Any], unit: Path, run_root: Path) -> list[dict[str,
             for s in scorers
         }
     info = scorer_info(scorers)
-    rows = []
-    for i, e in enumerate(entries):
-        row = {
-            "run_id": manifest["run_id"],
-            "subject": subject["id"],
-            "prompt_id": e["prompt_id"],
-            "prompt": e["prompt"],
-            "scoring_prompt": e["scoring_prompt"],
-            "image_index": e["image_index"],
-            "replicate": manifest["replicate"],
-            "checkpoint": manifest.get("checkpoint"),
-            "seed": e["seed"],
-            "image": str((unit / e["file"]).relative_to(run_root)),
-        }
-        for scorer_id, v in values.items():
-            row[scorer_id] = None if math.isnan(v[i]) else float(v[i])  # JSON has no NaN
-        row["scorers"] = info
-        rows.append(row)
-    return rows
+    return [
+        ScoreRow(
+            run_id=manifest.run_id,
+            subject=subject["id"],
+            prompt_id=e.prompt_id,
+            prompt=e.prompt,
+            scoring_prompt=e.scoring_prompt,
+            image_index=e.image_index,
+            replicate=manifest.replicate,
+            checkpoint=manifest.checkpoint,
+            seed=e.seed,
+            image=str((unit / e.file).relative_to(run_root)),
+            values={scorer_id: float(v[i]) for scorer_id, v in values.items()},
+            scorers=info,
+        )
+        for i, e in enumerate(entries)
+    ]
 
 
 def _leave_one_out(scorer: Any, photos: list, key: str) -> np.ndarray:
@@ -126,27 +121,26 @@ def _leave_one_out(scorer: Any, photos: list, key: str) -> np.ndarray:
 
 
 def is_scored(unit: Path, scorers: list[Any]) -> bool:
-    """True when the unit's scores exist and came from exactly these scorer models."""
-    path = unit / SCORES
+    """True when the unit's scores exist, are whole, and came from exactly these scorer models
+    (damaged scores are redone, not trusted)."""
+    path = RunPaths.scores(unit)
     if not path.is_file():
         return False
-    first = path.read_text().partition("\n")[0]
-    return bool(first) and json.loads(first).get("scorers") == scorer_info(scorers)
+    try:
+        rows = read_scores(path)
+    except BenchError:
+        return False
+    return bool(rows) and all(r.scorers == scorer_info(scorers) for r in rows)
 
 
 def score_run(run_root: Path, scorers: list[Any], reporter: Reporter | None = None) -> int:
     """Score every complete unit of a run that lacks scores from these scorers; returns how many."""
-    units = sorted(p.parent for p in run_root.glob("*/replicate-*/manifest.json"))
-    units += sorted(p.parent for p in run_root.glob("*/replicate-*/checkpoints/*/manifest.json"))
-    todo = [u for u in units if not is_scored(u, scorers)]
+    todo = [u for u in RunPaths(run_root).units(checkpoints=True) if not is_scored(u, scorers)]
     if not todo:
         return 0
     task = (reporter or Silent()).task("score", total=len(todo))
     for unit in todo:
-        rows = score_unit(scorers, unit, run_root)
-        atomic.write_text(
-            unit / SCORES, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-        )
+        write_scores(RunPaths.scores(unit), score_unit(scorers, unit, run_root))
         task.advance()
     task.finish()
     return len(todo)

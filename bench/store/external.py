@@ -22,6 +22,7 @@ from bench.data.plan import cell_seed
 from bench.data.suites import Suite
 from bench.errors import BenchError
 from bench.store.layout import RunPaths, provenance, subject_record
+from bench.store.records import ImageEntry, RunRecord, UnitManifest
 
 REQUIRED = ("image", "subject", "prompt", "image_index")
 
@@ -116,18 +117,17 @@ def import_run(suite: Suite, manifest: Path, images_dir: Path, name: str, runs_r
             digest.update(hashlib.sha256(image.read_bytes()).digest())
     rid = f"{name}-{digest.hexdigest()[:8]}"
     paths = RunPaths(runs_root / suite.name / rid)
-    atomic.write_json(
-        paths.run_json,
-        {
-            "run_id": rid,
-            "method": name,
-            "external": True,
-            "config": {"manifest": str(manifest), "images": str(images_dir)},
-            "suite": suite.identity(),
-            "units_total": len(units),
-            "provenance": provenance(),
-        },
-    )
+    RunRecord(
+        run_id=rid,
+        method=name,
+        kind="external",
+        config={"manifest": str(manifest), "images": str(images_dir)},
+        method_defaults={},
+        suite=suite.identity(),
+        units_total=len(units),
+        random_weights=False,  # made elsewhere; the scorers say whether theirs are random
+        provenance=provenance(),
+    ).write(paths.run_json)
     for (subject_id, replicate), unit in sorted(units.items()):
         workdir = paths.unit(subject_id, replicate)
         subject = unit["subject"]
@@ -138,28 +138,24 @@ def import_run(suite: Suite, manifest: Path, images_dir: Path, name: str, runs_r
             atomic.write_bytes(RunPaths.images(workdir) / name_in_store, image.read_bytes())
             prompt = prompts[prompt_id]
             entries.append(
-                {
-                    "file": f"images/{name_in_store}",
-                    "prompt_id": prompt_id,
-                    "template": prompt.template,
-                    "prompt": prompt.render(subject.token, subject.class_noun),
-                    "scoring_prompt": prompt.render(None, subject.class_noun),
-                    "image_index": index,
-                    "seed": cell_seed(subject_id, prompt_id, index, replicate),
-                    "source": str(image),
-                }
+                ImageEntry(
+                    file=f"images/{name_in_store}",
+                    prompt_id=prompt_id,
+                    image_index=index,
+                    template=prompt.template,
+                    prompt=prompt.render(subject.token, subject.class_noun),
+                    scoring_prompt=prompt.render(None, subject.class_noun),
+                    seed=cell_seed(subject_id, prompt_id, index, replicate),
+                    source=str(image),
+                )
             )
-        atomic.write_json(
-            RunPaths.manifest(workdir),
-            {
-                "run_id": rid,
-                "suite": suite.name,
-                "method": name,
-                "external": True,
-                "subject": subject_record(subject),
-                "replicate": replicate,
-                "images": entries,
-                "provenance": provenance(),
-            },
-        )
+        UnitManifest(
+            run_id=rid,
+            suite=suite.name,
+            method=name,
+            subject=subject_record(subject),
+            replicate=replicate,
+            images=entries,
+            provenance=provenance(),
+        ).write(RunPaths.manifest(workdir))
     return paths.root

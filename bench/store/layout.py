@@ -1,10 +1,14 @@
-"""The run store: where a run's artifacts, images and manifests live, and how runs are named.
+"""The run store's layout: every path and glob of the store is here, and how runs are named.
+What the files hold is in `bench.store.records`.
 
     <runs>/<suite>/<run id>/run.json                          what the run is (written first)
     <runs>/<suite>/<run id>/<subject>/replicate-<seed>/
         <artifact files>  fit.json                            the fitted method, its log
         images/<prompt id>-<image index>.png                  one PNG per cell
         manifest.json                                         written last: the unit is complete
+        scores.jsonl                                          one row per scored image
+        checkpoints/step-<6 digits>/                          an intermediate adapter's unit
+    <runs>/<suite>/sweep-<id>/sweep.md, sweep.json, *.png     a sweep's report
 
 The run id is `<method>-<first 8 hex of sha256(method, resolved config, suite identity)>`.
 Execution options (device, dtype, batch size) do not enter it: they go into the manifests.
@@ -74,6 +78,52 @@ class RunPaths:
     def fit_log(unit: Path) -> Path:
         return unit / "fit.json"
 
+    @staticmethod
+    def scores(unit: Path) -> Path:
+        return unit / SCORES
+
+    @staticmethod
+    def checkpoint(unit: Path, step: int) -> Path:
+        return unit / "checkpoints" / f"step-{step:06d}"
+
+    def units(self, *, checkpoints: bool = False) -> list[Path]:
+        """The complete units (those with a manifest), and with `checkpoints` their
+        intermediate-adapter units too."""
+        units = sorted(p.parent for p in self.root.glob("*/replicate-*/manifest.json"))
+        if checkpoints:
+            units += sorted(
+                p.parent for p in self.root.glob("*/replicate-*/checkpoints/*/manifest.json")
+            )
+        return units
+
+    def score_files(self, checkpoint: int | None = None) -> list[Path]:
+        """The scores of the final units, or of the checkpoint units at that step."""
+        where = "" if checkpoint is None else f"checkpoints/step-{checkpoint:06d}/"
+        return sorted(self.root.glob(f"*/replicate-*/{where}{SCORES}"))
+
+    def checkpoint_steps(self) -> list[int]:
+        """Training steps of the intermediate adapters that were generated and scored."""
+        found = self.root.glob(f"*/replicate-*/checkpoints/step-*/{SCORES}")
+        return sorted({int(p.parent.name.removeprefix("step-")) for p in found})
+
+
+SCORES = "scores.jsonl"
+
+
+def run_dirs(runs_root: Path) -> list[Path]:
+    """Every run of a store (a folder with a run.json, under its suite's folder)."""
+    return sorted(p.parent for p in runs_root.glob("*/*/run.json"))
+
+
+def scored_run_dirs(runs_root: Path) -> list[Path]:
+    """The runs of a store with at least one scored unit."""
+    return sorted({p.parent.parent.parent for p in runs_root.glob(f"*/*/*/replicate-*/{SCORES}")})
+
+
+def sweep_reports(runs_root: Path) -> list[Path]:
+    """The sweep.md of every sweep in a store."""
+    return sorted(runs_root.glob("*/sweep-*/sweep.md"))
+
 
 def library_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {"python": platform.python_version()}
@@ -136,19 +186,20 @@ def find_run(runs_root: Path, run: str) -> Path:
 
 def list_runs(runs_root: Path) -> list[dict[str, Any]]:
     """Summary of every run in a store: id, suite, method, units complete."""
+    from bench.store.records import RunRecord
+
     rows = []
-    for run_json in sorted(runs_root.glob("*/*/run.json")):
-        info = json.loads(run_json.read_text())
-        root = run_json.parent
-        done = len(list(root.glob("*/replicate-*/manifest.json")))
+    for root in run_dirs(runs_root):
+        record = RunRecord.read(RunPaths(root).run_json)
         rows.append(
             {
-                "run_id": info["run_id"],
-                "suite": info["suite"]["name"],
-                "method": info["method"],
-                "units_done": done,
-                "units_total": info["units_total"],
-                "created": info["provenance"]["time"],
+                "run_id": record.run_id,
+                "suite": record.suite["name"],
+                "method": record.method,
+                "kind": record.kind,
+                "units_done": len(RunPaths(root).units()),
+                "units_total": record.units_total,
+                "created": record.provenance["time"],
                 "path": str(root),
             }
         )

@@ -4,7 +4,6 @@ store it all. Finished work is skipped, so an interrupted run resumes where it s
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from bench.methods.protocol import MethodContext
 from bench.paths import cache_dir
 from bench.progress import Reporter, Silent
 from bench.store.layout import RunPaths, provenance, run_id, subject_record
+from bench.store.records import FitLog, ImageEntry, RunRecord, UnitManifest
 
 
 @dataclass(frozen=True)
@@ -103,21 +103,19 @@ def execute(
     suite, paths = prepared.suite, prepared.paths
     units = prepared.units()
     pending = prepared.pending_units()
-    if not paths.run_json.exists():
-        atomic.write_json(
-            paths.run_json,
-            {
-                "run_id": prepared.run_id,
-                "method": prepared.method_name,
-                "config": config_dict(prepared.config),
-                "suite": suite.identity(),
-                "units_total": len(units),
-                "generation_batch_size": options.batch_size,
-                "provenance": provenance(),
-            },
-        )
-    elif pending and not prepared.scores_references:
+    if pending and paths.run_json.exists() and not prepared.scores_references:
         _check_batch_size(prepared, options)
+    backbone = None
+    if (pending or not paths.run_json.exists()) and not prepared.scores_references:
+        backbone = load_backbone(
+            suite.backbone,
+            revision=suite.backbone_revision,
+            scheduler=suite.generation.scheduler,
+            device=options.device,
+            dtype=options.dtype,
+        )
+    if not paths.run_json.exists():
+        _run_record(prepared, options, backbone).write(paths.run_json)
     if not pending:
         return RunSummary(prepared.run_id, paths.root, 0, 0, len(units))
 
@@ -126,13 +124,6 @@ def execute(
             _store_references(prepared, subject, replicate)
         return RunSummary(prepared.run_id, paths.root, 0, 0, len(units) - len(pending))
 
-    backbone = load_backbone(
-        suite.backbone,
-        revision=suite.backbone_revision,
-        scheduler=suite.generation.scheduler,
-        device=options.device,
-        dtype=options.dtype,
-    )
     fitted = generated = 0
     for subject, replicate in pending:
         unit = paths.unit(subject.id, replicate)
@@ -155,8 +146,7 @@ def execute(
         try:
             generated += _generate(prepared, ctx, cells, options, progress, f"generate {label}")
             # Intermediate adapters the method kept (checkpoint_every): the same cells again.
-            fit_log = json.loads(RunPaths.fit_log(unit).read_text())
-            for checkpoint in fit_log.get("checkpoints", []):
+            for checkpoint in FitLog.read(RunPaths.fit_log(unit)).checkpoints:
                 ck_ctx = dataclasses.replace(ctx, workdir=unit / checkpoint["path"])
                 if RunPaths.manifest(ck_ctx.workdir).exists():
                     continue
@@ -185,10 +175,34 @@ def execute(
     return RunSummary(prepared.run_id, paths.root, fitted, generated, len(units) - len(pending))
 
 
+def _run_record(prepared: PreparedRun, options: ExecutionOptions, backbone) -> RunRecord:
+    reference = prepared.scores_references
+    return RunRecord(
+        run_id=prepared.run_id,
+        method=prepared.method_name,
+        kind="reference" if reference else "generated",
+        config=config_dict(prepared.config),
+        method_defaults=_defaults(prepared.config),
+        suite=prepared.suite.identity(),
+        units_total=len(prepared.units()),
+        random_weights=bool(backbone and backbone.random_weights),
+        provenance=provenance(),
+        generation_batch_size=None if reference else options.batch_size,
+    )
+
+
+def _defaults(config) -> dict[str, Any]:
+    """The method's own option defaults (what the leaderboard lists changes against)."""
+    try:
+        return config_dict(type(config)())
+    except (TypeError, ValueError):  # a plugin Config with a required option has none
+        return {}
+
+
 def _check_batch_size(prepared: PreparedRun, options: ExecutionOptions) -> None:
     """A run's images are rendered at one batch size: batched and single matrix products round
     differently and sampling amplifies it, so another size would give other images."""
-    recorded = json.loads(prepared.paths.run_json.read_text()).get("generation_batch_size")
+    recorded = RunRecord.read(prepared.paths.run_json).generation_batch_size
     if recorded is not None and recorded != options.batch_size:
         raise BenchError(
             f"run {prepared.run_id} was generated with --batch-size {recorded}, not "
@@ -254,7 +268,7 @@ def _fit(prepared: PreparedRun, ctx: MethodContext, progress: Reporter, label: s
             shutil.rmtree(target)
         item.replace(target)
     staging.rmdir()
-    atomic.write_json(RunPaths.fit_log(ctx.workdir), {**log, "seconds": seconds})
+    FitLog(log, seconds).write(RunPaths.fit_log(ctx.workdir))
     task.finish()
     return seconds
 
@@ -267,31 +281,21 @@ def _store_references(prepared: PreparedRun, subject, replicate: int) -> None:
         name = f"reference-{index}{photo.suffix.lower()}"
         atomic.write_bytes(RunPaths.images(unit) / name, photo.read_bytes())
         entries.append(
-            {
-                "file": f"images/{name}",
-                "prompt_id": "reference",
-                "template": None,
-                "prompt": None,
-                "scoring_prompt": None,
-                "image_index": index,
-                "seed": None,
-                "reference": str(photo),
-            }
+            ImageEntry(
+                file=f"images/{name}", prompt_id="reference", image_index=index, source=str(photo)
+            )
         )
-    atomic.write_json(
-        RunPaths.manifest(unit),
-        {
-            "run_id": prepared.run_id,
-            "suite": prepared.suite.name,
-            "method": prepared.method_name,
-            "config": config_dict(prepared.config),
-            "subject": subject_record(subject),
-            "replicate": replicate,
-            "leave_one_out": True,
-            "images": entries,
-            "provenance": provenance(),
-        },
-    )
+    UnitManifest(
+        run_id=prepared.run_id,
+        suite=prepared.suite.name,
+        method=prepared.method_name,
+        subject=subject_record(subject),
+        replicate=replicate,
+        images=entries,
+        provenance=provenance(),
+        config=config_dict(prepared.config),
+        leave_one_out=True,
+    ).write(RunPaths.manifest(unit))
 
 
 def _method_prompt(method, ctx: MethodContext, cell) -> str:
@@ -314,33 +318,30 @@ def _write_manifest(
     generate_seconds,
     checkpoint: int | None = None,
 ) -> None:
-    atomic.write_json(
-        RunPaths.manifest(ctx.workdir),
-        {
-            "run_id": prepared.run_id,
-            "suite": prepared.suite.name,
-            "method": prepared.method_name,
-            "config": config_dict(prepared.config),
-            "subject": subject_record(ctx.subject),
-            "replicate": ctx.replicate,
-            "checkpoint": checkpoint,
-            "backbone": backbone.provenance(),
-            "generation": vars(prepared.suite.generation),
-            "resolution": prepared.suite.resolution,
-            "execution": vars(options),
-            "timings": {"fit_seconds": fit_seconds, "generate_seconds": generate_seconds},
-            "images": [
-                {
-                    "file": f"images/{c.image_name}",
-                    "prompt_id": c.prompt.id,
-                    "template": c.prompt.template,
-                    "prompt": _method_prompt(prepared.method, ctx, c),
-                    "scoring_prompt": c.scoring_text,
-                    "image_index": c.image_index,
-                    "seed": c.seed,
-                }
-                for c in cells
-            ],
-            "provenance": provenance(),
-        },
-    )
+    UnitManifest(
+        run_id=prepared.run_id,
+        suite=prepared.suite.name,
+        method=prepared.method_name,
+        subject=subject_record(ctx.subject),
+        replicate=ctx.replicate,
+        images=[
+            ImageEntry(
+                file=f"images/{c.image_name}",
+                prompt_id=c.prompt.id,
+                image_index=c.image_index,
+                template=c.prompt.template,
+                prompt=_method_prompt(prepared.method, ctx, c),
+                scoring_prompt=c.scoring_text,
+                seed=c.seed,
+            )
+            for c in cells
+        ],
+        provenance=provenance(),
+        config=config_dict(prepared.config),
+        checkpoint=checkpoint,
+        backbone=backbone.provenance(),
+        generation=vars(prepared.suite.generation),
+        resolution=prepared.suite.resolution,
+        execution=vars(options),
+        timings={"fit_seconds": fit_seconds, "generate_seconds": generate_seconds},
+    ).write(RunPaths.manifest(ctx.workdir))

@@ -22,6 +22,7 @@ from pathlib import Path
 from bench import registry
 from bench.errors import BenchError
 from bench.progress import Reporter
+from bench.store.layout import RunPaths
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,12 @@ def _same_state(a: dict, b: dict) -> bool:
 
 
 def _images(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("images/*"))}
+    units = RunPaths(root).units(checkpoints=True)
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for unit in units
+        for p in sorted(RunPaths.images(unit).iterdir())
+    }
 
 
 def check_method(
@@ -173,9 +179,9 @@ def check_method(
                 f"{len(first)} images compared",
             )
         )
-        for unit_manifest in stores[1].rglob("manifest.json"):
-            unit_manifest.unlink()
-            shutil.rmtree(unit_manifest.parent / "images")
+        for unit in RunPaths(stores[1]).units(checkpoints=True):
+            RunPaths.manifest(unit).unlink()
+            shutil.rmtree(RunPaths.images(unit))
         rerun = prepare(name, suite, {}, tmp / "b")
         summary = execute(rerun, options, reporter)
         checks.append(

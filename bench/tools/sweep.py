@@ -212,7 +212,7 @@ def report(
         if not steps:
             continue
         label = ", ".join(f"{k}={overrides[k]}" for k in varied if k in overrides)
-        final_step = results.info["config"].get("steps", steps[-1] + 1)
+        final_step = results.record.config.get("steps", steps[-1] + 1)
         points = {final_step: intervals}
         for step in steps:
             points[step] = summarize(load_results(results.root, checkpoint=step), **stats)

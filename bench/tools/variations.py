@@ -14,7 +14,6 @@ backbone, adapter. Same arguments, same bytes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,16 +87,17 @@ def run_adapter(
     run's first), and the setting the run was made under."""
     from bench.methods.dreambooth_lora import ARTIFACT
     from bench.store.layout import RunPaths, find_run
+    from bench.store.records import RunRecord
 
     run_dir = find_run(runs_root, run)
-    info = json.loads((run_dir / "run.json").read_text())
-    run_id = info.get("run_id", run_dir.name)
-    if info.get("method") != ADAPTER_METHOD:
+    record = RunRecord.read(RunPaths(run_dir).run_json)
+    run_id = record.run_id
+    if record.method != ADAPTER_METHOD:
         raise BenchError(
-            f"run {run_id} was made by method {info.get('method')!r}; --run takes a "
+            f"run {run_id} was made by method {record.method!r}; --run takes a "
             f"{ADAPTER_METHOD} run (`bench runs` lists them)"
         )
-    identity = info["suite"]
+    identity = record.suite
     subjects = {s["id"]: s for s in identity["subjects"]}
     if subject is None:
         if len(subjects) != 1:
