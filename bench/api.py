@@ -306,10 +306,10 @@ def leaderboard(
     """The markdown leaderboard of every scored run in the store, with published rows; written
     to `out` unless it is None. Returns the text."""
     from bench import atomic
-    from bench.reports.leaderboard import render
+    from bench.reports.leaderboard import page
 
     out_dir = Path(out).parent if out is not None else Path("leaderboard")
-    text = render(
+    text = page(
         runs_dir(runs), out_dir, prompt_mode=stats.prompt_mode, n_resamples=stats.n_resamples
     )
     if out is not None:

@@ -383,3 +383,16 @@ def test_constant_scores_give_a_point_interval():
             n_resamples=200,
         )
         assert (result.low, result.mean, result.high) == pytest.approx((0.7, 0.7, 0.7))
+
+
+def test_subject_means_weight_prompts_equally_and_drop_nan():
+    from bench.analysis.stats import subject_means
+
+    # A: prompt x -> [1, 2] (1.5), prompt y -> [4]: 2.75. B: x -> [0] and NaN (dropped): 0.
+    # C: only NaN: left out. Labels keep their first-appearance order.
+    values = [1.0, 2.0, 4.0, 0.0, np.nan, np.nan]
+    subjects = ["A", "A", "A", "B", "B", "C"]
+    prompts = ["x", "x", "y", "x", "x", "x"]
+    assert subject_means(values, subjects, prompts) == {"A": 2.75, "B": 0.0}
+    assert list(subject_means(values[::-1], subjects[::-1], prompts[::-1])) == ["B", "A"]
+    assert subject_means([], [], []) == {}

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.results import KEY, RunResults
-from bench.analysis.stats import Comparison, holm, paired_comparison
+from bench.analysis.stats import Comparison, holm, paired_comparison, subject_means
 from bench.errors import BenchError
 
 
@@ -55,8 +55,7 @@ def check_comparable(runs: list[RunResults]) -> None:
 
 
 def _subject_means(frame: pd.DataFrame, metric: str) -> pd.Series:
-    cells = frame.dropna(subset=[metric]).groupby(["subject", "prompt_id"])[metric].mean()
-    return cells.groupby(level="subject").mean()
+    return pd.Series(subject_means(frame[metric], frame["subject"], frame["prompt_id"]))
 
 
 def _pair_arrays(a: RunResults, b: RunResults, metric: str):

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from bench.analysis.stats import Interval, bootstrap_interval
+from bench.analysis.stats import Interval, bootstrap_interval, subject_means
 from bench.errors import BenchError
 from bench.store.layout import RunPaths
 from bench.store.records import ROW_FIELDS, RunRecord, read_scores
@@ -79,9 +80,9 @@ def summarize(
     for metric in results.metrics:
         defined = frame[frame[metric].notna()]
         if defined["subject"].nunique() < 2:  # no between-subject spread: a mean, no interval
-            cells = defined.groupby(["subject", "prompt_id"])[metric].mean()
+            means = subject_means(defined[metric], defined["subject"], defined["prompt_id"])
             out[metric] = Interval(
-                float(cells.mean()) if len(cells) else float("nan"),
+                float(np.mean(list(means.values()))) if means else float("nan"),
                 float("nan"),
                 float("nan"),
                 int(defined["subject"].nunique()),

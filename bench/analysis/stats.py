@@ -64,7 +64,7 @@ __all__ = [
 ]
 
 PROMPT_MODES = ("fixed", "random")
-METHODS = ("percentile", "bca")
+CI_METHODS = ("percentile", "bca")
 
 # Resamples are drawn in chunks so that the (chunk x subjects) and (chunk x prompts) weight matrices
 # stay around this many elements (~8 MB each in float64), whatever the number of resamples.
@@ -200,6 +200,34 @@ def _design(values: np.ndarray, subjects: Any, prompts: Any, prompt_mode: str) -
     return _Design(cells.reshape(shape), present.reshape(shape).astype(float), values.shape[0])
 
 
+def subject_means(values: Any, subjects: Any, prompts: Any) -> dict[Any, float]:
+    """Each subject's score: the mean over its prompts of the mean over its images. NaN scores
+    are dropped, and a subject left with none is left out. The run's score is the mean of these;
+    every table, summary and comparison that shows a subject's score takes it from here."""
+    if len(values) == 0:
+        return {}
+    values = _as_values(values, "values")
+    keep = ~np.isnan(values)
+    subject_labels = np.asarray(list(subjects), dtype=object)[keep]
+    prompt_labels = np.asarray(list(prompts), dtype=object)[keep]
+    values = values[keep]
+    if not values.size:
+        return {}
+    order = list(dict.fromkeys(subject_labels))
+    subj, _ = _codes(subject_labels, "subjects", values.shape[0])
+    prom, n_prom = _codes(prompt_labels, "prompts", values.shape[0])
+    n_subj = int(subj.max()) + 1
+    cell = subj * n_prom + prom
+    sums = np.bincount(cell, weights=values, minlength=n_subj * n_prom)
+    counts = np.bincount(cell, minlength=n_subj * n_prom)
+    present = counts > 0
+    cells = np.divide(sums, counts, out=np.zeros_like(sums), where=present)
+    design = _Design(cells.reshape(n_subj, n_prom), present.reshape(n_subj, n_prom), 0)
+    by_code = dict(zip(subj, subject_labels, strict=True))
+    means = {by_code[code]: float(m) for code, m in enumerate(design.subject_means)}
+    return {label: means[label] for label in order}
+
+
 # ------------------------------------------------------------------------------------ resampling
 
 
@@ -318,8 +346,8 @@ def bootstrap_interval(
     ``"percentile"`` or ``"bca"``; ``prompt_mode`` is ``"fixed"`` or ``"random"``.
     """
     _check_options(prompt_mode, n_resamples, confidence)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in CI_METHODS:
+        raise ValueError(f"method must be one of {CI_METHODS}, got {method!r}")
     design = _design(_as_values(values, "values"), subjects, prompts, prompt_mode)
     theta = _estimate(design)
     reps = _replicates(design, prompt_mode, int(n_resamples), np.random.default_rng(seed))

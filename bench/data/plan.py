@@ -81,16 +81,23 @@ def batches(cells: list[Cell], batch_size: int) -> Iterator[list[Cell]]:
         yield cells[start : start + batch_size]
 
 
-def initial_latents(cells: list[Cell], channels: int, size: int):
-    """(N, channels, size, size) float32 CPU noise, each row from its cell's own seed."""
+def noise(seeds: list[int], channels: int, size: int):
+    """(len(seeds), channels, size, size) float32 CPU noise: row i is `torch.randn` from a
+    generator seeded with seeds[i], so a row never depends on the others. Every initial latent
+    bench renders (cells, class images, variation grids) comes from here."""
     import torch
 
     rows = [
         torch.randn(
             (channels, size, size),
-            generator=torch.Generator("cpu").manual_seed(cell.seed),
+            generator=torch.Generator("cpu").manual_seed(seed),
             dtype=torch.float32,
         )
-        for cell in cells
+        for seed in seeds
     ]
     return torch.stack(rows)
+
+
+def initial_latents(cells: list[Cell], channels: int, size: int):
+    """(N, channels, size, size) float32 CPU noise, each row from its cell's own seed."""
+    return noise([cell.seed for cell in cells], channels, size)

@@ -194,8 +194,6 @@ def load_suite(
                     f"{subject.kind} subjects; pick a suite with `{subject.kind} = ...` under "
                     "[prompts], or pass --prompt-file FILE.toml"
                 )
-    generation = table.get("generation", {})
-    reject_unknown(generation, set(vars(GenerationProtocol())), f"{path} [generation]")
     method_defaults = table.get("method_defaults", {})
     if not isinstance(method_defaults, dict):
         raise BenchError(f"{path}: [method_defaults] must be a table of tables per method")
@@ -209,11 +207,20 @@ def load_suite(
         resolution=require(table, "resolution", int, path),
         backbone=backbone or require(table, "backbone", str, path),
         backbone_revision=None if backbone else table.get("backbone_revision"),
-        generation=GenerationProtocol(**generation),
+        generation=generation_protocol(table, path),
         scorers=tuple(table.get("scorers", ())),
         method_defaults=method_defaults,
         scorer_options=table.get("scorer_options", {}),
     )
+
+
+def generation_protocol(table: dict, path: Path) -> GenerationProtocol:
+    """A suite file's [generation] table: the only place it is read."""
+    generation = table.get("generation", {})
+    if not isinstance(generation, dict):
+        raise BenchError(f"{path}: [generation] must be a table")
+    reject_unknown(generation, set(vars(GenerationProtocol())), f"{path} [generation]")
+    return GenerationProtocol(**generation)
 
 
 def _load_subjects(spec: dict, path: Path, data_root) -> tuple[tuple[Subject, ...], dict]:

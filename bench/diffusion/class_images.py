@@ -15,7 +15,7 @@ from typing import NamedTuple
 from PIL import Image
 
 from bench.atomic import atomic_dir
-from bench.data.plan import stable_seed
+from bench.data.plan import noise, stable_seed
 from bench.diffusion.generation import render
 
 
@@ -52,23 +52,13 @@ def class_images(
 
 
 def _generate(backbone, protocol, prompt, resolution, count, seed, folder, batch_size) -> None:
-    import torch
-
     size = backbone.latent_size(resolution)
     for start in range(0, count, batch_size):
         seeds = [
             _Seed(stable_seed("class", prompt, i, seed))
             for i in range(start, min(count, start + batch_size))
         ]
-        latents = torch.stack(
-            [
-                torch.randn(
-                    (backbone.latent_channels, size, size),
-                    generator=torch.Generator("cpu").manual_seed(s.seed),
-                )
-                for s in seeds
-            ]
-        )
+        latents = noise([s.seed for s in seeds], backbone.latent_channels, size)
         images = render(backbone.pipe, [prompt] * len(seeds), latents, seeds, protocol, resolution)
         for offset, image in enumerate(images):
             Image.fromarray(image).save(folder / f"{start + offset:04d}.png")

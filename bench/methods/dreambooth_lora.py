@@ -304,7 +304,10 @@ def _sort_safetensors_header(path: Path) -> None:
 
 def kohya_state_dict(unet_lora: dict, text_lora: dict, alpha: float) -> dict:
     """peft LoRA weights renamed to the kohya/A1111 keys: `lora_unet_<module path with _>`
-    and `lora_te_text_model_<...>`, with `.lora_down`/`.lora_up` and one `.alpha` per module."""
+    and `lora_te_text_model_<...>`, with `.lora_down`/`.lora_up` and one `.alpha` per module.
+
+    Not diffusers' `convert_state_dict_to_kohya`: it writes alpha = rank whatever the adapter was
+    trained with, and SDXL's text-encoder names (`lora_te1_encoder_...`), not SD-1.x's."""
     import torch
 
     out = {}

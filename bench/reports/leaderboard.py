@@ -12,12 +12,18 @@ import pandas as pd
 
 from bench import __version__
 from bench.analysis.results import RunResults, load_results, summarize
+from bench.analysis.stats import subject_means
 from bench.paths import data_dir
+from bench.reports.labels import (
+    FEW_SUBJECTS,
+    FEW_SUBJECTS_NOTE,
+    METRIC_ORDER,
+    interval,
+    metric_name,
+    ordered,
+)
 from bench.store.layout import scored_run_dirs, sweep_reports
 from bench.toml_files import read_toml
-
-METRIC_ORDER = ["dino", "clip_i", "clip_t"]
-METRIC_NAMES = {"dino": "DINO", "clip_i": "CLIP-I", "clip_t": "CLIP-T"}
 
 CONVENTIONS = """\
 - **Metrics** are raw cosine similarities in [-1, 1]: not multiplied by 100, not clamped at 0
@@ -43,14 +49,6 @@ def scored_runs(runs_root: Path) -> list[RunResults]:
     return [load_results(r) for r in scored_run_dirs(runs_root)]
 
 
-def _cell(mean: float, low: float, high: float) -> str:
-    if mean is None or math.isnan(mean):
-        return "n.a."
-    if math.isnan(low):
-        return f"{mean:.3f}"
-    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
-
-
 def _config_summary(results: RunResults) -> str:
     """Options that differ from the method's defaults as the run recorded them (all options for
     a run that recorded none)."""
@@ -60,8 +58,7 @@ def _config_summary(results: RunResults) -> str:
 
 
 def _metrics(runs: list[RunResults]) -> list[str]:
-    seen = {m for r in runs for m in r.metrics}
-    return [m for m in METRIC_ORDER if m in seen] + sorted(seen - set(METRIC_ORDER))
+    return ordered(m for r in runs for m in r.metrics)
 
 
 def run_rows(runs: list[RunResults], **stats) -> pd.DataFrame:
@@ -77,7 +74,7 @@ def run_rows(runs: list[RunResults], **stats) -> pd.DataFrame:
         }
         for m in metrics:
             iv = intervals.get(m)
-            row[METRIC_NAMES.get(m, m)] = _cell(iv.mean, iv.low, iv.high) if iv else "n.a."
+            row[metric_name(m)] = interval(iv.mean, iv.low, iv.high) if iv else "n.a."
         row.update(
             {
                 "subjects": first.n_subjects,
@@ -96,10 +93,10 @@ def subject_table(runs: list[RunResults], metric: str) -> pd.DataFrame:
     for results in runs:
         if metric not in results.metrics or results.scores[metric].isna().all():
             continue
-        frame = results.scores.dropna(subset=[metric])
-        cells = frame.groupby(["subject", "prompt_id"])[metric].mean()
-        columns[results.run_id] = cells.groupby(level="subject").mean().round(3)
-    return pd.DataFrame(columns)
+        frame = results.scores
+        means = subject_means(frame[metric], frame["subject"], frame["prompt_id"])
+        columns[results.run_id] = pd.Series(means).sort_index().round(3)
+    return pd.DataFrame(columns).rename_axis("subject")
 
 
 def published_sections() -> list[str]:
@@ -109,7 +106,7 @@ def published_sections() -> list[str]:
         if "row" not in table:
             continue
         frame = pd.DataFrame(table["row"])
-        names = {m: METRIC_NAMES[m] for m in METRIC_ORDER}
+        names = {m: metric_name(m) for m in METRIC_ORDER}
         ordered = [c for c in ["table", "method", *METRIC_ORDER] if c in frame.columns]
         for m in METRIC_ORDER:
             if m in frame.columns:
@@ -145,7 +142,8 @@ def sweep_links(runs_root: Path, out_dir: Path) -> list[str]:
     return lines
 
 
-def render(runs_root: Path, out_dir: Path = Path("leaderboard"), **stats) -> str:
+def page(runs_root: Path, out_dir: Path = Path("leaderboard"), **stats) -> str:
+    """The leaderboard's markdown for every scored run of a store."""
     runs = scored_runs(runs_root)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -173,18 +171,14 @@ def render(runs_root: Path, out_dir: Path = Path("leaderboard"), **stats) -> str
             run_rows(suite_runs, **stats).to_markdown(index=False),
             "",
         ]
-        if min(r.scores["subject"].nunique() for r in suite_runs) < 10:
-            lines += [
-                "With fewer than 10 subjects, bootstrap intervals are too narrow: read them as "
-                "a sketch, not as evidence.",
-                "",
-            ]
+        if min(r.scores["subject"].nunique() for r in suite_runs) < FEW_SUBJECTS:
+            lines += [f"{FEW_SUBJECTS_NOTE.capitalize()}: read them as a sketch.", ""]
         lines += [f"#### Per subject, suite `{suite}` (subject means)", ""]
         for metric in _metrics(suite_runs):
             table = subject_table(suite_runs, metric)
             if not table.empty:
                 lines += [
-                    f"{METRIC_NAMES.get(metric, metric)}:",
+                    f"{metric_name(metric)}:",
                     "",
                     table.to_markdown(floatfmt=".3f"),
                     "",

@@ -8,10 +8,9 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from bench import atomic
+from bench.reports.labels import metric_name
 from bench.store.layout import RunPaths
 from bench.store.records import UnitManifest
-
-NAMES = {"clip_i": "CLIP-I", "clip_t": "CLIP-T", "dino": "DINO"}
 
 
 def _pyplot():
@@ -37,7 +36,7 @@ def metric_vs_step(curves: dict[str, dict[str, list[tuple]]], path: Path, title:
             ax.plot(steps, means, marker="o", label=label)
             ax.fill_between(steps, lows, highs, alpha=0.2)
         ax.set_xlabel("training step")
-        ax.set_ylabel(NAMES.get(metric, metric))
+        ax.set_ylabel(metric_name(metric))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title)
@@ -57,8 +56,8 @@ def tradeoff(points: list[dict], x: str, y: str, path: Path, title: str) -> None
             xm, ym, xerr=[[xm - xl], [xh - xm]], yerr=[[ym - yl], [yh - ym]], fmt="o", capsize=3
         )
         ax.annotate(p["label"], (xm, ym), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel(f"{NAMES.get(x, x)} (subject fidelity)")
-    ax.set_ylabel(f"{NAMES.get(y, y)} (prompt fidelity)")
+    ax.set_xlabel(f"{metric_name(x)} (subject fidelity)")
+    ax.set_ylabel(f"{metric_name(y)} (prompt fidelity)")
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()

@@ -11,14 +11,11 @@ from rich.text import Text
 
 from bench.analysis.results import RunResults
 from bench.analysis.stats import Interval
-
-RANDOM_NOTE = "RANDOM WEIGHTS: these numbers test the pipeline and mean nothing"
-FEW_SUBJECTS_NOTE = "fewer than 10 subjects: intervals and p-values are too optimistic"
+from bench.reports.labels import caveats
 
 
 def caption(random_weights: bool, n_subjects: int) -> str | None:
-    notes = [RANDOM_NOTE] * random_weights + [FEW_SUBJECTS_NOTE] * (0 < n_subjects < 10)
-    return "\n".join(notes) or None
+    return "\n".join(caveats(random_weights, n_subjects)) or None
 
 
 def fmt(x: float) -> str:

@@ -25,11 +25,10 @@ from bench.config import parse_assignments
 from bench.errors import BenchError
 from bench.paths import data_dir
 from bench.reports import plots
+from bench.reports.labels import RANDOM_WEIGHTS_NOTE, interval, metric_name, ordered
 from bench.toml_files import parse_toml_value, read_toml, reject_unknown
 
 PRESET_SUFFIX = ".sweep.toml"
-METRICS = ["clip_i", "dino", "clip_t"]
-NAMES = {"clip_i": "CLIP-I", "clip_t": "CLIP-T", "dino": "DINO"}
 
 
 @dataclass(frozen=True)
@@ -154,12 +153,8 @@ def _resolved_steps(method: str, suite, overrides: dict) -> int:
 # ------------------------------------------------------------------------------- reporting
 
 
-def _cell(iv) -> str:
-    if math.isnan(iv.mean):
-        return "n.a."
-    if math.isnan(iv.low):
-        return f"{iv.mean:.4f}"
-    return f"{iv.mean:.4f} [{iv.low:.4f}, {iv.high:.4f}]"
+def _interval_text(iv) -> str:
+    return interval(iv.mean, iv.low, iv.high, digits=4)
 
 
 def report(
@@ -173,14 +168,14 @@ def report(
         results = load_results(run_dir)
         intervals = summarize(results, **stats)
         summaries.append((overrides, results, intervals))
-    metrics = [m for m in METRICS if m in summaries[0][2]]
+    metrics = ordered(summaries[0][2])
     random = any(r.random_weights for _, r, _ in summaries)
     if random:
         title += " (random weights)"
 
     lines = [f"# {title}", ""]
     if random:
-        lines += ["**Random weights**: these numbers test the pipeline and mean nothing.", ""]
+        lines += [f"**{RANDOM_WEIGHTS_NOTE}**.", ""]
     lines += ["Metric means with 95% subject-clustered bootstrap intervals, final checkpoint.", ""]
     data: dict[str, Any] = {"title": title, "random_weights": random, "runs": [], "tables": {}}
     for overrides, results, intervals in summaries:
@@ -199,7 +194,7 @@ def report(
                 continue
             row = {k: overrides.get(k, "") for k in others}
             row[option] = overrides[option]
-            row.update({NAMES[m]: _cell(intervals[m]) for m in metrics})
+            row.update({metric_name(m): _interval_text(intervals[m]) for m in metrics})
             row["run"] = results.run_id
             rows.append(row)
         frame = pd.DataFrame(rows).sort_values(by=[*others, option], key=lambda c: c.astype(str))
@@ -222,8 +217,10 @@ def report(
         row = {"config": label, "run": results.run_id}
         for m in metrics:
             best_step = max(points, key=lambda s, m=m: points[s][m].mean)
-            row[f"{NAMES[m]} final"] = _cell(intervals[m])
-            row[f"{NAMES[m]} best (optimistic)"] = f"{_cell(points[best_step][m])} @ {best_step}"
+            row[f"{metric_name(m)} final"] = _interval_text(intervals[m])
+            row[f"{metric_name(m)} best (optimistic)"] = (
+                f"{_interval_text(points[best_step][m])} @ {best_step}"
+            )
         best_rows.append(row)
     if curves:
         plots.metric_vs_step(curves, out_dir / "metric_vs_step.png", title)
@@ -251,7 +248,7 @@ def report(
         if x in metrics and "clip_t" in metrics:
             name = f"tradeoff_clip_t_vs_{x}.png"
             plots.tradeoff(points, x, "clip_t", out_dir / name, title)
-            lines += [f"![CLIP-T vs {NAMES[x]}]({name})", ""]
+            lines += [f"![CLIP-T vs {metric_name(x)}]({name})", ""]
     for _, results, _ in summaries:
         name = f"contact_{results.run_id}.png"
         plots.contact_sheet(results.root, out_dir / name)

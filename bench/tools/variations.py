@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from bench import atomic
-from bench.data.plan import stable_seed
-from bench.data.suites import GenerationProtocol, suite_path
+from bench.data.plan import noise, stable_seed
+from bench.data.suites import GenerationProtocol, generation_protocol, suite_path
 from bench.errors import BenchError
-from bench.toml_files import read_toml, reject_unknown, require
+from bench.toml_files import read_toml, require
 
 ADAPTER_METHOD = "dreambooth_lora"
 
@@ -66,11 +66,7 @@ def suite_setting(name_or_path: str | Path) -> Setting:
     (the DreamBench suite needs no dataset for this)."""
     path = suite_path(name_or_path)
     table = read_toml(path)
-    generation = table.get("generation", {})
-    if not isinstance(generation, dict):
-        raise BenchError(f"{path}: [generation] must be a table")
-    reject_unknown(generation, set(vars(GenerationProtocol())), f"{path} [generation]")
-    protocol = GenerationProtocol(**generation)
+    protocol = generation_protocol(table, path)
     return Setting(
         suite=table.get("name", path.stem),
         backbone=require(table, "backbone", str, path),
@@ -138,22 +134,6 @@ def column_seeds(seed: int, images: int) -> list[int]:
     return [stable_seed("generate", seed, column) for column in range(images)]
 
 
-def column_noise(seeds: list[int], channels: int, size: int):
-    """(len(seeds), channels, size, size) float32 CPU noise, one generator per column."""
-    import torch
-
-    return torch.stack(
-        [
-            torch.randn(
-                (channels, size, size),
-                generator=torch.Generator("cpu").manual_seed(s),
-                dtype=torch.float32,
-            )
-            for s in seeds
-        ]
-    )
-
-
 @dataclass(frozen=True)
 class _Column:
     """What `render` (bench.diffusion.generation) needs of a cell: its sampling generator's seed."""
@@ -211,9 +191,7 @@ def generate_variations(
     if adapter is not None:
         pipe.load_lora_weights(adapter.path.parent, weight_name=adapter.path.name)
     seeds = column_seeds(seed, images)
-    latents = column_noise(
-        seeds, backbone.latent_channels, backbone.latent_size(setting.resolution)
-    )
+    latents = noise(seeds, backbone.latent_channels, backbone.latent_size(setting.resolution))
     columns = [_Column(s) for s in seeds]
     rows = []
     try:
