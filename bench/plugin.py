@@ -4,6 +4,7 @@ from bench's internal modules, which may move; `docs/PLUGINS.md` is the guide.
     from bench.plugin import MethodContext, Cell, render, stable_seed
 """
 
+from bench.config import resolve_config
 from bench.data.plan import Cell, stable_seed
 from bench.data.subjects import Subject
 from bench.data.suites import GenerationProtocol, Suite
@@ -18,18 +19,23 @@ from bench.diffusion.training import (
     training_scheduler,
 )
 from bench.errors import BenchError
-from bench.methods.protocol import Method, MethodContext
+from bench.methods.protocol import Capabilities, Method, MethodBase, MethodContext, capabilities
+from bench.scorers.protocol import Scorer
 from bench.tools.conformance import check_method, raise_on_failure
 
 __all__ = [
     "Backbone",
     "BenchError",
+    "Capabilities",
     "Cell",
     "GenerationProtocol",
     "Method",
+    "MethodBase",
     "MethodContext",
+    "Scorer",
     "Subject",
     "Suite",
+    "capabilities",
     "check_method",
     "class_images",
     "denoising_loss",
@@ -38,6 +44,7 @@ __all__ = [
     "load_images",
     "raise_on_failure",
     "render",
+    "resolve_config",
     "stable_seed",
     "training_scheduler",
 ]

@@ -92,18 +92,17 @@ def _fit(tmp_path, suite, backbone, **options):
         DreamBoothLoRA.Config, {"lr": 1e-2, "steps": 4, "batch_size": 2, **options}
     )
     workdir = tmp_path / "-".join(f"{k}{v}" for k, v in sorted(options.items()))
-    log = DreamBoothLoRA().fit(
-        MethodContext(
-            backbone=backbone,
-            suite=suite,
-            subject=suite.subjects[0],
-            config=config,
-            replicate=0,
-            workdir=workdir,
-            cache=tmp_path,
-        )
+    ctx = MethodContext(
+        backbone=backbone,
+        suite=suite,
+        subject=suite.subjects[0],
+        config=config,
+        replicate=0,
+        workdir=workdir,
+        cache=tmp_path,
     )
-    return workdir, log
+    log = DreamBoothLoRA().fit(ctx)
+    return workdir, {**log, "checkpoints": ctx.saved_checkpoints}  # as bench records them
 
 
 def _tensors(path):

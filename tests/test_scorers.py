@@ -436,12 +436,31 @@ def test_missing_local_weights_file_is_a_weights_error(tmp_path):
 
 
 def test_bad_options_are_refused():
-    with pytest.raises(ValueError, match="unknown option"):
+    from bench.errors import BenchError
+
+    typo = r"unknown option 'pretrianed' \(did you mean 'pretrained'"
+    with pytest.raises(BenchError, match=typo):
         clip_mod.make_clip_i({"pretrianed": "openai"})
+    with pytest.raises(BenchError, match="option 'quick_gelu' expects"):
+        clip_mod.make_clip_i({"quick_gelu": "sometimes"})
     with pytest.raises(ValueError, match="not a known|neither"):
         clip_mod.make_clip_i({"pretrained": "no-such-tag", "device": "cpu"})
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(BenchError, match="batch_size must be >= 1"):
         dino_mod.make_dino({**TINY, "batch_size": 0})
+
+
+def test_the_built_in_scorers_follow_the_protocol(tiny):
+    from bench.plugin import Scorer
+
+    names = {"clip_i": "CLIP-I", "clip_t": "CLIP-T", "dino": "DINO"}
+    for scorer_id, scorer in tiny.items():
+        assert isinstance(scorer, Scorer)
+        assert (scorer.id, scorer.display_name, scorer.higher_is_better) == (
+            scorer_id,
+            names[scorer_id],
+            True,
+        )
+    assert not isinstance(object(), Scorer)
 
 
 def test_real_clip_tokenizer_works_offline():

@@ -81,7 +81,7 @@ def test_bad_scorer_options_exit_2_before_any_work(tmp_path):
     result = run("--runs", tmp_path, "--scorer-option", "blip.model=x")
     assert result.exit_code == 2 and "match no scorer" in result.output
     result = run("--runs", tmp_path, "--scorer-option", "clip.colour=red")
-    assert result.exit_code == 2 and "unknown option(s) colour" in result.output
+    assert result.exit_code == 2 and "scorer clip_i: unknown option 'colour'" in result.output
     assert not any(tmp_path.iterdir())
 
 

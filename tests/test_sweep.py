@@ -192,3 +192,17 @@ def test_bad_grid_is_one_line_exit_2(tmp_path):
     )
     assert result.exit_code == 2 and "did you mean 'rank'" in result.output
     assert not any(tmp_path.iterdir())
+
+
+def test_checkpoints_need_a_method_that_declares_them(tmp_path):
+    result = runner.invoke(
+        app,
+        ["sweep", "--method", "textual_inversion", "--suite", "micro", "--grid", "lr=1e-3,1e-2"]
+        + ["--checkpoints", "2", "--runs", str(tmp_path), "--dry-run"],
+    )
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "error: --checkpoints: method textual_inversion does not save intermediate adapters "
+        "(it does not declare supports_checkpoints); drop --checkpoints"
+    )
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())

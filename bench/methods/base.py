@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.data.plan import Cell
-from bench.diffusion.generation import render
 from bench.methods.protocol import MethodContext
 
 
@@ -31,6 +30,4 @@ class Base:
         return cell.prompt.render(None, cell.subject.class_noun)
 
     def generate(self, ctx: MethodContext, cells: list[Cell], latents):
-        prompts = [self.prompt(ctx, cell) for cell in cells]
-        pipe = ctx.backbone.pipe
-        return render(pipe, prompts, latents, cells, ctx.suite.generation, ctx.suite.resolution)
+        return ctx.render([self.prompt(ctx, cell) for cell in cells], latents, cells)

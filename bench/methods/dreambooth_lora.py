@@ -20,7 +20,6 @@ from pathlib import Path
 from bench import atomic
 from bench.data.plan import Cell, stable_seed
 from bench.diffusion.class_images import class_images
-from bench.diffusion.generation import render
 from bench.diffusion.training import (
     denoising_loss,
     encode_text,
@@ -85,6 +84,7 @@ class Config:
 class DreamBoothLoRA:
     name = "dreambooth_lora"
     Config = Config
+    supports_checkpoints = True  # checkpoint_every: an adapter every N steps
 
     def __init__(self) -> None:
         self._loaded = None  # workdir whose adapter is in the backbone now
@@ -158,7 +158,7 @@ class DreamBoothLoRA:
             eps = torch.randn(mean[index].shape, generator=generator).to(device)
             return mean[index] + std[index] * eps
 
-        losses, prior_losses, learning_rates, checkpoints = [], [], [], []
+        losses, prior_losses, learning_rates = [], [], []
         n = cfg.batch_size
         unet.train()
         text_encoder.train(cfg.train_text_encoder)
@@ -203,9 +203,7 @@ class DreamBoothLoRA:
                     prior_losses.append(prior_loss.item())
                 ctx.progress(1, {"loss": losses[-1]})
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
-                    folder = ctx.workdir / "checkpoints" / f"step-{step:06d}"
-                    _save_adapters(pipe, cfg, folder)
-                    checkpoints.append({"step": step, "path": str(folder.relative_to(ctx.workdir))})
+                    _save_adapters(pipe, cfg, ctx.checkpoint(step))
             if not all(math.isfinite(v) for v in losses):
                 raise BenchError(
                     f"{subject.id}: training diverged (non-finite loss at lr={cfg.lr}); "
@@ -218,7 +216,6 @@ class DreamBoothLoRA:
             "losses": losses,
             "learning_rates": learning_rates,
             "artifact": ARTIFACT,
-            "checkpoints": checkpoints,
             "steps": cfg.steps,
         }
         if prior is not None:
@@ -233,8 +230,7 @@ class DreamBoothLoRA:
             self.release(ctx)
             pipe.load_lora_weights(ctx.workdir, weight_name=ARTIFACT, adapter_name="subject")
             self._loaded = ctx.workdir
-        prompts = [self.prompt(ctx, cell) for cell in cells]
-        return render(pipe, prompts, latents, cells, ctx.suite.generation, ctx.suite.resolution)
+        return ctx.render([self.prompt(ctx, cell) for cell in cells], latents, cells)
 
     def prompt(self, ctx: MethodContext, cell: Cell) -> str:
         """The suite's prompt with the subject's identifier: "a sks dog on the beach"."""

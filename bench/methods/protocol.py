@@ -7,25 +7,33 @@ A method is any object (a class is simplest) with:
     def fit(self, ctx: MethodContext) -> dict:
         # Personalize for ctx.subject and save what generation needs (safetensors) in
         # ctx.workdir. Leave ctx.backbone as it was found. Return a small JSON-able log
-        # (losses, step counts), which goes into the manifest.
+        # (losses, step counts), which goes into fit.json.
     def generate(self, ctx: MethodContext, cells: list[Cell], latents) -> list[np.ndarray]:
         # One HxWx3 uint8 image per cell, denoised from the given initial latents
-        # (`render` does this under the suite's protocol). Called once per batch, after fit,
-        # possibly in a later process: load from ctx.workdir.
-    def release(self, ctx: MethodContext) -> None:
-        # Optional: undo what generate loaded into the backbone.
-    def prompt(self, ctx: MethodContext, cell: Cell) -> str:
-        # Optional: the text generate feeds the pipeline for a cell; recorded in the manifest.
+        # (`ctx.render` does this under the suite's protocol). Called once per batch, after
+        # fit, possibly in a later process: load from ctx.workdir.
 
-`Method` below states this as a `typing.Protocol` (`isinstance(obj, Method)` checks the required
-part). Register a method under the `bench.methods` entry-point group of your package's
-pyproject.toml; plugin authors import everything they need from `bench.plugin`.
+and may declare (`MethodBase` has the defaults):
+
+    def release(self, ctx) -> None         # undo what generate loaded into the backbone
+    def prompt(self, ctx, cell) -> str     # the text generate renders for a cell (manifest)
+    supports_checkpoints: bool = False     # fit saves intermediate adapters with
+                                           # ctx.checkpoint(step) when its Config has
+                                           # `steps` and `checkpoint_every` (sweeps use it)
+    is_reference: bool = False             # a reference row: fit and generate are not called;
+                                           # the subject's photos are stored and scored
+                                           # leave-one-out (the `real` method)
+
+`Method` below states the required part as a `typing.Protocol` (`isinstance(obj, Method)`);
+`capabilities(method)` reads the declared ones. Register a method under the `bench.methods`
+entry-point group of your package's pyproject.toml; plugin authors import everything they need
+from `bench.plugin`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -33,6 +41,7 @@ from bench.data.plan import Cell
 from bench.data.subjects import Subject
 from bench.data.suites import Suite
 from bench.diffusion.backbone import Backbone
+from bench.diffusion.generation import render
 
 
 @dataclass(frozen=True)
@@ -45,11 +54,33 @@ class MethodContext:
     workdir: Path  # <runs>/<suite>/<run id>/<subject>/<replicate>/
     progress: Callable[[int, dict[str, float] | None], None] = lambda advance, info=None: None
     cache: Path | None = None  # shared cache root (class images and the like)
+    # Intermediate adapters saved through `checkpoint`, recorded by bench in fit.json.
+    saved_checkpoints: list[dict[str, Any]] = field(default_factory=list)
+
+    def render(self, prompts: list[str], latents, cells: list[Cell]) -> list:
+        """`prompts` rendered by the backbone from `latents` under the suite's protocol and
+        resolution: what `generate` returns for most methods."""
+        return render(
+            self.backbone.pipe,
+            prompts,
+            latents,
+            cells,
+            self.suite.generation,
+            self.suite.resolution,
+        )
+
+    def checkpoint(self, step: int) -> Path:
+        """The folder for the intermediate adapter at `step` (save it there); bench generates and
+        scores the suite's cells from it after fitting."""
+        folder = self.workdir / "checkpoints" / f"step-{step:06d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.saved_checkpoints.append({"step": step, "path": str(folder.relative_to(self.workdir))})
+        return folder
 
 
 @runtime_checkable
 class Method(Protocol):
-    """The required part of the method protocol (the module docstring has the optional hooks)."""
+    """The required part of the method protocol (the module docstring has the optional part)."""
 
     name: str
     Config: type
@@ -57,3 +88,30 @@ class Method(Protocol):
     def fit(self, ctx: MethodContext) -> dict: ...
 
     def generate(self, ctx: MethodContext, cells: list[Cell], latents) -> list: ...
+
+
+class MethodBase:
+    """An optional base class: the optional part of the protocol with its defaults."""
+
+    supports_checkpoints: bool = False
+    is_reference: bool = False
+
+    def release(self, ctx: MethodContext) -> None:
+        pass
+
+    def prompt(self, ctx: MethodContext, cell: Cell) -> str:
+        return cell.text
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    supports_checkpoints: bool
+    is_reference: bool
+
+
+def capabilities(method: Any) -> Capabilities:
+    """What a method declares it can do (undeclared: no)."""
+    return Capabilities(
+        supports_checkpoints=bool(getattr(method, "supports_checkpoints", False)),
+        is_reference=bool(getattr(method, "is_reference", False)),
+    )

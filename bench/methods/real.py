@@ -18,8 +18,9 @@ class Config:
 class Real:
     name = "real"
     Config = Config
-    # The runner stores the subject's photos as the unit's images; scoring is leave-one-out.
-    scores_references = True
+    # A reference row: the runner stores the subject's photos as the unit's images, scored
+    # leave-one-out; fit and generate are never called.
+    is_reference = True
 
     def fit(self, ctx) -> dict:
         return {"trained": False}

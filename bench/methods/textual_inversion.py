@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass
 
 from bench.data.plan import Cell, stable_seed
-from bench.diffusion.generation import render
 from bench.diffusion.training import (
     denoising_loss,
     latent_distribution,
@@ -187,8 +186,7 @@ class TextualInversion:
         # DreamBench's convention for Textual Inversion keeps the class noun: "a <sks> dog on
         # the beach". Only the first token is written: the pipeline expands a multi-vector token
         # itself ("<sks>" -> "<sks> <sks>_1 ..."), and would garble an already expanded one.
-        prompts = [self.prompt(ctx, cell) for cell in cells]
-        return render(pipe, prompts, latents, cells, ctx.suite.generation, ctx.suite.resolution)
+        return ctx.render([self.prompt(ctx, cell) for cell in cells], latents, cells)
 
     def prompt(self, ctx: MethodContext, cell: Cell) -> str:
         """The learned token in place of the identifier; the class noun stays (DreamBench's

@@ -8,11 +8,10 @@ Scorer ids:
   (`bench.scorers.clip`; shares the loaded CLIP model with ``clip_i``).
 - ``dino``: like ``clip_i`` with the CLS embedding of DINO ViT-S/16 (`bench.scorers.dino`).
 
-A scorer is an object with ``id``, ``needs`` (``"references"``: compared with the subject's
-photos; ``"prompt"``: compared with the prompt text), ``model_id``, ``random_weights`` and
-``score(images, *, prompts, references, reference_key) -> np.ndarray`` (one value per image).
-Outside scorers register a factory ``f(options: dict) -> scorer`` under the ``bench.scorers``
-entry-point group.
+A scorer follows ``bench.scorers.protocol.Scorer``: ``id``, ``display_name``,
+``higher_is_better``, ``needs``, ``model_id``, ``random_weights`` and ``score(images, *, prompts,
+references, reference_key) -> np.ndarray`` (one value per image). Outside scorers register a
+factory ``f(options: dict) -> scorer`` under the ``bench.scorers`` entry-point group.
 
 Importing this package is cheap: torch, open_clip and timm are imported only when a scorer is built.
 """

@@ -22,19 +22,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from bench.config import resolve_config
 from bench.scorers import ScorerWeightsError
 from bench.scorers.common import (
     DEFAULT_BATCH_SIZE,
     EmbeddingModel,
-    as_bool,
-    as_positive_int,
-    check_options,
     config_digest,
     embed_in_batches,
     ensure_tiny_weights,
@@ -52,7 +51,6 @@ DEFAULT_PRETRAINED = "openai"
 TINY_ARCH = "bench-tiny-clip"
 TINY_CONFIG_FILE = Path(__file__).resolve().parent / "model_configs" / f"{TINY_ARCH}.json"
 WEIGHTS_FILENAME = "open_clip_model.safetensors"
-OPTIONS = ("model", "pretrained", "quick_gelu", "device", "batch_size")
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".npz")
 _MODELS: dict[tuple, ClipModel] = {}
@@ -240,20 +238,32 @@ def _fetch_tag_weights(arch: str, tag: str, tag_cfg: Mapping[str, Any]) -> None:
         ) from e
 
 
+@dataclass(frozen=True)
+class ClipOptions:
+    """The options of clip_i and clip_t (`--scorer-option clip.NAME=VALUE` sets both)."""
+
+    model: str | None = None  # open_clip architecture (default ViT-B-32)
+    pretrained: str | None = None  # open_clip tag (default openai), a weights file, random:<seed>
+    quick_gelu: bool | None = None  # default: what the weights were trained with
+    device: str | None = None  # auto, cpu, cuda, cuda:N
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
 class _ClipScorer:
     id = ""
+    display_name = ""
+    higher_is_better = True
 
-    def __init__(
-        self,
-        *,
-        model: str | None = None,
-        pretrained: str | None = None,
-        quick_gelu: bool | str | None = None,
-        device: str | None = None,
-        batch_size: int | str = DEFAULT_BATCH_SIZE,
-    ) -> None:
-        self.batch_size = as_positive_int(batch_size, "batch_size")
-        self.model = load_clip_model(model, pretrained, device, as_bool(quick_gelu))
+    def __init__(self, options: ClipOptions) -> None:
+        self.options = options
+        self.batch_size = options.batch_size
+        self.model = load_clip_model(
+            options.model, options.pretrained, options.device, options.quick_gelu
+        )
         self.model_id: str = self.model.model_id
         self.random_weights: bool = self.model.random_weights
         self.device: str = self.model.device
@@ -266,6 +276,7 @@ class ClipImageScorer(_ClipScorer):
     """``clip_i``: mean cosine of CLIP image embeddings, generated image vs each reference."""
 
     id = "clip_i"
+    display_name = "CLIP-I"
     needs = "references"  # what a generated image is compared with
 
     def score(
@@ -287,6 +298,7 @@ class ClipTextScorer(_ClipScorer):
     """``clip_t``: cosine of the CLIP image embedding and the embedding of the image's prompt."""
 
     id = "clip_t"
+    display_name = "CLIP-T"
     needs = "prompt"  # what a generated image is compared with
 
     def score(
@@ -309,8 +321,8 @@ class ClipTextScorer(_ClipScorer):
 
 
 def make_clip_i(options: Mapping[str, Any] | None = None) -> ClipImageScorer:
-    return ClipImageScorer(**check_options("clip_i", options, OPTIONS))
+    return ClipImageScorer(resolve_config(ClipOptions, dict(options or {}), where="scorer clip_i"))
 
 
 def make_clip_t(options: Mapping[str, Any] | None = None) -> ClipTextScorer:
-    return ClipTextScorer(**check_options("clip_t", options, OPTIONS))
+    return ClipTextScorer(resolve_config(ClipOptions, dict(options or {}), where="scorer clip_t"))

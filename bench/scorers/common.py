@@ -1,5 +1,5 @@
 """Shared pieces of the scorers: cosine maths, batched embedding, the in-memory embedding caches,
-option parsing and the tiny random-weight files.
+and the tiny random-weight files.
 
 torch is imported inside the functions that need it, so importing this module stays cheap.
 """
@@ -73,41 +73,6 @@ def resolve_device(device: str | None) -> str:
     from bench.diffusion.backbone import resolve_device as resolve_torch_device
 
     return str(resolve_torch_device(device or "auto"))
-
-
-def as_bool(value: Any) -> bool | None:
-    """Coerce an option value (bool or CLI string) to bool; None stays None."""
-    if value is None or isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    if text in ("", "none", "auto"):
-        return None
-    raise ValueError(f"expected a boolean, got {value!r}")
-
-
-def as_positive_int(value: Any, name: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(f"{name} must be >= 1, got {value!r}")
-    return number
-
-
-def check_options(
-    scorer_id: str, options: Mapping[str, Any] | None, allowed: Sequence[str]
-) -> dict:
-    """`options` as a dict, refusing names the scorer does not know."""
-    options = dict(options or {})
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {', '.join(unknown)} for scorer {scorer_id} "
-            f"(known: {', '.join(allowed)})"
-        )
-    return options
 
 
 def offline_reason(error: BaseException) -> str:

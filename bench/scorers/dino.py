@@ -16,18 +16,18 @@ back by path through the same ``pretrained_cfg_overlay=dict(file=...)`` loader a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from bench.config import resolve_config
 from bench.scorers import ScorerWeightsError
 from bench.scorers.common import (
     DEFAULT_BATCH_SIZE,
     EmbeddingModel,
-    as_positive_int,
-    check_options,
     config_digest,
     ensure_tiny_weights,
     inference_context,
@@ -43,7 +43,6 @@ DEFAULT_MODEL = "vit_small_patch16_224.dino"
 TINY_MODEL = "vit_small_patch16_224.dino"
 TINY_KWARGS: dict[str, int] = {"depth": 2, "embed_dim": 64, "num_heads": 2}
 WEIGHTS_FILENAME = "model.safetensors"
-OPTIONS = ("model", "weights_file", "pretrained", "device", "batch_size")
 
 RESIZE = 256
 CROP = 224
@@ -195,23 +194,35 @@ def load_dino_model(
     return _MODELS[key]
 
 
+@dataclass(frozen=True)
+class DinoOptions:
+    """The options of dino (`--scorer-option dino.NAME=VALUE`)."""
+
+    model: str | None = None  # timm model name (default vit_small_patch16_224.dino)
+    weights_file: str | None = None  # a local weights file
+    pretrained: str | None = None  # random:<seed> for the tiny random test model
+    device: str | None = None  # auto, cpu, cuda, cuda:N
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
 class DinoScorer:
     """``dino``: mean cosine of DINO CLS embeddings, generated image vs each reference."""
 
     id = "dino"
+    display_name = "DINO"
+    higher_is_better = True
     needs = "references"  # what a generated image is compared with
 
-    def __init__(
-        self,
-        *,
-        model: str | None = None,
-        weights_file: str | None = None,
-        pretrained: str | None = None,
-        device: str | None = None,
-        batch_size: int | str = DEFAULT_BATCH_SIZE,
-    ) -> None:
-        self.batch_size = as_positive_int(batch_size, "batch_size")
-        self.model = load_dino_model(model, weights_file, pretrained, device)
+    def __init__(self, options: DinoOptions) -> None:
+        self.options = options
+        self.batch_size = options.batch_size
+        self.model = load_dino_model(
+            options.model, options.weights_file, options.pretrained, options.device
+        )
         self.model_id: str = self.model.model_id
         self.random_weights: bool = self.model.random_weights
         self.device: str = self.model.device
@@ -235,4 +246,4 @@ class DinoScorer:
 
 
 def make_dino(options: Mapping[str, Any] | None = None) -> DinoScorer:
-    return DinoScorer(**check_options("dino", options, OPTIONS))
+    return DinoScorer(resolve_config(DinoOptions, dict(options or {}), where="scorer dino"))

@@ -17,7 +17,7 @@ from bench.config import config_dict, resolve_config
 from bench.data.plan import batches, cells_for, initial_latents
 from bench.data.suites import Suite
 from bench.errors import BenchError
-from bench.methods.protocol import MethodContext
+from bench.methods.protocol import MethodContext, capabilities
 from bench.paths import cache_dir
 from bench.progress import Reporter, Silent
 from bench.store.layout import RunPaths, provenance, run_id, subject_record
@@ -47,13 +47,13 @@ class PreparedRun:
     paths: RunPaths
 
     @property
-    def scores_references(self) -> bool:
+    def is_reference(self) -> bool:
         """A reference method (`real`) stores the subject's own photos instead of generating."""
-        return bool(getattr(self.method, "scores_references", False))
+        return capabilities(self.method).is_reference
 
     def units(self) -> list[tuple[Any, int]]:
         # The photos do not change with the replicate seed: a reference method has one unit each.
-        replicates = self.suite.replicates[:1] if self.scores_references else self.suite.replicates
+        replicates = self.suite.replicates[:1] if self.is_reference else self.suite.replicates
         return [(s, r) for s in self.suite.subjects for r in replicates]
 
     def pending_units(self) -> list[tuple[Any, int]]:
@@ -103,10 +103,10 @@ def execute(
     suite, paths = prepared.suite, prepared.paths
     units = prepared.units()
     pending = prepared.pending_units()
-    if pending and paths.run_json.exists() and not prepared.scores_references:
+    if pending and paths.run_json.exists() and not prepared.is_reference:
         _check_batch_size(prepared, options)
     backbone = None
-    if (pending or not paths.run_json.exists()) and not prepared.scores_references:
+    if (pending or not paths.run_json.exists()) and not prepared.is_reference:
         backbone = load_backbone(
             suite.backbone,
             revision=suite.backbone_revision,
@@ -119,7 +119,7 @@ def execute(
     if not pending:
         return RunSummary(prepared.run_id, paths.root, 0, 0, len(units))
 
-    if prepared.scores_references:
+    if prepared.is_reference:
         for subject, replicate in pending:
             _store_references(prepared, subject, replicate)
         return RunSummary(prepared.run_id, paths.root, 0, 0, len(units) - len(pending))
@@ -176,7 +176,7 @@ def execute(
 
 
 def _run_record(prepared: PreparedRun, options: ExecutionOptions, backbone) -> RunRecord:
-    reference = prepared.scores_references
+    reference = prepared.is_reference
     return RunRecord(
         run_id=prepared.run_id,
         method=prepared.method_name,
@@ -268,6 +268,8 @@ def _fit(prepared: PreparedRun, ctx: MethodContext, progress: Reporter, label: s
             shutil.rmtree(target)
         item.replace(target)
     staging.rmdir()
+    if staged.saved_checkpoints:  # bench records them; the method only saved them
+        log = {**log, "checkpoints": staged.saved_checkpoints}
     FitLog(log, seconds).write(RunPaths.fit_log(ctx.workdir))
     task.finish()
     return seconds

@@ -133,7 +133,7 @@ def check_method(
             checks.append(
                 Check("fit leaves the backbone unchanged", _same_state(before, _state(backbone)))
             )
-            if not prepared.scores_references:
+            if not prepared.is_reference:
                 cells = cells_for(suite, subject, suite.replicates[0])
                 latents = initial_latents(
                     cells, backbone.latent_channels, backbone.latent_size(suite.resolution)

@@ -142,11 +142,15 @@ def plan_sweep(spec: SweepSpec, suite, runs_root: Path) -> list[tuple[dict, Any]
 def _resolved_steps(method: str, suite, overrides: dict) -> int:
     from bench import registry
     from bench.config import resolve_config
+    from bench.methods.protocol import capabilities
 
-    config_cls = registry.load(registry.METHODS, method).Config
-    config = resolve_config(config_cls, suite.method_defaults.get(method, {}), overrides)
-    if not hasattr(config, "steps"):
-        raise BenchError(f"checkpoints need a method with a 'steps' option; {method} has none")
+    method_cls = registry.load(registry.METHODS, method)
+    if not capabilities(method_cls).supports_checkpoints:
+        raise BenchError(
+            f"--checkpoints: method {method} does not save intermediate adapters "
+            "(it does not declare supports_checkpoints); drop --checkpoints"
+        )
+    config = resolve_config(method_cls.Config, suite.method_defaults.get(method, {}), overrides)
     return config.steps
 
 

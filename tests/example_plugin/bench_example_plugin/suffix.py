@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.plugin import Cell, MethodContext, render
+from bench.plugin import Cell, MethodContext
 
 ARTIFACT = "suffix.safetensors"
 
@@ -40,7 +40,4 @@ class SuffixPrompt:
         return f"{cell.scoring_text}, {ctx.config.suffix}"
 
     def generate(self, ctx: MethodContext, cells: list[Cell], latents):
-        prompts = [self.prompt(ctx, cell) for cell in cells]
-        return render(
-            ctx.backbone.pipe, prompts, latents, cells, ctx.suite.generation, ctx.suite.resolution
-        )
+        return ctx.render([self.prompt(ctx, cell) for cell in cells], latents, cells)
