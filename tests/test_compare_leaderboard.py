@@ -27,25 +27,23 @@ def json_of(*args):
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
+    """Three runs of a two-subject suite, made through the library: two LoRA ranks and the
+    Real Images row."""
+    import bench
+
     root = tmp_path_factory.mktemp("store")
     suite = root / "duo.toml"
     suite.write_text(DUO)
     runs = root / "runs"
-    ids = {}
-    for label, extra in [("rank4", []), ("rank2", ["--set", "rank=2"])]:
-        ids[label] = json_of(
-            "run",
-            "--method",
-            "dreambooth_lora",
-            "--suite",
-            suite,
-            "--runs",
-            runs,
-            "--resamples",
-            "500",
-            *extra,
-        )["run_id"]
-    ids["real"] = json_of("run", "--method", "real", "--suite", suite, "--runs", runs)["run_id"]
+    stats = bench.StatsOptions(n_resamples=500)
+    ids = {
+        label: bench.run(method, suite, options=options, runs=runs, stats=stats).run_id
+        for label, method, options in [
+            ("rank4", "dreambooth_lora", {}),
+            ("rank2", "dreambooth_lora", {"rank": 2}),
+            ("real", "real", {}),
+        ]
+    }
     return {"suite": suite, "runs": runs, "ids": ids}
 
 
@@ -54,26 +52,32 @@ def run_dir_of(store, label):
 
 
 def test_compare_two_runs(store):
-    out = json_of(
-        "compare",
-        store["ids"]["rank4"],
-        store["ids"]["rank2"],
-        "--runs",
-        store["runs"],
-        "--resamples",
-        "500",
+    import bench
+
+    stats = bench.StatsOptions(n_resamples=500)
+    comparisons = bench.compare(
+        [store["ids"]["rank4"], store["ids"]["rank2"]], runs=store["runs"], stats=stats
     )
-    assert out["random_weights"] is True
     a, b = stored_rows(run_dir_of(store, "rank4")), stored_rows(run_dir_of(store, "rank2"))
-    rows = {c["metric"]: c for c in out["comparisons"]}
+    rows = {c.metric: c for c in comparisons}
     assert set(rows) == {"clip_i", "clip_t", "dino"}
     for metric, c in rows.items():
-        assert c["matched_on"] == "images" and c["n_images"] == 4 and c["n_subjects"] == 2
-        assert c["mean_a"] == pytest.approx(run_score({k: r[metric] for k, r in a.items()}))
-        assert c["mean_b"] == pytest.approx(run_score({k: r[metric] for k, r in b.items()}))
+        r = c.result
+        assert c.matched_on == "images" and r.n_images == 4 and r.n_subjects == 2
+        assert r.mean_a == pytest.approx(run_score({k: v[metric] for k, v in a.items()}))
+        assert r.mean_b == pytest.approx(run_score({k: v[metric] for k, v in b.items()}))
         by_hand = run_score({k: a[k][metric] - b[k][metric] for k in a})
-        assert c["diff"] == pytest.approx(by_hand, abs=1e-12)
-        assert c["p_holm"] == c["p_value"]  # one pair: nothing to adjust
+        assert r.diff == pytest.approx(by_hand, abs=1e-12)
+        assert r.p_holm == r.p_value  # one pair: nothing to adjust
+    # The command prints the same comparison, labelled.
+    out = json_of(
+        "compare", store["ids"]["rank4"], store["ids"]["rank2"], "--runs", store["runs"],
+        "--resamples", "500",
+    )  # fmt: skip
+    assert out["random_weights"] is True
+    assert [(c["metric"], c["diff"], c["p_value"]) for c in out["comparisons"]] == [
+        (c.metric, c.result.diff, c.result.p_value) for c in comparisons
+    ]
     table = invoke(
         "compare", store["ids"]["rank4"], store["ids"]["rank2"], "--runs", store["runs"]
     ).stdout

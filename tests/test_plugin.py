@@ -57,7 +57,17 @@ def test_plugin_runs_on_the_micro_suite(tmp_path):
 def test_plugin_passes_the_conformance_check():
     checks = check_method("example_suffix")
     assert all(c.passed for c in checks), checks
-    assert len(checks) == 10
+    assert len(checks) == 11
+    assert "implements bench.plugin.Method" in [c.name for c in checks]
+
+
+def test_conformance_catches_an_incomplete_method(monkeypatch):
+    from bench_example_plugin import suffix
+
+    monkeypatch.delattr(suffix.SuffixPrompt, "generate")
+    checks = {c.name: c.passed for c in check_method("example_suffix")}
+    assert checks["has generate()"] is False
+    assert checks["implements bench.plugin.Method"] is False
 
 
 def test_conformance_reports_failures():

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from bench import registry
 from bench.errors import BenchError
+from bench.methods.protocol import Method, capabilities
 from bench.progress import Reporter
 from bench.store.layout import RunPaths
 
@@ -58,6 +59,21 @@ def _protocol(name: str, method_cls) -> list[Check]:
         )
     for attr in ("fit", "generate"):
         checks.append(Check(f"has {attr}()", callable(getattr(method_cls, attr, None))))
+    try:
+        instance = method_cls()
+    except Exception as e:  # a plugin's own error is a failed check, not a crash
+        checks.append(Check("constructs with no arguments", False, f"{type(e).__name__}: {e}"))
+        return checks
+    checks.append(Check("implements bench.plugin.Method", isinstance(instance, Method)))
+    declared = capabilities(instance)
+    if declared.supports_checkpoints and is_frozen:
+        names = {f.name for f in dataclasses.fields(config_cls)}
+        checks.append(
+            Check(
+                "supports_checkpoints: Config has steps and checkpoint_every",
+                {"steps", "checkpoint_every"} <= names,
+            )
+        )
     return checks
 
 
