@@ -132,3 +132,50 @@ def test_bad_arguments_exit_2_on_one_line(tmp_path, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_any_methods_run_renders_through_its_method(tmp_path):
+    """`--run` goes through the run's method: a Textual Inversion run renders its learned token,
+    and the grid equals the pipeline called by hand with that embedding and the column noise."""
+    from bench.diffusion.backbone import load_backbone
+    from bench.methods.textual_inversion import ARTIFACT
+
+    runs = tmp_path / "runs"
+    made = runner.invoke(
+        app,
+        ["run", "--method", "textual_inversion", "--suite", "micro", "--set", "steps=2"]
+        + ["--runs", str(runs), "--no-score", "--json"],
+    )
+    assert made.exit_code == 0, made.output
+    run_id = json.loads(made.stdout)["run_id"]
+    template = "a {token} {class} wearing a santa hat"
+    grid, sidecar = generate(
+        tmp_path / "ti.png", "--run", run_id, "--runs", runs, prompts=(template,)
+    )
+    rendered = "a <sks> mug wearing a santa hat"  # the method's token, not the subject's
+    assert sidecar["prompts"] == [rendered]
+    unit = runs / "micro" / run_id / "red_mug" / "replicate-0"
+    assert sidecar["adapter"]["method"] == "textual_inversion"
+    assert sidecar["adapter"]["path"] == str(unit / ARTIFACT)
+
+    pipe = load_backbone("tiny", scheduler="DDIMScheduler", device="cpu").pipe
+    pipe.load_textual_inversion(unit / ARTIFACT)
+    seeds = [documented_seed("generate", 0, c) for c in range(2)]
+    latents = torch.stack(
+        [torch.randn((4, 16, 16), generator=torch.Generator().manual_seed(s)) for s in seeds]
+    )
+    with torch.no_grad():
+        by_hand = pipe(
+            prompt=[rendered] * 2,
+            negative_prompt=[""] * 2,
+            height=SIZE,
+            width=SIZE,
+            num_inference_steps=4,
+            guidance_scale=7.5,
+            latents=latents,
+            generator=[torch.Generator().manual_seed(s + 1) for s in seeds],
+            output_type="np",
+        ).images
+    expected = [(image * 255).round().clip(0, 255).astype(np.uint8) for image in by_hand]
+    [row] = tiles(grid)
+    assert all(np.array_equal(tile, e) for tile, e in zip(row, expected, strict=True))

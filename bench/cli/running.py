@@ -297,9 +297,7 @@ def generate(
     ],
     run: Annotated[
         str | None,
-        typer.Option(
-            "--run", help="A dreambooth_lora run (id or directory): use a subject's adapter."
-        ),
+        typer.Option("--run", help="A run (id or directory): render with what its method fitted."),
     ] = None,
     subject: Annotated[
         str | None,
@@ -329,29 +327,29 @@ def generate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the sidecar as JSON.")] = False,
 ) -> None:
     """Fixed-noise variations: the same noise per column under every prompt (one row each),
-    with the base model or a run's adapter; writes a grid PNG and a JSON sidecar."""
+    with the base model or through a run's method; writes a grid PNG and a JSON sidecar."""
     from bench.paths import runs_dir
-    from bench.tools.variations import generate_variations, run_adapter, sidecar_path, suite_setting
+    from bench.tools.variations import generate_variations, run_unit, sidecar_path, suite_setting
 
-    adapter = None
+    unit = None
     if run is not None:
-        adapter, setting = run_adapter(runs_dir(runs), run, subject, replicate)
+        unit, setting = run_unit(runs_dir(runs), run, subject, replicate)
         if suite is not None:
             chosen = suite_setting(suite)
             if chosen.backbone != setting.backbone:
                 raise BenchError(
                     f"--suite {suite} uses backbone {chosen.backbone}, but run "
-                    f"{adapter.run_id} was trained on {setting.backbone}; drop --suite"
+                    f"{unit.run_id} was trained on {setting.backbone}; drop --suite"
                 )
             setting = chosen
     else:
         if subject is not None or replicate is not None:
-            raise BenchError("--subject and --replicate pick an adapter: pass --run RUN too")
+            raise BenchError("--subject and --replicate pick a run's unit: pass --run RUN too")
         setting = suite_setting(suite or "smoke")
     sidecar = generate_variations(
         prompt,
         setting,
-        adapter=adapter,
+        unit=unit,
         seed=seed,
         images=images,
         out=out_path,
@@ -363,7 +361,7 @@ def generate(
         info = {**sidecar, "grid": str(out_path), "sidecar": str(sidecar_path(out_path))}
         out.print_json(json.dumps(info))
         return
-    what = f"adapter of {adapter.subject['id']} from {adapter.run_id}" if adapter else "base model"
+    what = f"{unit.method} of {unit.subject['id']} from {unit.run_id}" if unit else "base model"
     out.print(
         f"wrote {out_path} ({len(prompt)} prompts x {images} images, "
         f"{setting.resolution} px, {what}) and {sidecar_path(out_path)}",

@@ -36,9 +36,13 @@ class Cell:
     prompt: Prompt
     image_index: int
     replicate: int
+    noise_seed: int | None = None  # `bench generate`: the column's seed in place of the cell's
 
     @property
     def seed(self) -> int:
+        """The seed of the cell's initial noise (its sampling generator takes seed + 1)."""
+        if self.noise_seed is not None:
+            return self.noise_seed
         return cell_seed(self.subject.id, self.prompt.id, self.image_index, self.replicate)
 
     @property

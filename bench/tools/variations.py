@@ -7,9 +7,10 @@ Column c's noise is `torch.randn` on the CPU from a generator seeded with
     stable_seed("generate", seed, c)
 
 (`bench.data.plan.stable_seed`), rendered under a suite's generation protocol and resolution on its
-backbone, either plain or with a subject's DreamBooth-LoRA adapter from a stored run. The grid is
-one PNG (rows = prompts, columns = images) with a JSON sidecar of the same name: prompts, seeds,
-backbone, adapter. Same arguments, same bytes.
+backbone, either plain or through the method of a stored run with what it fitted for one subject
+(any method: a LoRA adapter, a learned embedding, ...). The grid is one PNG (rows = prompts,
+columns = images) with a JSON sidecar of the same name: prompts, seeds, backbone, run unit. Same
+arguments, same bytes.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ from bench.data.suites import GenerationProtocol, generation_protocol, suite_pat
 from bench.errors import BenchError
 from bench.toml_files import read_toml, require
 
-ADAPTER_METHOD = "dreambooth_lora"
-
 
 @dataclass(frozen=True)
 class Setting:
@@ -41,21 +40,28 @@ class Setting:
 
 
 @dataclass(frozen=True)
-class Adapter:
-    """A subject's LoRA adapter in a stored dreambooth_lora run."""
+class RunUnit:
+    """One fitted (subject, replicate) unit of a stored run: what `--run` renders with."""
 
-    path: Path  # the weights file
     run_id: str
     run_dir: Path
-    subject: dict[str, Any]  # the run's record of the subject: id, class, kind, token
+    method: str
+    config: dict[str, Any]  # the run's resolved method options
+    subject: dict[str, Any]  # the unit's record of the subject: id, class, kind, token, images
     replicate: int
+    artifact: str | None  # the file the method saved, when its log names one
+
+    @property
+    def workdir(self) -> Path:
+        return self.run_dir / self.subject["id"] / f"replicate-{self.replicate}"
 
     def record(self) -> dict[str, Any]:
+        path = self.workdir / self.artifact if self.artifact else self.workdir
         return {
-            "path": str(self.path),
+            "path": str(path),
             "run_id": self.run_id,
             "run_dir": str(self.run_dir),
-            "method": ADAPTER_METHOD,
+            "method": self.method,
             "subject": self.subject["id"],
             "replicate": self.replicate,
         }
@@ -76,32 +82,32 @@ def suite_setting(name_or_path: str | Path) -> Setting:
     )
 
 
-def run_adapter(
+def run_unit(
     runs_root: Path, run: str, subject: str | None, replicate: int | None
-) -> tuple[Adapter, Setting]:
-    """The adapter of `subject` (default: the run's only subject) at `replicate` (default: the
-    run's first), and the setting the run was made under."""
-    from bench.methods.dreambooth_lora import ARTIFACT
+) -> tuple[RunUnit, Setting]:
+    """The unit of `subject` (default: the run's only subject) at `replicate` (default: the run's
+    first), and the setting the run was made under."""
     from bench.store.layout import RunPaths, find_run
-    from bench.store.records import RunRecord
+    from bench.store.records import FitLog, RunRecord, UnitManifest
 
     run_dir = find_run(runs_root, run)
-    record = RunRecord.read(RunPaths(run_dir).run_json)
+    paths = RunPaths(run_dir)
+    record = RunRecord.read(paths.run_json)
     run_id = record.run_id
-    if record.method != ADAPTER_METHOD:
+    if record.kind != "generated":
         raise BenchError(
-            f"run {run_id} was made by method {record.method!r}; --run takes a "
-            f"{ADAPTER_METHOD} run (`bench runs` lists them)"
+            f"run {run_id} is a {record.kind} run: it has no fitted model to render with; "
+            "--run takes a run made by `bench run` (`bench runs` lists them)"
         )
     identity = record.suite
-    subjects = {s["id"]: s for s in identity["subjects"]}
+    subjects = [s["id"] for s in identity["subjects"]]
     if subject is None:
         if len(subjects) != 1:
             raise BenchError(
                 f"run {run_id} has {len(subjects)} subjects; pick one with --subject "
                 f"({', '.join(subjects)})"
             )
-        subject = next(iter(subjects))
+        subject = subjects[0]
     if subject not in subjects:
         raise BenchError(
             f"--subject {subject}: not in run {run_id}; its subjects: {', '.join(subjects)}"
@@ -114,12 +120,14 @@ def run_adapter(
             f"--replicate {replicate}: run {run_id} has replicates "
             f"{', '.join(map(str, replicates))}"
         )
-    weights = RunPaths(run_dir).unit(subject, replicate) / ARTIFACT
-    if not weights.is_file():
+    unit = paths.unit(subject, replicate)
+    if not RunPaths.manifest(unit).is_file():
         raise BenchError(
-            f"{weights}: no adapter; subject {subject} is not fitted yet in run {run_id}, "
-            "finish it with the same `bench run` command"
+            f"{unit}: subject {subject} is not finished yet in run {run_id}; finish it with the "
+            "same `bench run` command"
         )
+    manifest = UnitManifest.read(RunPaths.manifest(unit))
+    artifact = FitLog.read(RunPaths.fit_log(unit)).log.get("artifact")
     setting = Setting(
         suite=identity["name"],
         backbone=identity["backbone"],
@@ -127,7 +135,10 @@ def run_adapter(
         resolution=identity["resolution"],
         generation=GenerationProtocol(**identity["generation"]),
     )
-    return Adapter(weights, run_id, run_dir, subjects[subject], replicate), setting
+    chosen = RunUnit(
+        run_id, run_dir, record.method, record.config, manifest.subject, replicate, artifact
+    )
+    return chosen, setting
 
 
 def column_seeds(seed: int, images: int) -> list[int]:
@@ -141,24 +152,21 @@ class _Column:
     seed: int
 
 
-def fill_prompt(text: str, adapter: Adapter | None) -> str:
-    """`{token}` and `{class}` become the adapter's subject's; plain text is left as it is."""
-    if "{token}" not in text and "{class}" not in text:
-        return text
-    if adapter is None:
+def fill_prompt(text: str, unit: RunUnit | None) -> str:
+    """For the base model: `{token}` and `{class}` need a run's subject."""
+    if unit is None and ("{token}" in text or "{class}" in text):
         raise BenchError(
             f"--prompt {text!r}: {{token}} and {{class}} need a subject; pass --run RUN "
             "(and --subject ID), or write the prompt out"
         )
-    filled = text.replace("{token}", adapter.subject["token"])
-    return " ".join(filled.replace("{class}", adapter.subject["class"]).split())
+    return " ".join(text.split())
 
 
 def generate_variations(
     prompts: list[str],
     setting: Setting,
     *,
-    adapter: Adapter | None = None,
+    unit: RunUnit | None = None,
     seed: int = 0,
     images: int = 4,
     out: Path = Path("grid.png"),
@@ -167,7 +175,7 @@ def generate_variations(
     labels: bool = False,
 ) -> dict[str, Any]:
     """Render every prompt from the same column noise, write the grid and its sidecar; returns
-    the sidecar's content."""
+    the sidecar's content. With `unit`, the run's method renders, with what it fitted."""
     from bench.diffusion.backbone import load_backbone
     from bench.diffusion.generation import render
 
@@ -178,7 +186,7 @@ def generate_variations(
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise BenchError(f"--out {out}: the grid is a PNG; give a path ending in .png")
-    texts = [fill_prompt(p, adapter) for p in prompts]
+    texts = [fill_prompt(p, unit) for p in prompts]
 
     backbone = load_backbone(
         setting.backbone,
@@ -187,28 +195,23 @@ def generate_variations(
         device=device,
         dtype=dtype,
     )
-    pipe = backbone.pipe
-    if adapter is not None:
-        pipe.load_lora_weights(adapter.path.parent, weight_name=adapter.path.name)
     seeds = column_seeds(seed, images)
     latents = noise(seeds, backbone.latent_channels, backbone.latent_size(setting.resolution))
-    columns = [_Column(s) for s in seeds]
-    rows = []
-    try:
-        for text in texts:  # one batch per row: a repeated prompt gives the identical row
-            rows.append(
-                render(
-                    pipe,
-                    [text] * images,
-                    latents,
-                    columns,
-                    setting.generation,
-                    setting.resolution,
-                )
+    if unit is not None:
+        rows, texts = _render_with_run(unit, setting, backbone, texts, seeds, latents)
+    else:  # one batch per row: a repeated prompt gives the identical row
+        columns = [_Column(s) for s in seeds]
+        rows = [
+            render(
+                backbone.pipe,
+                [text] * images,
+                latents,
+                columns,
+                setting.generation,
+                setting.resolution,
             )
-    finally:
-        if adapter is not None:
-            pipe.unload_lora_weights()
+            for text in texts
+        ]
 
     grid = tile(rows, texts if labels else None)
     with atomic.atomic_path(out) as tmp:
@@ -230,10 +233,68 @@ def generate_variations(
         "resolution": setting.resolution,
         "generation": vars(setting.generation),
         "backbone": backbone.provenance(),
-        "adapter": adapter.record() if adapter else None,
+        "adapter": unit.record() if unit else None,
     }
     atomic.write_json(sidecar_path(out), sidecar)
     return sidecar
+
+
+def _render_with_run(unit: RunUnit, setting: Setting, backbone, texts, seeds, latents):
+    """Each row rendered by the run's method (its `generate`, from what it saved in the unit),
+    with the column noise; returns the rows and the text the method rendered for each."""
+    from bench import registry
+    from bench.config import resolve_config
+    from bench.data.plan import Cell
+    from bench.data.prompts import Prompt, PromptSet
+    from bench.data.subjects import Subject
+    from bench.data.suites import Suite
+    from bench.methods.protocol import MethodContext
+
+    method = registry.load(registry.METHODS, unit.method)()
+    config = resolve_config(method.Config, unit.config, where=f"run {unit.run_id}")
+    recorded = unit.subject
+    subject = Subject(
+        id=recorded["id"],
+        class_noun=recorded["class"],
+        kind=recorded["kind"],
+        images=tuple(Path(p) for p in recorded["images"]),
+        token=recorded["token"],
+    )
+    # The run's setting for this one subject; the rows' prompts travel in the cells.
+    suite = Suite(
+        name=setting.suite,
+        description="bench generate",
+        subjects=(subject,),
+        prompt_sets={subject.kind: PromptSet("generate", (Prompt("base", "a {token} {class}"),))},
+        images_per_prompt=len(seeds),
+        replicates=(unit.replicate,),
+        resolution=setting.resolution,
+        backbone=setting.backbone,
+        generation=setting.generation,
+        backbone_revision=setting.backbone_revision,
+    )
+    ctx = MethodContext(
+        backbone=backbone,
+        suite=suite,
+        subject=subject,
+        config=config,
+        replicate=unit.replicate,
+        workdir=unit.workdir,
+    )
+    rows, rendered = [], []
+    try:
+        for r, text in enumerate(texts):
+            cells = [
+                Cell(subject, Prompt(f"row_{r}", text), c, unit.replicate, noise_seed=s)
+                for c, s in enumerate(seeds)
+            ]
+            rows.append(method.generate(ctx, cells, latents))
+            prompt = getattr(method, "prompt", None)  # optional: what the method renders
+            rendered.append(prompt(ctx, cells[0]) if prompt else cells[0].text)
+    finally:
+        if hasattr(method, "release"):
+            method.release(ctx)
+    return rows, rendered
 
 
 def sidecar_path(grid: Path) -> Path:
