@@ -341,26 +341,23 @@ def test_score_outside_images(store, tmp_path):
         prompt = spellings[prompt_id].replace("{noun}", noun)
         csv_lines.append(f"img{i}.png,{subject},{prompt},{index},0")
     (folder / "manifest.csv").write_text("\n".join(csv_lines) + "\n")
-    from_csv = json_of(
-        "score",
-        "--images",
+    import bench
+
+    from_csv = bench.import_images(
         folder,
-        "--manifest",
-        folder / "manifest.csv",
-        "--suite",
-        store["suite"],
-        "--name",
-        "outside-csv",
-        "--runs",
-        store["runs"],
-        "--resamples",
-        "300",
+        manifest=folder / "manifest.csv",
+        suite=store["suite"],
+        name="outside-csv",
+        runs=store["runs"],
+        stats=bench.StatsOptions(n_resamples=300),
     )
-    imported = stored_rows(store["runs"] / "duo" / from_csv["run_id"])
+    assert from_csv.run_dir == store["runs"] / "duo" / from_csv.run_id
+    assert from_csv.run_id.startswith("outside-csv-") and from_csv.scored_units == 2
+    imported = stored_rows(from_csv.run_dir)
     original = stored_rows(source)
     assert imported.keys() == original.keys()
     for key, row in imported.items():
-        run_dir = store["runs"] / "duo" / from_csv["run_id"]
+        run_dir = from_csv.run_dir
         assert (run_dir / row["image"]).read_bytes() == (
             source / original[key]["image"]
         ).read_bytes()
