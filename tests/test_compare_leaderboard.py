@@ -69,6 +69,10 @@ def test_compare_two_runs(store):
         by_hand = run_score({k: a[k][metric] - b[k][metric] for k in a})
         assert r.diff == pytest.approx(by_hand, abs=1e-12)
         assert r.p_holm == r.p_value  # one pair: nothing to adjust
+        # Two subjects cannot show more than p = 2/4: the exact sign-flip test says so.
+        assert (
+            r.p_value >= 0.5 and r.p_method == "exact sign-flip test over 2 subjects (4 patterns)"
+        )
     # The command prints the same comparison, labelled.
     out = json_of(
         "compare", store["ids"]["rank4"], store["ids"]["rank2"], "--runs", store["runs"],
@@ -83,6 +87,7 @@ def test_compare_two_runs(store):
     ).stdout
     assert "Paired differences" in table and "RANDOM WEIGHTS" in table
     assert "fewer than 10 subjects" in table  # two subjects: the caveat is printed
+    assert "p: exact sign-flip test over 2 subjects (4 patterns)" in table
 
 
 def test_a_run_against_itself_in_another_row_order_differs_by_exactly_zero(store):
@@ -281,7 +286,7 @@ def test_leaderboard_has_measured_subject_and_published_rows(store, tmp_path):
     assert "best over all checkpoints" in text
     assert "not multiplied by 100, not clamped at 0" in text
     assert "95% bootstrap percentile intervals, 300 resamples, seed 0" in text  # as computed
-    assert "fewer than 10 subjects: intervals and p-values are too optimistic" in text.lower()
+    assert "fewer than 10 subjects: bootstrap intervals are too narrow" in text.lower()
 
 
 def test_score_outside_images(store, tmp_path):

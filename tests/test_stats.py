@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -396,3 +397,50 @@ def test_subject_means_weight_prompts_equally_and_drop_nan():
     assert subject_means(values, subjects, prompts) == {"A": 2.75, "B": 0.0}
     assert list(subject_means(values[::-1], subjects[::-1], prompts[::-1])) == ["B", "A"]
     assert subject_means([], [], []) == {}
+
+
+# ------------------------------------------------------------------------- the sign-flip test
+
+
+def test_sign_flip_p_value_by_enumeration():
+    from bench.analysis.stats import sign_flip_test
+
+    # Three subjects that all agree: of the 8 sign patterns only +++ and --- have a mean as far
+    # from 0, so p = 2/8 however large the differences (a bootstrap would claim ~0.0002).
+    p, method = sign_flip_test([0.3, 0.2, 0.1])
+    assert p == 0.25 and method == "exact sign-flip test over 3 subjects (8 patterns)"
+    # |mean| of the 16 patterns of (0.4, 0.1, 0.1, -0.1): at least the observed 0.125 for
+    # (+,+,+,-), (+,+,-,+), (+,-,+,+), (+,+,+,+) and their negatives: 8 of 16.
+    p, _ = sign_flip_test([0.4, 0.1, 0.1, -0.1])
+    d = np.array([0.4, 0.1, 0.1, -0.1])
+    patterns = np.array(list(itertools.product([1, -1], repeat=4)))
+    by_hand = np.mean(np.abs((patterns * d).mean(axis=1)) >= abs(d.mean()) - 1e-12)
+    assert p == pytest.approx(by_hand) and by_hand == 0.5
+    assert sign_flip_test([0.0, 0.0, 0.0]) == (1.0, "all differences are 0")
+    p, method = sign_flip_test(np.ones(25), n_draws=999)
+    assert method == "sign-flip test over 25 subjects, 999 random patterns"
+    assert p == pytest.approx(1 / 1000, abs=2e-3)  # (1 + hits) / (draws + 1), hits ~ 0
+
+
+@pytest.mark.parametrize("n_subjects", [3, 5, 10, 30])
+def test_sign_flip_p_values_are_uniform_or_conservative_under_the_null(n_subjects):
+    """Symmetric differences (skewed magnitudes): P(p <= alpha) <= alpha at every size."""
+    from bench.analysis.stats import sign_flip_test
+
+    rng = np.random.default_rng(40 + n_subjects)
+    n_sims = 2000
+    p = np.array(
+        [
+            sign_flip_test(
+                rng.choice([-1, 1], n_subjects) * rng.exponential(1, n_subjects),
+                seed=i,
+                n_draws=499,
+            )[0]
+            for i in range(n_sims)
+        ]
+    )
+    for alpha in (0.05, 0.1, 0.25, 0.5):
+        # binomial tolerance of 3 standard errors around alpha
+        assert np.mean(p <= alpha) <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / n_sims), alpha
+    if n_subjects >= 10:  # enough patterns to be close to uniform, not only conservative
+        assert np.mean(p <= 0.25) >= 0.25 - 3 * np.sqrt(0.25 * 0.75 / n_sims)

@@ -10,7 +10,7 @@ METRIC_ORDER = ("dino", "clip_i", "clip_t")  # DreamBench's table order
 METRIC_NAMES = {"dino": "DINO", "clip_i": "CLIP-I", "clip_t": "CLIP-T"}
 
 RANDOM_WEIGHTS_NOTE = "RANDOM WEIGHTS: these numbers test the pipeline and mean nothing"
-FEW_SUBJECTS_NOTE = "fewer than 10 subjects: intervals and p-values are too optimistic"
+FEW_SUBJECTS_NOTE = "fewer than 10 subjects: bootstrap intervals are too narrow"
 FEW_SUBJECTS = 10
 
 

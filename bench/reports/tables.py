@@ -83,7 +83,10 @@ def compare_table(comparisons: list, random_weights: bool) -> Table:
         "p (Holm)",
         "matched on",
         title=f"Paired differences (subjects resampled, prompts {first.prompt_mode})",
-        caption=caption(random_weights, min(c.result.n_subjects for c in comparisons)),
+        caption="\n".join(
+            [f"p: {m}" for m in dict.fromkeys(c.result.p_method for c in comparisons)]
+            + caveats(random_weights, min(c.result.n_subjects for c in comparisons))
+        ),
         caption_style="bold red",
     )
     for c in comparisons:
