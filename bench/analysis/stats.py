@@ -207,6 +207,13 @@ def _design(values: np.ndarray, subjects: Any, prompts: Any, prompt_mode: str) -
             f"prompt_mode='random' needs at least 2 distinct prompts, got {n_prom}; "
             "use prompt_mode='fixed'"
         )
+    return _cell_means(values, subj, n_subj, prom, n_prom)
+
+
+def _cell_means(
+    values: np.ndarray, subj: np.ndarray, n_subj: int, prom: np.ndarray, n_prom: int
+) -> _Design:
+    """Scores (no NaN) reduced to the mean of each (subject, prompt) cell."""
     cell = subj * n_prom + prom
     sums = np.bincount(cell, weights=values, minlength=n_subj * n_prom)
     counts = np.bincount(cell, minlength=n_subj * n_prom)
@@ -232,13 +239,7 @@ def subject_means(values: Any, subjects: Any, prompts: Any) -> dict[Any, float]:
     order = list(dict.fromkeys(subject_labels))
     subj, _ = _codes(subject_labels, "subjects", values.shape[0])
     prom, n_prom = _codes(prompt_labels, "prompts", values.shape[0])
-    n_subj = int(subj.max()) + 1
-    cell = subj * n_prom + prom
-    sums = np.bincount(cell, weights=values, minlength=n_subj * n_prom)
-    counts = np.bincount(cell, minlength=n_subj * n_prom)
-    present = counts > 0
-    cells = np.divide(sums, counts, out=np.zeros_like(sums), where=present)
-    design = _Design(cells.reshape(n_subj, n_prom), present.reshape(n_subj, n_prom), 0)
+    design = _cell_means(values, subj, int(subj.max()) + 1, prom, n_prom)
     by_code = dict(zip(subj, subject_labels, strict=True))
     means = {by_code[code]: float(m) for code, m in enumerate(design.subject_means)}
     return {label: means[label] for label in order}

@@ -44,6 +44,11 @@ from bench.diffusion.backbone import Backbone
 from bench.diffusion.generation import render
 
 
+def checkpoint_folder(step: int) -> str:
+    """Where a unit keeps the intermediate adapter of `step`, relative to the unit."""
+    return f"checkpoints/step-{step:06d}"
+
+
 @dataclass(frozen=True)
 class MethodContext:
     backbone: Backbone
@@ -72,7 +77,7 @@ class MethodContext:
     def checkpoint(self, step: int) -> Path:
         """The folder for the intermediate adapter at `step` (save it there); bench generates and
         scores the suite's cells from it after fitting."""
-        folder = self.workdir / "checkpoints" / f"step-{step:06d}"
+        folder = self.workdir / checkpoint_folder(step)
         folder.mkdir(parents=True, exist_ok=True)
         self.saved_checkpoints.append({"step": step, "path": str(folder.relative_to(self.workdir))})
         return folder

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
+from bench.methods.protocol import checkpoint_folder
 
 LIBRARIES = (
     "bench",
@@ -82,10 +83,6 @@ class RunPaths:
     def scores(unit: Path) -> Path:
         return unit / SCORES
 
-    @staticmethod
-    def checkpoint(unit: Path, step: int) -> Path:
-        return unit / "checkpoints" / f"step-{step:06d}"
-
     def units(self, *, checkpoints: bool = False) -> list[Path]:
         """The complete units (those with a manifest), and with `checkpoints` their
         intermediate-adapter units too."""
@@ -98,7 +95,7 @@ class RunPaths:
 
     def score_files(self, checkpoint: int | None = None) -> list[Path]:
         """The scores of the final units, or of the checkpoint units at that step."""
-        where = "" if checkpoint is None else f"checkpoints/step-{checkpoint:06d}/"
+        where = "" if checkpoint is None else f"{checkpoint_folder(checkpoint)}/"
         return sorted(self.root.glob(f"*/replicate-*/{where}{SCORES}"))
 
     def checkpoint_steps(self) -> list[int]:
