@@ -38,7 +38,7 @@ class StatsOptions:
     prompt_mode: str = "fixed"  # fixed: the prompt set defines the benchmark; random: a sample
     n_resamples: int = 10_000
     confidence: float = 0.95
-    ci_method: str = "percentile"  # or "bca" (run summaries; comparisons are percentile)
+    ci_method: str = "auto"  # studentized bootstrap; or "studentized", "percentile", "bca"
     seed: int = 0
 
     def summary_kwargs(self) -> dict[str, Any]:
@@ -55,6 +55,7 @@ class StatsOptions:
             "prompt_mode": self.prompt_mode,
             "n_resamples": self.n_resamples,
             "confidence": self.confidence,
+            "method": self.ci_method,
             "seed": self.seed,
         }
 
@@ -310,7 +311,11 @@ def leaderboard(
 
     out_dir = Path(out).parent if out is not None else Path("leaderboard")
     text = page(
-        runs_dir(runs), out_dir, prompt_mode=stats.prompt_mode, n_resamples=stats.n_resamples
+        runs_dir(runs),
+        out_dir,
+        prompt_mode=stats.prompt_mode,
+        n_resamples=stats.n_resamples,
+        method=stats.ci_method,
     )
     if out is not None:
         atomic.write_text(out, text)
@@ -400,5 +405,6 @@ def sweep(
         title,
         prompt_mode=stats.prompt_mode,
         n_resamples=stats.n_resamples,
+        method=stats.ci_method,
     )
     return SweepResult(sweep_dir, cells, fitted, generated, data)

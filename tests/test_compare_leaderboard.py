@@ -1,8 +1,11 @@
-"""compare, leaderboard, score and the real reference row, on a two-subject micro suite."""
+"""compare, leaderboard, score and the real reference row, on a two-subject micro suite (and on
+a six-subject copy of its runs, where intervals exist)."""
 
 import json
+import math
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -51,6 +54,52 @@ def run_dir_of(store, label):
     return next(store["runs"].glob(f"duo/{store['ids'][label]}"))
 
 
+def widen(run_dir: Path, dest_runs: Path, copies: int = 2) -> Path:
+    """A copy of a run in another store with each subject repeated `copies` more times under new
+    names, the copies' scores shifted by an amount of their own: six subjects from two, enough
+    for intervals (below five there are none)."""
+    dest = dest_runs / run_dir.parent.name / run_dir.name
+    shutil.copytree(run_dir, dest)
+    originals = sorted(p for p in run_dir.iterdir() if (p / "replicate-0").is_dir())
+    for n, subject_dir in enumerate(originals):
+        for i in range(copies):
+            name = f"{subject_dir.name}_copy{i}"
+            shutil.copytree(subject_dir, dest / name)
+            shift = 0.01 * (i + 1) * (-1) ** n
+            for scores in (dest / name).rglob("scores.jsonl"):
+                rows = [json.loads(line) for line in scores.read_text().splitlines()]
+                for r in rows:
+                    r["subject"] = name
+                    r["image"] = r["image"].replace(subject_dir.name, name, 1)
+                    for metric in ("clip_i", "clip_t", "dino"):
+                        if r[metric] is not None:
+                            r[metric] += shift
+                scores.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def wide(store, tmp_path_factory):
+    """The store's three runs, each widened to six subjects, in a store of their own."""
+    runs = tmp_path_factory.mktemp("wide") / "runs"
+    dirs = {label: widen(run_dir_of(store, label), runs) for label in store["ids"]}
+    return {"runs": runs, "dirs": dirs, "ids": store["ids"]}
+
+
+def aligned(dir_a: Path, dir_b: Path, metric: str):
+    """Both runs' values of one metric on their common images, with subject and prompt labels,
+    read from the score files by hand."""
+    a, b = stored_rows(dir_a), stored_rows(dir_b)
+    keys = sorted(a)
+    assert sorted(b) == keys
+    return (
+        [a[k][metric] for k in keys],
+        [b[k][metric] for k in keys],
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+
+
 def test_compare_two_runs(store):
     import bench
 
@@ -86,19 +135,47 @@ def test_compare_two_runs(store):
         "compare", store["ids"]["rank4"], store["ids"]["rank2"], "--runs", store["runs"]
     ).stdout
     assert "Paired differences" in table and "RANDOM WEIGHTS" in table
-    assert "fewer than 10 subjects" in table  # two subjects: the caveat is printed
+    # Two subjects: no interval, and the table says why; the JSON has no bounds.
+    assert all(math.isnan(c.result.low) and c.result.ci_method == "none" for c in comparisons)
+    assert all(c["low"] is None and c["high"] is None for c in out["comparisons"])
+    assert "no interval with 2 subjects: below 5 no interval method keeps 95% coverage" in table
     assert "p: exact sign-flip test over 2 subjects (4 patterns)" in table
 
 
-def test_a_run_against_itself_in_another_row_order_differs_by_exactly_zero(store):
+@pytest.mark.parametrize("ci_method", ["auto", "percentile"])
+def test_compare_intervals_are_the_paired_bootstrap_of_the_stored_scores(wide, ci_method):
+    from bench.analysis.stats import paired_comparison
+
+    rank4, rank2 = wide["ids"]["rank4"], wide["ids"]["rank2"]
+    out = json_of(
+        "compare", rank4, rank2, "--runs", wide["runs"], "--resamples", "500",
+        "--ci-method", ci_method,
+    )  # fmt: skip
+    assert len(out["comparisons"]) == 3
+    for c in out["comparisons"]:
+        a, b, subjects, prompts = aligned(wide["dirs"]["rank4"], wide["dirs"]["rank2"], c["metric"])
+        expected = paired_comparison(
+            a, b, subjects, prompts, n_resamples=500, method=ci_method, seed=0
+        )
+        assert c["n_subjects"] == 6 and c["ci_method"] == expected.ci_method != "none"
+        assert (c["diff"], c["low"], c["high"], c["p_value"]) == pytest.approx(
+            (expected.diff, expected.low, expected.high, expected.p_value), abs=1e-12
+        )
+        assert c["low"] < c["diff"] < c["high"]
+    table = invoke("compare", rank4, rank2, "--runs", wide["runs"], "--ci-method", ci_method)
+    name = "studentized bootstrap (bootstrap-t)" if ci_method == "auto" else "percentile bootstrap"
+    assert f"intervals: 95% {name}, subjects resampled" in table.stdout
+
+
+def test_a_run_against_itself_in_another_row_order_differs_by_exactly_zero(wide):
     import dataclasses
 
     from bench.analysis.compare import compare
     from bench.analysis.results import load_results
 
-    results = load_results(run_dir_of(store, "rank4"))
+    results = load_results(wide["dirs"]["rank4"])
     shuffled = results.scores.sample(frac=1.0, random_state=3).reset_index(drop=True)
-    assert list(shuffled.index) == list(range(4))
+    assert list(shuffled.index) == list(range(12))
     assert list(shuffled["image"]) != list(results.scores["image"])
     record = dataclasses.replace(results.record, run_id="copy")
     copy = dataclasses.replace(results, record=record, scores=shuffled)
@@ -232,30 +309,37 @@ def markdown_table(text: str, heading: str) -> list[dict[str, str]]:
     return [dict(zip(header, row, strict=True)) for row in body]
 
 
-CELL = re.compile(r"^(-?\d+\.\d+) \[(-?\d+\.\d+), (-?\d+\.\d+)\]$")
+# "mean [low, high]", or the mean alone where there is no interval (fewer than 5 subjects).
+CELL = re.compile(r"^(-?\d+\.\d+)(?: \[(-?\d+\.\d+), (-?\d+\.\d+)\])?$")
 
 
 def parse_cell(text: str) -> tuple[float, float, float]:
     match = CELL.match(text)
     assert match, text
-    return tuple(float(x) for x in match.groups())
+    return tuple(math.nan if x is None else float(x) for x in match.groups())
 
 
-def test_leaderboard_has_measured_subject_and_published_rows(store, tmp_path):
+@pytest.mark.parametrize("which", ["store", "wide"])
+def test_leaderboard_has_measured_subject_and_published_rows(which, request, tmp_path):
     from bench.analysis.results import load_results, summarize
 
+    fixture = request.getfixturevalue(which)
+    dirs = (
+        fixture["dirs"] if which == "wide" else {k: run_dir_of(fixture, k) for k in fixture["ids"]}
+    )
+    n_subjects = 6 if which == "wide" else 2
     out = tmp_path / "LB.md"
-    result = invoke("leaderboard", "--runs", store["runs"], "--out", out, "--resamples", "300")
+    result = invoke("leaderboard", "--runs", fixture["runs"], "--out", out, "--resamples", "300")
     assert result.exit_code == 0, result.output
     text = out.read_text()
 
     # Every number of every measured row is the library's summary of that run.
     rows = markdown_table(text, "### Suite `duo`")
     by_run = {row["run"].split("`")[1]: row for row in rows}
-    assert set(store["ids"].values()) <= set(by_run)
+    assert set(fixture["ids"].values()) <= set(by_run)
     for label in ("rank4", "rank2", "real"):
-        run_dir = run_dir_of(store, label)
-        row = by_run[store["ids"][label]]
+        run_dir = dirs[label]
+        row = by_run[fixture["ids"][label]]
         assert row["run"].endswith("(random weights)")
         results = load_results(run_dir)
         summary = summarize(results, n_resamples=300)
@@ -264,29 +348,44 @@ def test_leaderboard_has_measured_subject_and_published_rows(store, tmp_path):
                 assert row[column] == "n.a."
                 continue
             iv = summary[metric]
-            assert parse_cell(row[column]) == pytest.approx((iv.mean, iv.low, iv.high), abs=5e-4)
+            cell = parse_cell(row[column])
+            assert cell == pytest.approx((iv.mean, iv.low, iv.high), abs=5e-4, nan_ok=True)
+            assert math.isnan(cell[1]) == (n_subjects < 5)
             values = {k: r[metric] for k, r in stored_rows(run_dir).items()}
             assert iv.mean == pytest.approx(run_score(values), abs=1e-12)
-        assert int(row["subjects"]) == 2 and int(row["images"]) == len(results.scores)
+        assert int(row["subjects"]) == n_subjects and int(row["images"]) == len(results.scores)
     # Options that differ from the method's defaults (the suite's are listed too).
-    assert "rank=2" in by_run[store["ids"]["rank2"]]["options"].split(", ")
-    assert "rank=" not in by_run[store["ids"]["rank4"]]["options"]
+    assert "rank=2" in by_run[fixture["ids"]["rank2"]]["options"].split(", ")
+    assert "rank=" not in by_run[fixture["ids"]["rank4"]]["options"]
 
     # Per-subject tables: each subject's mean over prompts of its mean over images.
     subject_rows = markdown_table(text, "CLIP-I:")
+    assert len(subject_rows) == n_subjects
     for label in ("rank4", "rank2"):
-        stored = stored_rows(run_dir_of(store, label))
+        stored = stored_rows(dirs[label])
         for row in subject_rows:
             subject = row["subject"]
             values = {k: r["clip_i"] for k, r in stored.items() if k[0] == subject}
-            assert float(row[store["ids"][label]]) == pytest.approx(run_score(values), abs=5e-4)
+            assert float(row[fixture["ids"][label]]) == pytest.approx(run_score(values), abs=5e-4)
 
     assert "Real Images" in text and "0.885" in text and "0.803" in text
     assert "published, not re-measured" in text
     assert "best over all checkpoints" in text
     assert "not multiplied by 100, not clamped at 0" in text
-    assert "95% bootstrap percentile intervals, 300 resamples, seed 0" in text  # as computed
-    assert "fewer than 10 subjects: bootstrap intervals are too narrow" in text.lower()
+    assert "95% studentized bootstrap (bootstrap-t) intervals, 300 resamples" in text  # as computed
+    if n_subjects < 5:
+        assert "No interval with 2 subjects: below 5 no interval method keeps 95% coverage." in text
+    else:
+        assert "Intervals: 95% studentized bootstrap (bootstrap-t), subjects resampled." in text
+        # --ci-method reaches the statistics.
+        args = ["--runs", fixture["runs"], "--out", out, "--resamples", "300"]
+        assert invoke("leaderboard", *args, "--ci-method", "percentile").exit_code == 0
+        text = out.read_text()
+        assert "Intervals: 95% percentile bootstrap, subjects resampled." in text
+        row = {r["run"].split("`")[1]: r for r in markdown_table(text, "### Suite `duo`")}
+        iv = summarize(load_results(dirs["rank4"]), n_resamples=300, method="percentile")["dino"]
+        cell = parse_cell(row[fixture["ids"]["rank4"]]["DINO"])
+        assert cell == pytest.approx((iv.mean, iv.low, iv.high), abs=5e-4)
 
 
 def test_score_outside_images(store, tmp_path):
@@ -386,11 +485,8 @@ def test_score_outside_images(store, tmp_path):
 
 
 def test_run_summaries_use_the_documented_interval_and_its_options(store):
-    """Defaults: 95%, 10,000 resamples, seed 0, percentile, fixed prompts. With two subjects the
-    percentile interval of the subject-resampled mean is exactly [lower, higher subject score]
-    (each extreme has probability 1/4 > 2.5%). --ci-method and --prompts reach the statistics."""
-    from bench.analysis.stats import bootstrap_interval
-
+    """Defaults: 95%, 10,000 resamples, seed 0, the studentized bootstrap, fixed prompts; with two
+    subjects no interval at all, and the note says why. --prompts reaches the statistics."""
     args = [
         "run",
         "--method",
@@ -407,23 +503,13 @@ def test_run_summaries_use_the_documented_interval_and_its_options(store):
         assert (iv["n_resamples"], iv["confidence"], iv["method"], iv["prompt_mode"]) == (
             10_000,
             0.95,
-            "percentile",
+            "none",
             "fixed",
         )
-        subjects = [
-            run_score({k: r[metric] for k, r in rows.items() if k[0] == s})
-            for s in ("red_mug", "blue_robot")
-        ]
-        assert (iv["low"], iv["high"]) == pytest.approx((min(subjects), max(subjects)), abs=1e-12)
-
-    keys = sorted(rows)
-    values = [rows[k]["dino"] for k in keys]
-    labels = ([k[0] for k in keys], [k[1] for k in keys])
-    for flags, options in (
-        (["--ci-method", "bca"], {"method": "bca"}),
-        (["--prompts", "random"], {"prompt_mode": "random"}),
-    ):
+        assert iv["low"] is None and iv["high"] is None
+        assert iv["note"].startswith("no interval with 2 subjects")
+        assert iv["mean"] == pytest.approx(run_score({k: r[metric] for k, r in rows.items()}))
+    for flags in (["--ci-method", "bca"], ["--prompts", "random"]):
         iv = json_of(*args, "--resamples", "2000", *flags)["scores"]["metrics"]["dino"]
-        expected = bootstrap_interval(values, *labels, n_resamples=2000, **options)
-        assert (iv["method"], iv["prompt_mode"]) == (expected.method, expected.prompt_mode)
-        assert (iv["low"], iv["high"]) == pytest.approx((expected.low, expected.high), abs=1e-12)
+        assert iv["method"] == "none" and iv["n_resamples"] == 2000
+        assert iv["prompt_mode"] == ("random" if "random" in flags else "fixed")

@@ -96,6 +96,7 @@ def compare(
     prompt_mode: str = "fixed",
     n_resamples: int = 10_000,
     confidence: float = 0.95,
+    method: str = "auto",
     seed: int = 0,
 ) -> list[MetricComparison]:
     """Every pair of runs on every metric both define; Holm adjustment within each metric."""
@@ -116,6 +117,7 @@ def compare(
                     prompt_mode=mode,
                     n_resamples=n_resamples,
                     confidence=confidence,
+                    method=method,
                     seed=seed,
                 )
             except ValueError as e:

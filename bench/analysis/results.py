@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from bench.analysis.stats import Interval, bootstrap_interval, subject_means
+from bench.analysis.stats import Interval, bootstrap_interval
 from bench.errors import BenchError
 from bench.store.layout import RunPaths
 from bench.store.records import ROW_FIELDS, RunRecord, read_scores
@@ -71,27 +70,18 @@ def summarize(
     prompt_mode: str = "fixed",
     n_resamples: int = 10_000,
     confidence: float = 0.95,
-    method: str = "percentile",
+    method: str = "auto",
     seed: int = 0,
 ) -> dict[str, Interval]:
-    """One interval per metric over the whole run (subject-clustered bootstrap)."""
+    """One interval per metric over the whole run (subject-clustered bootstrap; none below
+    `MIN_INTERVAL_SUBJECTS` subjects, see `bench.analysis.stats`)."""
     frame = results.scores
     out = {}
     for metric in results.metrics:
-        defined = frame[frame[metric].notna()]
-        if defined["subject"].nunique() < 2:  # no between-subject spread: a mean, no interval
-            means = subject_means(defined[metric], defined["subject"], defined["prompt_id"])
-            out[metric] = Interval(
-                float(np.mean(list(means.values()))) if means else float("nan"),
-                float("nan"),
-                float("nan"),
-                int(defined["subject"].nunique()),
-                len(defined),
-                0,
-                confidence,
-                method,
-                prompt_mode,
-            )
+        if frame[metric].isna().all():  # a metric this run does not define (CLIP-T of `real`)
+            nan = float("nan")
+            note = "not defined for this run"
+            out[metric] = Interval(nan, nan, nan, 0, 0, 0, confidence, "none", prompt_mode, note)
             continue
         try:
             out[metric] = bootstrap_interval(

@@ -38,9 +38,43 @@ simply absent from its subject's prompt set.
 Both modes need at least two subjects: with one subject there is no between-subject spread to
 resample, and a zero-width interval would be misleading, so a ValueError is raised.
 
-Intervals are percentile or BCa bootstrap intervals (acceleration from the jackknife over subjects,
-and in random mode over prompts too). Results depend only on the inputs and ``seed``
-(``numpy.random.default_rng``); labels are sorted, so the order of the rows does not matter.
+Which interval, by number of subjects
+-------------------------------------
+The default (``method="auto"``) is the studentized bootstrap (bootstrap-t): each resample's
+estimate is standardized by its own standard error, and the interval inverts the quantiles of that
+t statistic. Its standard error is the spread of the subject scores over sqrt(S) with fixed
+prompts; with random prompts it is the two-way random-effects (ANOVA) one, (MS_subjects +
+MS_prompts - MS_residual) / (S P), floored at MS_residual / (S P), which needs every subject to
+have every prompt.
+The percentile interval is exactly [min, max] of the subject scores' bootstrap means at small S and
+undercovers badly; the bootstrap-t corrects for the scale and skew the percentile interval ignores.
+
+Below ``MIN_INTERVAL_SUBJECTS`` (5) subjects no method keeps its promise: the bootstrap-t breaks
+down (too few distinct resamples), the percentile interval and BCa cover 65-75 % at 3 subjects, and
+Student's t interval, right for normal subject effects, covers 90 % at 3 subjects when they are
+skewed. There the mean is reported without an interval, and ``Interval.note`` says why; this holds
+for every ``method``.
+
+Measured coverage of a nominal 95 % interval with fixed prompts (2000 simulated suites per cell,
+the 5, 10 and 30 columns from tests/test_stats.py, the 20 column and the very skewed row from the
+same model simulated outside the tests; subject effects of variance 1, subject x prompt 0.3 over
+10 prompts, image noise 0.5 over 4 images per cell; "skewed" = centred gamma, skewness 1; "very
+skewed" = centred exponential, skewness 2):
+
+    subjects                     5      10     20     30
+    studentized, normal        .948   .944   .955   .951
+    studentized, skewed        .952   .946   .956   .944
+    studentized, very skewed   .922   .932   .936   .937
+    percentile, normal         .828   .894   .934   .940
+    percentile, skewed         .835   .888   .927   .934
+    BCa, skewed                .820   .892   .931   .921
+
+With random prompts (600 suites per cell, prompt effects of variance 0.5): studentized .947 /
+.930 / .950 at 5 / 10 / 30 subjects for normal subject effects, .922 / .940 / .938 skewed;
+the row-column percentile interval .88-.92 at 5-10 subjects. The percentile
+and BCa intervals stay available (``method=``) and every table names the method that made each
+interval. Results depend only on the inputs and ``seed`` (``numpy.random.default_rng``); labels
+are sorted, so the order of the rows does not matter.
 
 Paired comparisons
 ------------------
@@ -79,7 +113,8 @@ __all__ = [
 
 PROMPT_MODES = ("fixed", "random")
 EXACT_SIGN_FLIPS = 20  # subjects up to which every sign pattern is enumerated (2^20 patterns)
-CI_METHODS = ("percentile", "bca")
+CI_METHODS = ("auto", "studentized", "percentile", "bca")
+MIN_INTERVAL_SUBJECTS = 5  # below this no interval method keeps its coverage (module docstring)
 
 # Resamples are drawn in chunks so that the (chunk x subjects) and (chunk x prompts) weight matrices
 # stay around this many elements (~8 MB each in float64), whatever the number of resamples.
@@ -97,8 +132,9 @@ class Interval:
     n_images: int
     n_resamples: int
     confidence: float
-    method: str
+    method: str  # the method that made the interval, or "none" (then low = high = NaN)
     prompt_mode: str
+    note: str = ""  # why there is no interval, when there is none
 
 
 @dataclass(frozen=True)
@@ -124,6 +160,8 @@ class Comparison:
     name_a: str = "a"
     name_b: str = "b"
     p_method: str = ""  # how the p-value was computed (exact or Monte Carlo sign-flip test)
+    ci_method: str = ""  # the method that made the interval, or "none"
+    note: str = ""  # why there is no interval, when there is none
 
 
 @dataclass(frozen=True)
@@ -197,11 +235,6 @@ def _design(values: np.ndarray, subjects: Any, prompts: Any, prompt_mode: str) -
         subj, n_subj = _codes(subj[keep], "subjects", int(keep.sum()))
         prom, n_prom = _codes(prom[keep], "prompts", int(keep.sum()))
         values = values[keep]
-    if n_subj < 2:
-        raise ValueError(
-            "need at least 2 subjects for a subject-level (cluster) bootstrap interval, got "
-            f"{n_subj}: with one subject the between-subject uncertainty cannot be estimated"
-        )
     if prompt_mode == "random" and n_prom < 2:
         raise ValueError(
             f"prompt_mode='random' needs at least 2 distinct prompts, got {n_prom}; "
@@ -342,6 +375,93 @@ def _bca(
     return float(low), float(high)
 
 
+def _standard_errors(cells: np.ndarray) -> np.ndarray:
+    """Standard error of the estimate for each of B complete (S, P) cell arrays, prompts random:
+    the two-way random-effects estimate (module docstring). With one prompt column it reduces
+    to the subject-score spread over sqrt(S)."""
+    b, n_subj, n_prom = cells.shape
+    grand = cells.mean(axis=(1, 2))
+    rows = cells.mean(axis=2)
+    cols = cells.mean(axis=1)
+    ms_subj = n_prom * ((rows - grand[:, None]) ** 2).sum(axis=1) / (n_subj - 1)
+    if n_prom == 1:
+        return np.sqrt(ms_subj / n_subj)
+    ms_prom = n_subj * ((cols - grand[:, None]) ** 2).sum(axis=1) / (n_prom - 1)
+    resid = cells - rows[:, :, None] - cols[:, None, :] + grand[:, None, None]
+    ms_resid = (resid**2).sum(axis=(1, 2)) / ((n_subj - 1) * (n_prom - 1))
+    return np.sqrt(np.maximum(ms_subj + ms_prom - ms_resid, ms_resid) / (n_subj * n_prom))
+
+
+def _studentized(
+    design: _Design, prompt_mode: str, n_resamples: int, rng: np.random.Generator, confidence: float
+) -> tuple[float, float]:
+    """The bootstrap-t interval: theta - q(1 - a/2) se, theta - q(a/2) se, with q the quantiles of
+    (theta* - theta) / se* over the resamples."""
+    n_subj, n_prom = design.cells.shape
+    if prompt_mode == "fixed":
+        base = design.subject_means[:, None]  # the prompts are fixed: a subject is its score
+    elif design.present.all():
+        base = design.cells
+    else:
+        raise ValueError(
+            "the studentized interval with random prompts needs every subject scored on every "
+            "prompt (a crossed design); use prompt_mode='fixed' or method='percentile'"
+        )
+    theta = float(base.mean())
+    se = float(_standard_errors(base[None])[0])
+    if se == 0:  # every subject (and prompt) scores the same: nothing varies
+        return theta, theta
+    t_stats = np.empty(n_resamples)
+    chunk = max(1, _CHUNK_ELEMENTS // base.size)
+    for start in range(0, n_resamples, chunk):
+        b = min(chunk, n_resamples - start)
+        drawn = base[rng.integers(0, n_subj, size=(b, n_subj))]  # (b, S, P)
+        if prompt_mode == "random":
+            cols = rng.integers(0, n_prom, size=(b, 1, n_prom))
+            drawn = np.take_along_axis(drawn, np.broadcast_to(cols, drawn.shape), axis=2)
+        shift = drawn.mean(axis=(1, 2)) - theta
+        se_star = _standard_errors(drawn)
+        # A resample with no spread (one subject drawn S times) has an infinite t statistic.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(se_star > 0, shift / se_star, np.sign(shift) * np.inf)
+        t_stats[start : start + b] = t
+    alpha = 1.0 - confidence
+    q_low, q_high = np.quantile(t_stats, [alpha / 2, 1 - alpha / 2], method="inverted_cdf")
+    return theta - float(q_high) * se, theta - float(q_low) * se
+
+
+def _resolve_method(method: str, n_subjects: int) -> tuple[str, str]:
+    """The interval method to use for this many subjects, and why there is none when there is
+    none."""
+    if method not in CI_METHODS:
+        raise ValueError(f"method must be one of {CI_METHODS}, got {method!r}")
+    if n_subjects < MIN_INTERVAL_SUBJECTS:
+        return "none", (
+            f"no interval with {n_subjects} subject{'s' * (n_subjects != 1)}: below "
+            f"{MIN_INTERVAL_SUBJECTS} no interval method keeps 95% coverage"
+        )
+    return ("studentized" if method == "auto" else method), ""
+
+
+def _interval(
+    design: _Design, method: str, prompt_mode: str, n_resamples: int, confidence: float, seed: int
+) -> tuple[float, float, str, str]:
+    """(low, high, method used, note) of the estimate of a design."""
+    method, note = _resolve_method(method, design.cells.shape[0])
+    rng = np.random.default_rng(seed)
+    if method == "none":
+        return float("nan"), float("nan"), method, note
+    if method == "studentized":
+        return (*_studentized(design, prompt_mode, n_resamples, rng, confidence), method, note)
+    reps = _replicates(design, prompt_mode, n_resamples, rng)
+    reps = reps[np.isfinite(reps)]
+    if method == "bca":
+        low, high = _bca(reps, _estimate(design), _jackknife(design, prompt_mode), confidence)
+    else:
+        low, high = _percentile(reps, confidence)
+    return low, high, method, note
+
+
 # ---------------------------------------------------------------------------------------- public
 
 
@@ -353,36 +473,34 @@ def bootstrap_interval(
     prompt_mode: str = "fixed",
     n_resamples: int = 10_000,
     confidence: float = 0.95,
-    method: str = "percentile",
+    method: str = "auto",
     seed: int = 0,
 ) -> Interval:
     """Point estimate and cluster bootstrap interval of a run's score (see the module docstring).
 
     ``values`` holds one score per image (NaN = undefined, dropped); ``subjects`` and ``prompts``
-    hold the image's subject and prompt labels (any hashable labels). ``method`` is
-    ``"percentile"`` or ``"bca"``; ``prompt_mode`` is ``"fixed"`` or ``"random"``.
+    hold the image's subject and prompt labels (any hashable labels). ``method`` is ``"auto"``
+    (the studentized bootstrap), ``"studentized"``, ``"percentile"`` or ``"bca"``; below
+    ``MIN_INTERVAL_SUBJECTS`` subjects there is no interval whatever the method (NaN bounds, and
+    ``note`` says why). ``prompt_mode`` is ``"fixed"`` or ``"random"``.
     """
     _check_options(prompt_mode, n_resamples, confidence)
-    if method not in CI_METHODS:
-        raise ValueError(f"method must be one of {CI_METHODS}, got {method!r}")
+    _resolve_method(method, MIN_INTERVAL_SUBJECTS)
     design = _design(_as_values(values, "values"), subjects, prompts, prompt_mode)
-    theta = _estimate(design)
-    reps = _replicates(design, prompt_mode, int(n_resamples), np.random.default_rng(seed))
-    reps = reps[np.isfinite(reps)]
-    if method == "bca":
-        low, high = _bca(reps, theta, _jackknife(design, prompt_mode), confidence)
-    else:
-        low, high = _percentile(reps, confidence)
+    low, high, used, note = _interval(
+        design, method, prompt_mode, int(n_resamples), confidence, seed
+    )
     return Interval(
-        mean=theta,
+        mean=_estimate(design),
         low=low,
         high=high,
         n_subjects=design.cells.shape[0],
         n_images=design.n_images,
         n_resamples=int(n_resamples),
         confidence=confidence,
-        method=method,
+        method=used,
         prompt_mode=prompt_mode,
+        note=note,
     )
 
 
@@ -395,6 +513,7 @@ def paired_comparison(
     prompt_mode: str = "fixed",
     n_resamples: int = 10_000,
     confidence: float = 0.95,
+    method: str = "auto",
     seed: int = 0,
 ) -> Comparison:
     """Compare two runs scored on the same images (aligned element by element by the caller).
@@ -404,11 +523,13 @@ def paired_comparison(
     structure applies the identical resample to both runs. An image whose score is NaN in either
     run is dropped from both, so ``diff == mean_a - mean_b`` exactly.
 
-    The interval is the percentile interval of the difference. The two-sided p-value is the
+    The interval of the difference is made as in :func:`bootstrap_interval` (``method``, and
+    none below ``MIN_INTERVAL_SUBJECTS`` subjects). The two-sided p-value is the
     sign-flip test over subjects of the module docstring (``sign_flip_test``), exact up to
     ``EXACT_SIGN_FLIPS`` subjects.
     """
     _check_options(prompt_mode, n_resamples, confidence)
+    _resolve_method(method, MIN_INTERVAL_SUBJECTS)
     a = _as_values(values_a, "values_a")
     b = _as_values(values_b, "values_b")
     if a.shape != b.shape:
@@ -422,9 +543,9 @@ def paired_comparison(
         _estimate(_design(np.where(both, x, np.nan), subjects, prompts, prompt_mode))
         for x in (a, b)
     )
-    reps = _replicates(design, prompt_mode, int(n_resamples), np.random.default_rng(seed))
-    reps = reps[np.isfinite(reps)]
-    low, high = _percentile(reps, confidence)
+    low, high, ci_method, note = _interval(
+        design, method, prompt_mode, int(n_resamples), confidence, seed
+    )
     p_value, p_method = sign_flip_test(design.subject_means, seed=seed, n_draws=int(n_resamples))
     return Comparison(
         mean_a=mean_a,
@@ -440,6 +561,8 @@ def paired_comparison(
         confidence=confidence,
         prompt_mode=prompt_mode,
         p_method=p_method,
+        ci_method=ci_method,
+        note=note,
     )
 
 
@@ -460,6 +583,8 @@ def sign_flip_test(
     if not d.any():
         return 1.0, "all differences are 0"
     n = d.size
+    if n == 1:  # two patterns, +d and -d, equally extreme
+        return 1.0, "exact sign-flip test over 1 subject (2 patterns)"
     exact = n <= exact_up_to
     result = stats.permutation_test(
         (d,),

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from bench.cli.common import (
+    CIMethodOption,
     JsonOption,
     PromptsOption,
     ResamplesOption,
@@ -28,6 +29,7 @@ def compare(
     prompts: PromptsOption = "fixed",
     resamples: ResamplesOption = 10_000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    ci_method: CIMethodOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """Paired differences between runs of one suite, with intervals and p-values."""
@@ -35,7 +37,7 @@ def compare(
     from bench.reports.tables import compare_json, compare_table
 
     loaded = [api.load_run(ref, runs=runs) for ref in run_refs]
-    comparisons = api.compare(loaded, stats=stats_options(prompts, resamples, seed=seed))
+    comparisons = api.compare(loaded, stats=stats_options(prompts, resamples, ci_method, seed=seed))
     random_weights = any(r.random_weights for r in loaded)
     if as_json:
         out.print_json(json.dumps(compare_json(comparisons, random_weights)))
@@ -50,11 +52,12 @@ def leaderboard(
     ),
     prompts: PromptsOption = "fixed",
     resamples: ResamplesOption = 10_000,
+    ci_method: CIMethodOption = "auto",
 ) -> None:
     """Write a markdown leaderboard of every scored run, with published reference rows."""
     from bench import api
 
-    api.leaderboard(runs=runs, out=out_path, stats=stats_options(prompts, resamples))
+    api.leaderboard(runs=runs, out=out_path, stats=stats_options(prompts, resamples, ci_method))
     out.print(f"wrote {out_path}", highlight=False)
 
 

@@ -85,7 +85,7 @@ def scorer_table(assignments: list[str] | None) -> dict[str, dict[str, Any]]:
     return parse_scorer_options(assignments or [])
 
 
-def stats_options(prompts: str, resamples: int, ci_method: str = "percentile", seed: int = 0):
+def stats_options(prompts: str, resamples: int, ci_method: str = "auto", seed: int = 0):
     from bench.api import StatsOptions
 
     return StatsOptions(prompt_mode=prompts, n_resamples=resamples, ci_method=ci_method, seed=seed)
@@ -127,5 +127,12 @@ PromptsOption = Annotated[
     ),
 ]
 ResamplesOption = Annotated[int, typer.Option("--resamples", help="Bootstrap resamples.")]
-CIMethodOption = Annotated[str, typer.Option("--ci-method", help="percentile or bca.")]
+CIMethodOption = Annotated[
+    str,
+    typer.Option(
+        "--ci-method",
+        help="auto (the studentized bootstrap), studentized, percentile or bca; "
+        "no interval below 5 subjects.",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]

@@ -69,7 +69,7 @@ def run(
     ] = False,
     prompts: PromptsOption = "fixed",
     resamples: ResamplesOption = 10_000,
-    ci_method: CIMethodOption = "percentile",
+    ci_method: CIMethodOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """Fit METHOD on every subject of a suite, generate its images, score and store them."""
@@ -166,7 +166,7 @@ def score(
     scorer_option: ScorerOption = None,
     prompts: PromptsOption = "fixed",
     resamples: ResamplesOption = 10_000,
-    ci_method: CIMethodOption = "percentile",
+    ci_method: CIMethodOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
     """Score images made by an outside tool: they become a run of their own in the store."""

@@ -10,8 +10,11 @@ METRIC_ORDER = ("dino", "clip_i", "clip_t")  # DreamBench's table order
 METRIC_NAMES = {"dino": "DINO", "clip_i": "CLIP-I", "clip_t": "CLIP-T"}
 
 RANDOM_WEIGHTS_NOTE = "RANDOM WEIGHTS: these numbers test the pipeline and mean nothing"
-FEW_SUBJECTS_NOTE = "fewer than 10 subjects: bootstrap intervals are too narrow"
-FEW_SUBJECTS = 10
+CI_METHOD_NAMES = {
+    "studentized": "studentized bootstrap (bootstrap-t)",
+    "percentile": "percentile bootstrap",
+    "bca": "BCa bootstrap",
+}
 
 
 def metric_name(metric: str) -> str:
@@ -34,9 +37,21 @@ def interval(mean: float | None, low: float, high: float, digits: int = 3) -> st
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def caveats(random_weights: bool, n_subjects: int) -> list[str]:
-    """The notes a table of these numbers must carry."""
-    notes = [RANDOM_WEIGHTS_NOTE] if random_weights else []
-    if 0 < n_subjects < FEW_SUBJECTS:
-        notes.append(FEW_SUBJECTS_NOTE)
-    return notes
+def interval_notes(results: Iterable) -> list[str]:
+    """One line per way the intervals of these results (stats.Interval or stats.Comparison) were
+    made, or why there are none."""
+    lines = []
+    for r in results:
+        method = getattr(r, "ci_method", None) or r.method
+        if method == "none":
+            lines.append(r.note)
+        else:
+            name = CI_METHOD_NAMES.get(method, method)
+            lines.append(f"intervals: {r.confidence:.0%} {name}, subjects resampled")
+    return list(dict.fromkeys(lines))
+
+
+def caveats(random_weights: bool, results: Iterable = ()) -> list[str]:
+    """The notes a table of these numbers must carry: random weights, and how its intervals were
+    made (or why there are none)."""
+    return ([RANDOM_WEIGHTS_NOTE] if random_weights else []) + interval_notes(results)

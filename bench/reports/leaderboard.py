@@ -15,10 +15,10 @@ from bench.analysis.results import RunResults, load_results, summarize
 from bench.analysis.stats import subject_means
 from bench.paths import data_dir
 from bench.reports.labels import (
-    FEW_SUBJECTS,
-    FEW_SUBJECTS_NOTE,
+    CI_METHOD_NAMES,
     METRIC_ORDER,
     interval,
+    interval_notes,
     metric_name,
     ordered,
 )
@@ -33,7 +33,9 @@ CONVENTIONS = """\
   the beach"). Defaults: CLIP ViT-B/32 (OpenAI weights, open_clip), DINO ViT-S/16 (timm).
 - **Score** of a run: the mean over subjects of the mean over that subject's prompts of the mean
   over its images (equal weight per subject, and per prompt within a subject).
-- **Intervals**: 95% bootstrap percentile intervals, {n_resamples:,} resamples, seed 0.
+- **Intervals**: 95% {ci_method} intervals, {n_resamples:,} resamples, seed 0; the notes
+  under each table name the method. Below 5 subjects a run shows its mean without an interval:
+  no interval method keeps its coverage there (`bench/analysis/stats.py`).
   Estimand: the expected score of a new subject from the same population, on this fixed prompt
   set. Subjects are resampled with replacement (their images move with them), so images of one
   subject are not treated as independent. With `--prompts random` prompts are resampled too
@@ -64,8 +66,10 @@ def _metrics(runs: list[RunResults]) -> list[str]:
 def run_rows(runs: list[RunResults], **stats) -> pd.DataFrame:
     metrics = _metrics(runs)
     rows = []
+    notes = []
     for results in runs:
         intervals = summarize(results, **stats)
+        notes += [iv for iv in intervals.values() if iv.n_subjects]
         first = next(iter(intervals.values()))
         row = {
             "run": f"`{results.run_id}`" + (" (random weights)" if results.random_weights else ""),
@@ -85,7 +89,7 @@ def run_rows(runs: list[RunResults], **stats) -> pd.DataFrame:
             }
         )
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), interval_notes(notes)
 
 
 def subject_table(runs: list[RunResults], metric: str) -> pd.DataFrame:
@@ -154,7 +158,10 @@ def page(runs_root: Path, out_dir: Path = Path("leaderboard"), **stats) -> str:
         "",
         "## How to read it",
         "",
-        CONVENTIONS.format(n_resamples=stats.get("n_resamples", 10_000)),
+        CONVENTIONS.format(
+            n_resamples=stats.get("n_resamples", 10_000),
+            ci_method=CI_METHOD_NAMES[stats.get("method", "auto").replace("auto", "studentized")],
+        ),
         "",
         "## Measured runs",
         "",
@@ -165,14 +172,9 @@ def page(runs_root: Path, out_dir: Path = Path("leaderboard"), **stats) -> str:
     for r in runs:
         by_suite.setdefault(r.record.suite["name"], []).append(r)
     for suite, suite_runs in sorted(by_suite.items()):
-        lines += [
-            f"### Suite `{suite}`",
-            "",
-            run_rows(suite_runs, **stats).to_markdown(index=False),
-            "",
-        ]
-        if min(r.scores["subject"].nunique() for r in suite_runs) < FEW_SUBJECTS:
-            lines += [f"{FEW_SUBJECTS_NOTE.capitalize()}: read them as a sketch.", ""]
+        table, notes = run_rows(suite_runs, **stats)
+        lines += [f"### Suite `{suite}`", "", table.to_markdown(index=False), ""]
+        lines += [f"{note[0].upper()}{note[1:]}." for note in notes] + [""]
         lines += [f"#### Per subject, suite `{suite}` (subject means)", ""]
         for metric in _metrics(suite_runs):
             table = subject_table(suite_runs, metric)

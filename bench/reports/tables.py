@@ -14,8 +14,8 @@ from bench.analysis.stats import Interval
 from bench.reports.labels import caveats
 
 
-def caption(random_weights: bool, n_subjects: int) -> str | None:
-    return "\n".join(caveats(random_weights, n_subjects)) or None
+def caption(random_weights: bool, results) -> str | None:
+    return "\n".join(caveats(random_weights, results)) or None
 
 
 def fmt(x: float) -> str:
@@ -36,7 +36,7 @@ def score_table(results: RunResults, intervals: dict[str, Interval]) -> Table:
         "images",
         "scorer model",
         title=title,
-        caption=caption(results.random_weights, max(iv.n_subjects for iv in intervals.values())),
+        caption=caption(results.random_weights, intervals.values()),
         caption_style="bold red",
     )
     for metric, iv in intervals.items():
@@ -46,7 +46,7 @@ def score_table(results: RunResults, intervals: dict[str, Interval]) -> Table:
         table.add_row(
             metric,
             fmt(iv.mean),
-            Text(f"[{fmt(iv.low)}, {fmt(iv.high)}]"),
+            Text("none" if math.isnan(iv.low) else f"[{fmt(iv.low)}, {fmt(iv.high)}]"),
             str(iv.n_subjects),
             str(iv.n_images),
             model,
@@ -85,7 +85,7 @@ def compare_table(comparisons: list, random_weights: bool) -> Table:
         title=f"Paired differences (subjects resampled, prompts {first.prompt_mode})",
         caption="\n".join(
             [f"p: {m}" for m in dict.fromkeys(c.result.p_method for c in comparisons)]
-            + caveats(random_weights, min(c.result.n_subjects for c in comparisons))
+            + caveats(random_weights, [c.result for c in comparisons])
         ),
         caption_style="bold red",
     )
@@ -98,7 +98,7 @@ def compare_table(comparisons: list, random_weights: bool) -> Table:
             fmt(r.mean_a),
             fmt(r.mean_b),
             f"{r.diff:+.4f}",
-            Text(f"[{r.low:+.4f}, {r.high:+.4f}]"),
+            Text("none" if math.isnan(r.low) else f"[{r.low:+.4f}, {r.high:+.4f}]"),
             f"{r.p_value:.4f}",
             f"{r.p_holm:.4f}",
             f"{c.matched_on} ({r.n_subjects} subj.)",

@@ -25,7 +25,13 @@ from bench.config import parse_assignments
 from bench.errors import BenchError
 from bench.paths import data_dir
 from bench.reports import plots
-from bench.reports.labels import RANDOM_WEIGHTS_NOTE, interval, metric_name, ordered
+from bench.reports.labels import (
+    RANDOM_WEIGHTS_NOTE,
+    interval,
+    interval_notes,
+    metric_name,
+    ordered,
+)
 from bench.toml_files import parse_toml_value, read_toml, reject_unknown
 
 PRESET_SUFFIX = ".sweep.toml"
@@ -180,7 +186,11 @@ def report(
     lines = [f"# {title}", ""]
     if random:
         lines += [f"**{RANDOM_WEIGHTS_NOTE}**.", ""]
-    lines += ["Metric means with 95% subject-clustered bootstrap intervals, final checkpoint.", ""]
+    lines += ["Metric means with their intervals, final checkpoint.", ""]
+    lines += [
+        f"{note[0].upper()}{note[1:]}."
+        for note in interval_notes(iv for _, _, ivs in summaries for iv in ivs.values())
+    ] + [""]
     data: dict[str, Any] = {"title": title, "random_weights": random, "runs": [], "tables": {}}
     for overrides, results, intervals in summaries:
         data["runs"].append(
