@@ -24,6 +24,7 @@ API = (
     "plan",
     "run",
     "score",
+    "rescore",
     "import_images",
     "summarize",
     "compare",

@@ -27,6 +27,7 @@ from bench.data.suites import Suite
 from bench.errors import BenchError
 from bench.paths import runs_dir
 from bench.progress import Reporter, Silent
+from bench.store.records import DEFAULT_CONVENTION
 
 RunRef = str | Path | RunResults
 
@@ -111,27 +112,38 @@ def load_suite(
 
 
 def load_run(
-    run: RunRef, *, runs: str | Path | None = None, checkpoint: int | None = None
+    run: RunRef,
+    *,
+    runs: str | Path | None = None,
+    checkpoint: int | None = None,
+    convention: str | None = None,
 ) -> RunResults:
-    """A run's per-image scores (of its final adapters, or of the checkpoint at that step)."""
+    """A run's per-image scores (of its final adapters, or of the checkpoint at that step) under
+    a convention (`bench.scorers.conventions`; default: the DreamBooth paper's)."""
     if isinstance(run, RunResults):
-        return run if checkpoint is None else load_results(run.root, checkpoint)
+        if checkpoint is None and convention in (None, run.convention):
+            return run
+        return load_results(run.root, checkpoint, convention)
     from bench.store.layout import find_run
 
-    return load_results(find_run(runs_dir(runs), str(run)), checkpoint)
+    return load_results(find_run(runs_dir(runs), str(run)), checkpoint, convention)
 
 
 def load_scorers(
-    suite: Suite, scorer_options: dict[str, dict[str, Any]] | None = None, device: str = "auto"
+    suite: Suite,
+    scorer_options: dict[str, dict[str, Any]] | None = None,
+    device: str = "auto",
+    convention: str | None = None,
 ) -> list:
-    """The suite's scorers, with its `[scorer_options]` overridden by `scorer_options`
-    ({"clip": {"pretrained": "/w.safetensors"}}: `clip` sets clip_i and clip_t)."""
+    """The suite's scorers under a convention, with its `[scorer_options]` overridden by
+    `scorer_options` ({"clip": {"pretrained": "/w.safetensors"}}: `clip` sets clip_i and
+    clip_t)."""
     from bench.scorers.scoring import load_scorers as load
 
     table = {**suite.scorer_options}
     for key, values in (scorer_options or {}).items():
         table[key] = {**table.get(key, {}), **values}
-    return load(suite.scorers, table, device=device)
+    return load(suite.scorers, table, device=device, convention=convention)
 
 
 def _suite(suite: str | Path | Suite) -> Suite:
@@ -175,10 +187,12 @@ def run(
     batch_size: int = 8,
     score: bool = True,
     scorer_options: dict[str, dict[str, Any]] | None = None,
+    convention: str | None = None,
     stats: StatsOptions = StatsOptions(),
     reporter: Reporter | None = None,
 ) -> RunResult:
-    """Fit `method` on every subject of `suite`, generate its images, score and store them.
+    """Fit `method` on every subject of `suite`, generate its images, score them (under
+    `convention`) and store them.
 
     `method` is a registered name or a method class or instance; `options` override its
     defaults (after the suite's). Finished work is skipped, so a call resumes an interrupted run.
@@ -190,23 +204,25 @@ def run(
     prepared = prepare(method, loaded, options or {}, runs_dir(runs))
     scorers = None
     if score and loaded.scorers:  # load scorers first: a missing model fails before any work
-        scorers = load_scorers(loaded, scorer_options, device)
+        scorers = load_scorers(loaded, scorer_options, device, convention)
     summary = execute(prepared, execution, reporter)
     result = RunResult(
         summary.run_id, summary.run_dir, summary.fitted, summary.generated, summary.skipped_units
     )
     if scorers is None:
         return result
-    return _scored(result, scorers, stats, reporter)
+    return _scored(result, scorers, stats, reporter, convention)
 
 
-def _scored(result: RunResult, scorers: list, stats: StatsOptions, reporter) -> RunResult:
+def _scored(
+    result: RunResult, scorers: list, stats: StatsOptions, reporter, convention: str | None
+) -> RunResult:
     from dataclasses import replace
 
     from bench.scorers.scoring import score_run
 
-    scored = score_run(result.run_dir, scorers, reporter)
-    results = load_results(result.run_dir)
+    scored = score_run(result.run_dir, scorers, reporter, convention)
+    results = load_results(result.run_dir, convention=convention)
     return replace(
         result, scored_units=scored, results=results, intervals=summarize(results, stats=stats)
     )
@@ -219,10 +235,12 @@ def score(
     runs: str | Path | None = None,
     scorer_options: dict[str, dict[str, Any]] | None = None,
     device: str = "auto",
+    convention: str | None = None,
     reporter: Reporter | None = None,
 ) -> int:
     """Score the units of a stored run that lack scores from the suite's scorers (with these
-    options); returns how many were scored. `suite` defaults to the shipped suite the run names."""
+    options) under `convention`, from the stored images: nothing is generated. Returns how many
+    units were scored. `suite` defaults to the shipped suite the run names."""
     from bench.scorers.scoring import score_run
     from bench.store.layout import RunPaths, find_run
     from bench.store.records import RunRecord
@@ -230,7 +248,37 @@ def score(
     root = run.root if isinstance(run, RunResults) else find_run(runs_dir(runs), str(run))
     if suite is None:
         suite = RunRecord.read(RunPaths(root).run_json).suite["name"]
-    return score_run(root, load_scorers(_suite(suite), scorer_options, device), reporter)
+    scorers = load_scorers(_suite(suite), scorer_options, device, convention)
+    return score_run(root, scorers, reporter, convention)
+
+
+def rescore(
+    run: RunRef,
+    *,
+    suite: str | Path | Suite | None = None,
+    runs: str | Path | None = None,
+    scorer_options: dict[str, dict[str, Any]] | None = None,
+    device: str = "auto",
+    convention: str | None = None,
+    stats: StatsOptions = StatsOptions(),
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """`score` a stored run's images (under `convention`; nothing is generated), then load and
+    summarize its scores under that convention, as `run` returns them."""
+    from dataclasses import replace
+
+    scored = score(
+        run,
+        suite,
+        runs=runs,
+        scorer_options=scorer_options,
+        device=device,
+        convention=convention,
+        reporter=reporter,
+    )
+    results = load_run(run, runs=runs, convention=convention or DEFAULT_CONVENTION)
+    result = RunResult(results.run_id, results.root, 0, 0, 0, scored_units=scored)
+    return replace(result, results=results, intervals=summarize(results, stats=stats))
 
 
 def import_images(
@@ -242,6 +290,7 @@ def import_images(
     runs: str | Path | None = None,
     scorer_options: dict[str, dict[str, Any]] | None = None,
     device: str = "auto",
+    convention: str | None = None,
     stats: StatsOptions = StatsOptions(),
     reporter: Reporter | None = None,
 ) -> RunResult:
@@ -260,9 +309,10 @@ def import_images(
     if not name.replace("_", "").replace("-", "").isalnum():
         raise BenchError(f"--name {name!r}: use letters, digits, '_' or '-'")
     loaded = _suite(suite)
-    scorers = load_scorers(loaded, scorer_options, device)
+    scorers = load_scorers(loaded, scorer_options, device, convention)
     run_dir = import_run(loaded, Path(manifest), images, name, runs_dir(runs))
-    return _scored(RunResult(run_dir.name, run_dir, 0, 0, 0), scorers, stats, reporter)
+    result = RunResult(run_dir.name, run_dir, 0, 0, 0)
+    return _scored(result, scorers, stats, reporter, convention)
 
 
 # --------------------------------------------------------------------------- analysis
@@ -273,13 +323,14 @@ def summarize(
     *,
     runs: str | Path | None = None,
     checkpoint: int | None = None,
+    convention: str | None = None,
     stats: StatsOptions = StatsOptions(),
 ) -> dict[str, Interval]:
     """One mean and interval per metric: the mean over subjects of the mean over prompts of the
     mean over images, with a subject-clustered bootstrap interval (bench.analysis.stats)."""
     from bench.analysis.results import summarize as summarize_results
 
-    results = load_run(run, runs=runs, checkpoint=checkpoint)
+    results = load_run(run, runs=runs, checkpoint=checkpoint, convention=convention)
     return summarize_results(results, **stats.summary_kwargs())
 
 
@@ -287,6 +338,7 @@ def compare(
     runs_to_compare: list[RunRef],
     *,
     runs: str | Path | None = None,
+    convention: str | None = None,
     stats: StatsOptions = StatsOptions(),
 ) -> list:
     """Paired differences between runs of one suite, image by image, for every pair and metric,
@@ -294,7 +346,7 @@ def compare(
     `MetricComparison`)."""
     from bench.analysis.compare import compare as compare_results
 
-    loaded = [load_run(r, runs=runs) for r in runs_to_compare]
+    loaded = [load_run(r, runs=runs, convention=convention) for r in runs_to_compare]
     return compare_results(loaded, **stats.comparison_kwargs())
 
 
@@ -302,10 +354,12 @@ def leaderboard(
     *,
     runs: str | Path | None = None,
     out: str | Path | None = Path("leaderboard/LEADERBOARD.md"),
+    convention: str | None = None,
     stats: StatsOptions = StatsOptions(),
 ) -> str:
-    """The markdown leaderboard of every scored run in the store, with published rows; written
-    to `out` unless it is None. Returns the text."""
+    """The markdown leaderboard of every scored run in the store, with published rows, one
+    section per scoring convention (or only `convention`); written to `out` unless it is None.
+    Returns the text."""
     from bench import atomic
     from bench.reports.leaderboard import page
 
@@ -313,6 +367,7 @@ def leaderboard(
     text = page(
         runs_dir(runs),
         out_dir,
+        convention,
         prompt_mode=stats.prompt_mode,
         n_resamples=stats.n_resamples,
         method=stats.ci_method,

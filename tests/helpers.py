@@ -35,6 +35,7 @@ batch_size = 2
 [scorer_options]
 clip = { pretrained = "random:0" }
 dino = { pretrained = "random:0" }
+dinov2 = { pretrained = "random:0" }
 """
 
 
@@ -101,9 +102,10 @@ def clip_by_hand():
     return image, text
 
 
-def dino_by_hand():
-    """The tiny DINO scorer's network through timm's file loader; the feature is the CLS token of
-    the final norm, after resize 256 (bicubic), centre crop 224, ImageNet normalisation."""
+def dino_by_hand(model: str = "vit_small_patch16_224.dino"):
+    """The tiny DINO-family scorer network of `model` through timm's file loader; the feature is
+    the CLS token of the final norm, after resize 256 (bicubic), centre crop 224, ImageNet
+    normalisation."""
     import timm
     import torch
     from PIL import Image
@@ -112,11 +114,11 @@ def dino_by_hand():
     from bench.scorers import dino as dino_scorer
 
     net = timm.create_model(
-        "vit_small_patch16_224.dino",
+        model,
         pretrained=True,
-        pretrained_cfg_overlay={"file": str(dino_scorer.tiny_weights_file(0))},
+        pretrained_cfg_overlay={"file": str(dino_scorer.tiny_weights_file(0, model))},
         num_classes=0,
-        **dino_scorer.TINY_KWARGS,
+        **dino_scorer.tiny_kwargs(model),
     ).eval()
     transform = T.Compose(
         [

@@ -183,21 +183,23 @@ def test_listing_commands():
 def test_smoke_suite_end_to_end(tmp_path):
     """The README's first command: every cell of the smoke suite gets an image and a manifest."""
     result = run_json("--method", "dreambooth_lora", "--suite", "smoke", "--runs", tmp_path)
-    assert result["fitted"] == 3 and result["generated"] == 18
+    # 3 subjects x 3 prompts x 2 images, and 2 prior images ("a mug") per subject for PRES.
+    assert result["fitted"] == 3 and result["generated"] == 3 * 3 * 2 + 3 * 2
     run_dir = Path(result["run_dir"])
     manifests = sorted(run_dir.glob("*/replicate-0/manifest.json"))
     assert len(manifests) == 3
     for path in manifests:
         manifest = json.loads(path.read_text())
-        assert len(manifest["images"]) == 6
+        assert len(manifest["images"]) == 8
+        assert sum(i["prompt_id"] == "prior" for i in manifest["images"]) == 2
         assert all((path.parent / i["file"]).is_file() for i in manifest["images"])
     # The printed score is the README's: subjects, then prompts, then images, equally weighted.
     rows = stored_rows(run_dir)
-    assert len(rows) == 18
-    for metric in ("clip_i", "clip_t", "dino"):
+    assert len(rows) == 24
+    for metric, images in (("clip_i", 18), ("clip_t", 18), ("dino", 18), ("div", 18), ("pres", 6)):
         summary = result["scores"]["metrics"][metric]
-        assert summary["n_subjects"] == 3 and summary["n_images"] == 18
-        by_hand = run_score({k: r[metric] for k, r in rows.items()})
+        assert summary["n_subjects"] == 3 and summary["n_images"] == images
+        by_hand = run_score({k: r[metric] for k, r in rows.items() if r[metric] is not None})
         assert summary["mean"] == pytest.approx(by_hand, abs=1e-12)
     again = invoke("run", "--method", "dreambooth_lora", "--suite", "smoke", "--runs", tmp_path)
     assert again.exit_code == 0

@@ -48,6 +48,7 @@ batch_size = 1
 [scorer_options]
 clip = { pretrained = "random:0" }
 dino = { pretrained = "random:0" }
+dinov2 = { pretrained = "random:0" }
 """
 
 SUBJECTS = Path(__file__).resolve().parent.parent / "subjects" / "smoke"

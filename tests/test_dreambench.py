@@ -49,8 +49,10 @@ def test_env_var_points_at_the_dataset(monkeypatch, dreambench_root):
 def test_dreambench_suite_plans_3000_cells_on_tiny(dreambench_root, tmp_path):
     suite = load_suite("dreambench", data_root=dreambench_root, backbone="tiny")
     cells = plan(suite)
-    assert len(cells) == 3000
-    assert len({c.seed for c in cells}) == 3000
+    # The paper's 3,000 images, and 4 prior images ("a dog") per subject for PRES.
+    assert len([c for c in cells if c.prompt.id != "prior"]) == 3000
+    assert len(cells) == 3000 + 30 * 4
+    assert len({c.seed for c in cells}) == len(cells)
     assert suite.generation.steps == 50 and suite.generation.guidance_scale == 7.5
     result = CliRunner().invoke(
         app,
@@ -72,7 +74,7 @@ def test_dreambench_suite_plans_3000_cells_on_tiny(dreambench_root, tmp_path):
     )
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
-    assert info["cells"] == 3000 and info["units_pending"] == 30 and info["backbone"] == "tiny"
+    assert info["cells"] == 3120 and info["units_pending"] == 30 and info["backbone"] == "tiny"
     assert not any(tmp_path.iterdir())  # planned, not run
 
 

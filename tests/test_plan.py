@@ -17,7 +17,7 @@ def test_cell_seed_is_the_documented_hash():
 def test_seeds_differ_per_cell_and_replicate():
     suite = load_suite("smoke")
     cells = plan(suite)
-    assert len(cells) == 3 * 3 * 2
+    assert len(cells) == 3 * 3 * 2 + 3 * 2  # prompts x images, and 2 prior images per subject
     assert len({c.seed for c in cells}) == len(cells)
     subject = suite.subjects[0]
     assert {c.seed for c in cells_for(suite, subject, 0)}.isdisjoint(
@@ -38,10 +38,10 @@ def test_batches_are_fixed_chunks_and_noise_is_per_cell():
     suite = load_suite("smoke")
     cells = cells_for(suite, suite.subjects[0], 0)
     chunks = list(batches(cells, 4))
-    assert [len(c) for c in chunks] == [4, 2]
+    assert [len(c) for c in chunks] == [4, 4]  # 6 prompt cells, then 2 prior cells
     assert [c for chunk in chunks for c in chunk] == cells
     whole = initial_latents(cells, 4, 8)
-    assert whole.shape == (6, 4, 8, 8)
+    assert whole.shape == (8, 4, 8, 8)
     # A cell's noise does not depend on which batch it is drawn in.
     assert torch.equal(initial_latents(cells[4:], 4, 8), whole[4:])
     assert not torch.equal(whole[0], whole[1])

@@ -17,6 +17,7 @@ from PIL import Image
 from bench.scorers import SCORER_IDS, ScorerWeightsError
 from bench.scorers import clip as clip_mod
 from bench.scorers import dino as dino_mod
+from bench.scorers import diversity as div_mod
 from bench.scorers.common import mean_cosine_to_references, paired_cosine
 
 TINY = {"pretrained": "random:0", "device": "cpu"}
@@ -52,6 +53,9 @@ def tiny(tmp_path_factory):
             "clip_i": clip_mod.make_clip_i(TINY),
             "clip_t": clip_mod.make_clip_t(TINY),
             "dino": dino_mod.make_dino(TINY),
+            "dinov2": dino_mod.make_dinov2(TINY),
+            "pres": dino_mod.make_pres(TINY),
+            "div": div_mod.make_div(TINY),
         }
     yield scorers
     clip_mod.clear_model_cache()
@@ -452,14 +456,16 @@ def test_bad_options_are_refused():
 def test_the_built_in_scorers_follow_the_protocol(tiny):
     from bench.plugin import Scorer
 
-    names = {"clip_i": "CLIP-I", "clip_t": "CLIP-T", "dino": "DINO"}
+    names = {"clip_i": "CLIP-I", "clip_t": "CLIP-T", "dino": "DINO", "dinov2": "DINOv2"}
+    names |= {"pres": "PRES", "div": "DIV"}
     for scorer_id, scorer in tiny.items():
         assert isinstance(scorer, Scorer)
         assert (scorer.id, scorer.display_name, scorer.higher_is_better) == (
             scorer_id,
             names[scorer_id],
-            True,
+            scorer_id != "pres",  # PRES: lower is better (prior collapse)
         )
+    assert tiny["pres"].cells == "prior"  # PRES scores the prior images only
     assert not isinstance(object(), Scorer)
 
 

@@ -41,6 +41,11 @@ def check_comparable(runs: list[RunResults]) -> None:
         raise BenchError(f"a run is named twice: {ids}")
     first = runs[0]
     for other in runs[1:]:
+        if other.convention != first.convention:
+            raise BenchError(
+                f"runs {first.run_id} and {other.run_id} are scored under different conventions "
+                f"({first.convention} vs {other.convention}); compare them under one --convention"
+            )
         if other.record.suite != first.record.suite:
             raise BenchError(
                 f"runs {first.run_id} and {other.run_id} are of different suites "

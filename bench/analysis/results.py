@@ -11,8 +11,9 @@ import pandas as pd
 
 from bench.analysis.stats import Interval, bootstrap_interval
 from bench.errors import BenchError
+from bench.scorers.conventions import get_convention
 from bench.store.layout import RunPaths
-from bench.store.records import ROW_FIELDS, RunRecord, read_scores
+from bench.store.records import DEFAULT_CONVENTION, ROW_FIELDS, RunRecord, read_scores
 
 KEY = ["subject", "prompt_id", "image_index", "replicate"]
 
@@ -23,6 +24,7 @@ class RunResults:
     record: RunRecord  # run.json: what the run is
     scores: pd.DataFrame  # one row per image: its ids, then one column per scorer
     scorers: dict[str, dict[str, Any]]  # scorer id -> {"model", "random_weights"}
+    convention: str = DEFAULT_CONVENTION  # how the scores are defined (bench.scorers.conventions)
 
     @property
     def run_id(self) -> str:
@@ -43,14 +45,25 @@ def checkpoint_steps(run_root: Path) -> list[int]:
     return RunPaths(run_root).checkpoint_steps()
 
 
-def load_results(run_root: Path, checkpoint: int | None = None) -> RunResults:
-    """A run's per-image scores: of its final adapters, or of the checkpoint at that step."""
+def load_results(
+    run_root: Path, checkpoint: int | None = None, convention: str | None = None
+) -> RunResults:
+    """A run's per-image scores under a convention (default: the default convention): of its
+    final adapters, or of the checkpoint at that step."""
+    convention = get_convention(convention).name
     paths = RunPaths(run_root)
     if not paths.run_json.is_file():
         raise BenchError(f"{run_root}: not a run directory (no run.json)")
     record = RunRecord.read(paths.run_json)
-    files = paths.score_files(checkpoint)
+    files = paths.score_files(checkpoint, convention)
     if not files:
+        others = [c for c in paths.conventions() if c != convention]
+        if others:
+            raise BenchError(
+                f"{run_root}: has no scores under convention {convention} (it has "
+                f"{', '.join(others)}); `bench score --run {record.run_id} --convention "
+                f"{convention}` scores its stored images"
+            )
         raise BenchError(f"{run_root}: has no scores yet; run `bench run` again to score it")
     rows = [row for f in files for row in read_scores(f)]
     scorer_sets = {json.dumps(r.scorers, sort_keys=True) for r in rows}
@@ -61,7 +74,7 @@ def load_results(run_root: Path, checkpoint: int | None = None) -> RunResults:
         )
     scorers = rows[0].scorers
     frame = pd.DataFrame([{name: getattr(r, name) for name in ROW_FIELDS} | r.values for r in rows])
-    return RunResults(run_root, record, frame, scorers)
+    return RunResults(run_root, record, frame, scorers, convention)
 
 
 def summarize(

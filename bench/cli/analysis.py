@@ -11,6 +11,7 @@ from rich.table import Table
 
 from bench.cli.common import (
     CIMethodOption,
+    ConventionOption,
     JsonOption,
     PromptsOption,
     ResamplesOption,
@@ -30,19 +31,20 @@ def compare(
     resamples: ResamplesOption = 10_000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     ci_method: CIMethodOption = "auto",
+    convention: ConventionOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Paired differences between runs of one suite, with intervals and p-values."""
     from bench import api
     from bench.reports.tables import compare_json, compare_table
 
-    loaded = [api.load_run(ref, runs=runs) for ref in run_refs]
+    loaded = [api.load_run(ref, runs=runs, convention=convention) for ref in run_refs]
     comparisons = api.compare(loaded, stats=stats_options(prompts, resamples, ci_method, seed=seed))
     random_weights = any(r.random_weights for r in loaded)
     if as_json:
-        out.print_json(json.dumps(compare_json(comparisons, random_weights)))
+        out.print_json(json.dumps(compare_json(comparisons, random_weights, loaded[0].convention)))
     else:
-        out.print(compare_table(comparisons, random_weights))
+        out.print(compare_table(comparisons, random_weights, loaded[0].convention))
 
 
 def leaderboard(
@@ -53,11 +55,16 @@ def leaderboard(
     prompts: PromptsOption = "fixed",
     resamples: ResamplesOption = 10_000,
     ci_method: CIMethodOption = "auto",
+    convention: Annotated[
+        str | None,
+        typer.Option("--convention", help="Only this convention's section (default: all)."),
+    ] = None,
 ) -> None:
     """Write a markdown leaderboard of every scored run, with published reference rows."""
     from bench import api
 
-    api.leaderboard(runs=runs, out=out_path, stats=stats_options(prompts, resamples, ci_method))
+    stats = stats_options(prompts, resamples, ci_method)
+    api.leaderboard(runs=runs, out=out_path, convention=convention, stats=stats)
     out.print(f"wrote {out_path}", highlight=False)
 
 

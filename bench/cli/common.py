@@ -136,3 +136,12 @@ CIMethodOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+ConventionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--convention",
+        help="How scores are defined: dreambooth (default: raw cosines, CLIP ViT-B/32, DINO "
+        "ViT-S/16), dreambench-plus (x100, DINO ViT-S/8, DINOv2-small) or cc101 (CLIP-T = "
+        "2.5 x max(cos, 0)).",
+    ),
+]

@@ -12,6 +12,7 @@ from rich.table import Table
 from bench.cli.common import (
     BatchSizeOption,
     CIMethodOption,
+    ConventionOption,
     DataRootOption,
     DeviceOption,
     DtypeOption,
@@ -67,6 +68,7 @@ def run(
     no_score: Annotated[
         bool, typer.Option("--no-score", help="Generate only; score later.")
     ] = False,
+    convention: ConventionOption = None,
     prompts: PromptsOption = "fixed",
     resamples: ResamplesOption = 10_000,
     ci_method: CIMethodOption = "auto",
@@ -75,9 +77,11 @@ def run(
     """Fit METHOD on every subject of a suite, generate its images, score and store them."""
     from bench import api
     from bench.config import parse_assignments
+    from bench.scorers.conventions import get_convention
     from bench.store.runner import ExecutionOptions
 
     ExecutionOptions(device=device, dtype=dtype, batch_size=batch_size)  # checked before any work
+    get_convention(convention)
     loaded = api.load_suite(
         suite, data_root=data_root, backbone=backbone, subjects=subject, prompt_file=prompt_file
     )
@@ -112,6 +116,7 @@ def run(
             batch_size=batch_size,
             score=not no_score,
             scorer_options=scorer_table(scorer_option),
+            convention=convention,
             stats=stats_options(prompts, resamples, ci_method),
             reporter=reporter,
         )
@@ -149,7 +154,17 @@ def _scores(result, as_json: bool) -> dict:
 
 
 def score(
-    images: Annotated[Path, typer.Option("--images", help="Folder of images made elsewhere.")],
+    images: Annotated[
+        Path | None, typer.Option("--images", help="Folder of images made elsewhere.")
+    ] = None,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run",
+            help="A stored run (id or folder) to score from its images, e.g. under another "
+            "--convention; nothing is generated.",
+        ),
+    ] = None,
     manifest: Annotated[
         Path | None,
         typer.Option(
@@ -159,31 +174,58 @@ def score(
         ),
     ] = None,
     name: Annotated[str, typer.Option("--name", help="Method name for the new run.")] = "external",
-    suite: Annotated[str, typer.Option("--suite", "-s", help="Suite the images answer.")] = "smoke",
+    suite: Annotated[
+        str | None,
+        typer.Option(
+            "--suite",
+            "-s",
+            help="Suite the images answer (default: smoke; with --run, the run's own suite).",
+        ),
+    ] = None,
     runs: RunsOption = None,
     data_root: DataRootOption = None,
     device: DeviceOption = "auto",
     scorer_option: ScorerOption = None,
+    convention: ConventionOption = None,
     prompts: PromptsOption = "fixed",
     resamples: ResamplesOption = 10_000,
     ci_method: CIMethodOption = "auto",
     as_json: JsonOption = False,
 ) -> None:
-    """Score images made by an outside tool: they become a run of their own in the store."""
+    """Score images made by an outside tool (they become a run of their own in the store), or
+    a stored run's images again (--run), e.g. under another --convention."""
     from bench import api
+    from bench.scorers.conventions import get_convention
 
+    if (images is None) == (run is None):
+        raise BenchError("bench score needs --images DIR (outside images) or --run RUN, not both")
+    get_convention(convention)
+    stats = stats_options(prompts, resamples, ci_method)
     with RichReporter() as reporter:
-        result = api.import_images(
-            images,
-            manifest=manifest,
-            suite=api.load_suite(suite, data_root=data_root),
-            name=name,
-            runs=runs,
-            scorer_options=scorer_table(scorer_option),
-            device=device,
-            stats=stats_options(prompts, resamples, ci_method),
-            reporter=reporter,
-        )
+        if run is not None:
+            result = api.rescore(
+                run,
+                suite=suite,
+                runs=runs,
+                scorer_options=scorer_table(scorer_option),
+                device=device,
+                convention=convention,
+                stats=stats,
+                reporter=reporter,
+            )
+        else:
+            result = api.import_images(
+                images,
+                manifest=manifest,
+                suite=api.load_suite(suite or "smoke", data_root=data_root),
+                name=name,
+                runs=runs,
+                scorer_options=scorer_table(scorer_option),
+                device=device,
+                convention=convention,
+                stats=stats,
+                reporter=reporter,
+            )
     info = {"run_id": result.run_id, "run_dir": str(result.run_dir)}
     if not as_json:
         out.print(f"run_id: {result.run_id}\nrun_dir: {result.run_dir}", highlight=False)

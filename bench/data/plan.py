@@ -7,6 +7,10 @@ A cell is one image to generate: (subject, prompt id, image index, replicate). I
 (a 63-bit integer), and its initial latent is `torch.randn` drawn on the CPU from a generator
 seeded with it. The method does not enter the hash: every method gets the same noise for the
 same cell, which is what paired comparisons between methods rest on.
+
+A suite with `prior_images = N` adds N cells per subject and replicate of the plain class prompt
+("a dog", prompt id `prior`): the fine-tuned model's idea of the class, which the PRES metric
+compares with the subject's photos (prior collapse). They are scored by PRES only.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from bench.data.prompts import Prompt
+from bench.data.prompts import PRIOR_PROMPT_ID, Prompt
 from bench.data.subjects import Subject
 from bench.data.suites import Suite
 
@@ -60,13 +64,17 @@ class Cell:
         return f"{self.prompt.id}-{self.image_index}.png"
 
 
+PRIOR_PROMPT = Prompt(PRIOR_PROMPT_ID, "a {class}")  # no identifier: the class prior
+
+
 def cells_for(suite: Suite, subject: Subject, replicate: int) -> list[Cell]:
-    """One subject's cells for one replicate, in prompt order then image index."""
+    """One subject's cells for one replicate, in prompt order then image index; its prior cells
+    (the plain class prompt) last."""
     return [
         Cell(subject, prompt, index, replicate)
         for prompt in suite.prompts_for(subject).prompts
         for index in range(suite.images_per_prompt)
-    ]
+    ] + [Cell(subject, PRIOR_PROMPT, index, replicate) for index in range(suite.prior_images)]
 
 
 def plan(suite: Suite) -> list[Cell]:

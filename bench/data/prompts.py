@@ -11,6 +11,7 @@ from bench.paths import data_dir
 from bench.toml_files import read_toml, reject_unknown, require
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+PRIOR_PROMPT_ID = "prior"  # reserved: the plain class prompt of a suite's prior images
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class PromptSet:
                 raise BenchError(f"{where}: prompt id {p.id!r} must be lower-case a-z, 0-9, '_'")
             if p.id in seen:
                 raise BenchError(f"{where}: prompt id {p.id!r} appears twice; ids must be unique")
+            if p.id == PRIOR_PROMPT_ID:
+                raise BenchError(
+                    f"{where}: prompt id {p.id!r} is reserved for the prior images; rename it"
+                )
             seen.add(p.id)
             if p.template.count("{token}") != 1 or p.template.count("{class}") != 1:
                 raise BenchError(

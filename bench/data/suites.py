@@ -50,6 +50,7 @@ class Suite:
     backbone: str
     generation: GenerationProtocol
     scorers: tuple[str, ...] = ()
+    prior_images: int = 0  # per subject and replicate: images of the plain class prompt (PRES)
     method_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     scorer_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     backbone_revision: str | None = None
@@ -69,6 +70,8 @@ class Suite:
                 )
         if self.images_per_prompt < 1:
             raise BenchError(f"{where}: images_per_prompt must be >= 1")
+        if self.prior_images < 0:
+            raise BenchError(f"{where}: prior_images must be >= 0, got {self.prior_images}")
         if not self.replicates or len(set(self.replicates)) != len(self.replicates):
             raise BenchError(f"{where}: replicates must be a non-empty list of distinct seeds")
         if self.resolution % 8 or self.resolution < 16:
@@ -101,6 +104,8 @@ class Suite:
             "backbone": self.backbone,
             "backbone_revision": self.backbone_revision,
             "generation": vars(self.generation),
+            # Only when asked for, so that suites without prior images keep their run ids.
+            **({"prior_images": self.prior_images} if self.prior_images else {}),
         }
 
 
@@ -141,6 +146,7 @@ _KEYS = {
     "backbone_revision",
     "resolution",
     "images_per_prompt",
+    "prior_images",
     "replicates",
     "scorers",
     "scorer_options",
@@ -209,9 +215,17 @@ def load_suite(
         backbone_revision=None if backbone else table.get("backbone_revision"),
         generation=generation_protocol(table, path),
         scorers=tuple(table.get("scorers", ())),
+        prior_images=_prior_images(table, path),
         method_defaults=method_defaults,
         scorer_options=table.get("scorer_options", {}),
     )
+
+
+def _prior_images(table: dict, path: Path) -> int:
+    value = table.get("prior_images", 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BenchError(f"{path}: prior_images must be a whole number >= 0, got {value!r}")
+    return value
 
 
 def generation_protocol(table: dict, path: Path) -> GenerationProtocol:

@@ -6,8 +6,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-METRIC_ORDER = ("dino", "clip_i", "clip_t")  # DreamBench's table order
-METRIC_NAMES = {"dino": "DINO", "clip_i": "CLIP-I", "clip_t": "CLIP-T"}
+METRIC_ORDER = ("dino", "dinov2", "clip_i", "clip_t", "pres", "div")  # DreamBench's order first
+METRIC_NAMES = {
+    "dino": "DINO",
+    "dinov2": "DINOv2",
+    "clip_i": "CLIP-I",
+    "clip_t": "CLIP-T",
+    "pres": "PRES",
+    "div": "DIV",
+}
+LOWER_IS_BETTER = frozenset({"pres"})  # prior collapse: the less the class looks like the subject
 
 RANDOM_WEIGHTS_NOTE = "RANDOM WEIGHTS: these numbers test the pipeline and mean nothing"
 CI_METHOD_NAMES = {

@@ -1,5 +1,6 @@
 """`bench leaderboard`: a markdown page of every scored run in a store, per-subject breakdowns,
-and published reference numbers from `baselines/` (marked as published, not re-measured)."""
+and published reference numbers from `baselines/` (marked as published, not re-measured), grouped
+by the convention the numbers were scored under: numbers of two conventions never share a table."""
 
 from __future__ import annotations
 
@@ -22,15 +23,20 @@ from bench.reports.labels import (
     metric_name,
     ordered,
 )
-from bench.store.layout import scored_run_dirs, sweep_reports
+from bench.scorers.conventions import DEFAULT_CONVENTION, get_convention
+from bench.store.layout import RunPaths, scored_run_dirs, sweep_reports
 from bench.toml_files import read_toml
 
-CONVENTIONS = """\
-- **Metrics** are raw cosine similarities in [-1, 1]: not multiplied by 100, not clamped at 0
-  (torchmetrics' CLIPScore does both, with ViT-L/14). CLIP-I and DINO: a generated image against
-  each photo of its subject, averaged over the photos. CLIP-T: the image against its prompt with
-  the identifier removed and the class noun kept ("a sks dog on the beach" is scored as "a dog on
-  the beach"). Defaults: CLIP ViT-B/32 (OpenAI weights, open_clip), DINO ViT-S/16 (timm).
+HOW_TO_READ = """\
+- **Conventions**: each section holds the numbers of one scoring convention, named in its
+  heading; published papers score differently, and numbers of two conventions are not
+  comparable. Under `dreambooth` (the DreamBooth paper's, the default) metrics are raw cosine
+  similarities in [-1, 1]: not multiplied by 100, not clamped at 0 (torchmetrics' CLIPScore does
+  both, with ViT-L/14), with CLIP ViT-B/32 (OpenAI weights, open_clip) and DINO ViT-S/16 (timm);
+  `dreambench-plus` multiplies by 100 and uses DINO ViT-S/8 and DINOv2-small; `cc101` reports
+  CLIP-T as 2.5 x max(cosine, 0). CLIP-I and DINO: a generated image against each photo of its
+  subject, averaged over the photos. CLIP-T: the image against its prompt with the identifier
+  removed and the class noun kept ("a sks dog on the beach" is scored as "a dog on the beach").
 - **Score** of a run: the mean over subjects of the mean over that subject's prompts of the mean
   over its images (equal weight per subject, and per prompt within a subject).
 - **Intervals**: 95% {ci_method} intervals, {n_resamples:,} resamples, seed 0; the notes
@@ -47,8 +53,15 @@ CONVENTIONS = """\
   (leave-one-out); CLIP-T is not defined for it."""
 
 
-def scored_runs(runs_root: Path) -> list[RunResults]:
-    return [load_results(r) for r in scored_run_dirs(runs_root)]
+def scored_runs(runs_root: Path, convention: str | None = None) -> list[RunResults]:
+    """Every scored run of a store, once per convention it was scored under (or only under
+    `convention`)."""
+    return [
+        load_results(run_dir, convention=c)
+        for run_dir in scored_run_dirs(runs_root)
+        for c in RunPaths(run_dir).conventions()
+        if convention in (None, c)
+    ]
 
 
 def _config_summary(results: RunResults) -> str:
@@ -103,11 +116,12 @@ def subject_table(runs: list[RunResults], metric: str) -> pd.DataFrame:
     return pd.DataFrame(columns).rename_axis("subject")
 
 
-def published_sections() -> list[str]:
+def published_sections(convention: str) -> list[str]:
+    """The published tables of `baselines/` scored under `convention`."""
     parts = []
     for path in sorted(data_dir("baselines").glob("*.toml")):
         table = read_toml(path)
-        if "row" not in table:
+        if "row" not in table or table.get("convention", DEFAULT_CONVENTION) != convention:
             continue
         frame = pd.DataFrame(table["row"])
         names = {m: metric_name(m) for m in METRIC_ORDER}
@@ -146,9 +160,29 @@ def sweep_links(runs_root: Path, out_dir: Path) -> list[str]:
     return lines
 
 
-def page(runs_root: Path, out_dir: Path = Path("leaderboard"), **stats) -> str:
-    """The leaderboard's markdown for every scored run of a store."""
-    runs = scored_runs(runs_root)
+def _conventions(runs: list[RunResults], only: str | None) -> list[str]:
+    """The conventions with measured or published numbers, the default first."""
+    published = {
+        read_toml(p).get("convention", DEFAULT_CONVENTION)
+        for p in data_dir("baselines").glob("*.toml")
+    }
+    found = {r.convention for r in runs} | published
+    if only is not None:
+        found &= {only}
+    return sorted(found, key=lambda c: (c != DEFAULT_CONVENTION, c))
+
+
+def page(
+    runs_root: Path,
+    out_dir: Path = Path("leaderboard"),
+    convention: str | None = None,
+    **stats,
+) -> str:
+    """The leaderboard's markdown for every scored run of a store (or only its scores under
+    `convention`), one section per convention."""
+    if convention is not None:
+        get_convention(convention)  # an unknown name is an error, not an empty page
+    runs = scored_runs(runs_root, convention)
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Leaderboard",
@@ -158,34 +192,35 @@ def page(runs_root: Path, out_dir: Path = Path("leaderboard"), **stats) -> str:
         "",
         "## How to read it",
         "",
-        CONVENTIONS.format(
+        HOW_TO_READ.format(
             n_resamples=stats.get("n_resamples", 10_000),
             ci_method=CI_METHOD_NAMES[stats.get("method", "auto").replace("auto", "studentized")],
         ),
         "",
-        "## Measured runs",
-        "",
     ]
     if not runs:
         lines += [f"No scored runs in `{runs_root}` yet: `bench run --method ...` adds some.", ""]
-    by_suite: dict[str, list[RunResults]] = {}
-    for r in runs:
-        by_suite.setdefault(r.record.suite["name"], []).append(r)
-    for suite, suite_runs in sorted(by_suite.items()):
-        table, notes = run_rows(suite_runs, **stats)
-        lines += [f"### Suite `{suite}`", "", table.to_markdown(index=False), ""]
-        lines += [f"{note[0].upper()}{note[1:]}." for note in notes] + [""]
-        lines += [f"#### Per subject, suite `{suite}` (subject means)", ""]
-        for metric in _metrics(suite_runs):
-            table = subject_table(suite_runs, metric)
-            if not table.empty:
-                lines += [
-                    f"{metric_name(metric)}:",
-                    "",
-                    table.to_markdown(floatfmt=".3f"),
-                    "",
-                ]
+    for name in _conventions(runs, convention):
+        lines += [f"## Convention `{name}`", "", f"{get_convention(name).describe()}.", ""]
+        by_suite: dict[str, list[RunResults]] = {}
+        for r in runs:
+            if r.convention == name:
+                by_suite.setdefault(r.record.suite["name"], []).append(r)
+        for suite, suite_runs in sorted(by_suite.items()):
+            table, notes = run_rows(suite_runs, **stats)
+            lines += [f"### Suite `{suite}`", "", table.to_markdown(index=False), ""]
+            lines += [f"{note[0].upper()}{note[1:]}." for note in notes] + [""]
+            lines += [f"#### Per subject, suite `{suite}` (subject means)", ""]
+            for metric in _metrics(suite_runs):
+                subjects = subject_table(suite_runs, metric)
+                if not subjects.empty:
+                    lines += [
+                        f"{metric_name(metric)}:",
+                        "",
+                        subjects.to_markdown(floatfmt=".3f"),
+                        "",
+                    ]
+        lines += published_sections(name)
     if links := sweep_links(runs_root, out_dir):
         lines += ["## Sweeps", "", *links, ""]
-    lines += ["## Published reference numbers", "", *published_sections()]
     return "\n".join(lines).rstrip() + "\n"

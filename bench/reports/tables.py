@@ -11,7 +11,7 @@ from rich.text import Text
 
 from bench.analysis.results import RunResults
 from bench.analysis.stats import Interval
-from bench.reports.labels import caveats
+from bench.reports.labels import caveats, ordered
 
 
 def caption(random_weights: bool, results) -> str | None:
@@ -26,7 +26,7 @@ def score_table(results: RunResults, intervals: dict[str, Interval]) -> Table:
     first = next(iter(intervals.values()))
     title = (
         f"{results.run_id}: mean and {first.confidence:.0%} interval "
-        f"(subjects resampled, prompts {first.prompt_mode})"
+        f"(subjects resampled, prompts {first.prompt_mode}; convention {results.convention})"
     )
     table = Table(
         "metric",
@@ -39,7 +39,8 @@ def score_table(results: RunResults, intervals: dict[str, Interval]) -> Table:
         caption=caption(results.random_weights, intervals.values()),
         caption_style="bold red",
     )
-    for metric, iv in intervals.items():
+    for metric in ordered(intervals):
+        iv = intervals[metric]
         model = results.scorers[metric]["model"]
         if results.scorers[metric]["random_weights"]:
             model += " (random weights)"
@@ -59,6 +60,7 @@ def score_json(results: RunResults, intervals: dict[str, Interval]) -> dict[str,
         "run_id": results.run_id,
         "run_dir": str(results.root),
         "random_weights": results.random_weights,
+        "convention": results.convention,
         "scorers": results.scorers,
         "metrics": {m: _finite(asdict(iv)) for m, iv in intervals.items()},
     }
@@ -69,7 +71,7 @@ def _finite(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
 
-def compare_table(comparisons: list, random_weights: bool) -> Table:
+def compare_table(comparisons: list, random_weights: bool, convention: str) -> Table:
     first = comparisons[0].result
     table = Table(
         "metric",
@@ -82,7 +84,8 @@ def compare_table(comparisons: list, random_weights: bool) -> Table:
         "p",
         "p (Holm)",
         "matched on",
-        title=f"Paired differences (subjects resampled, prompts {first.prompt_mode})",
+        title=f"Paired differences (subjects resampled, prompts {first.prompt_mode}; "
+        f"convention {convention})",
         caption="\n".join(
             [f"p: {m}" for m in dict.fromkeys(c.result.p_method for c in comparisons)]
             + caveats(random_weights, [c.result for c in comparisons])
@@ -106,9 +109,10 @@ def compare_table(comparisons: list, random_weights: bool) -> Table:
     return table
 
 
-def compare_json(comparisons: list, random_weights: bool) -> dict[str, Any]:
+def compare_json(comparisons: list, random_weights: bool, convention: str) -> dict[str, Any]:
     return {
         "random_weights": random_weights,
+        "convention": convention,
         "comparisons": [
             {
                 "metric": c.metric,

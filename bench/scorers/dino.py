@@ -1,13 +1,20 @@
-"""DINO (DreamBench): mean cosine of DINO ViT-S/16 CLS embeddings, generated image vs references.
+"""DINO and DINOv2: mean cosine of a self-supervised ViT's CLS embeddings, generated image vs
+references.
 
-The network is timm's ``vit_small_patch16_224.dino`` with no classifier head, so its output is the
-final-norm CLS token. Preprocessing follows the reference implementations: resize the shorter side
-to 256 (bicubic), center crop 224, ToTensor, ImageNet mean/std.
+- ``dino`` (DreamBench): timm's ``vit_small_patch16_224.dino`` (DINO ViT-S/16); the DreamBench++
+  convention uses ``vit_small_patch8_224.dino`` (DINO ViT-S/8, the ``dino_vits8`` of DINO's hub).
+- ``dinov2`` (DreamBench++): timm's ``vit_small_patch14_dinov2.lvd142m`` (DINOv2-small) at 224 px,
+  its position embeddings resampled from 518 px when the weights load (transformers' Dinov2Model
+  interpolates them at run time instead; both bicubic).
 
-Options: ``model`` (timm model name, default ``vit_small_patch16_224.dino``), ``weights_file`` (a
-local weights file, loaded with ``pretrained_cfg_overlay=dict(file=...)``), ``pretrained``
-(``random:<seed>`` for the tiny random test model; otherwise leave unset), ``device``,
-``batch_size``.
+The network has no classifier head, so its output is the final-norm CLS token (DINOv2: the CLS
+token of ``last_hidden_state``). Preprocessing follows the reference implementations: resize the
+shorter side to 256 (bicubic), center crop 224, ToTensor, ImageNet mean/std (DINOv2's image
+processor does the same).
+
+Options: ``model`` (timm model name), ``weights_file`` (a local weights file, loaded with
+``pretrained_cfg_overlay=dict(file=...)``), ``pretrained`` (``random:<seed>`` for a tiny random
+test model of the same architecture family; otherwise leave unset), ``device``, ``batch_size``.
 
 Tiny random weights are written once to ``cache_dir()/scorers/<key>/model.safetensors`` and loaded
 back by path through the same ``pretrained_cfg_overlay=dict(file=...)`` loader as a real file.
@@ -39,7 +46,9 @@ from bench.scorers.common import (
 )
 
 DEFAULT_MODEL = "vit_small_patch16_224.dino"
-# The tiny model: the DINO ViT-S/16 recipe (patch 16, 224 px, CLS token) cut to 2 narrow blocks.
+DINO_VITS8 = "vit_small_patch8_224.dino"
+DINOV2_SMALL = "vit_small_patch14_dinov2.lvd142m"
+# The tiny models: a model's recipe (patch size, CLS token, layer scale) cut to 2 narrow blocks.
 TINY_MODEL = "vit_small_patch16_224.dino"
 TINY_KWARGS: dict[str, int] = {"depth": 2, "embed_dim": 64, "num_heads": 2}
 WEIGHTS_FILENAME = "model.safetensors"
@@ -71,20 +80,34 @@ def dino_transform():
     )
 
 
-def tiny_weights_file(seed: int) -> Path:
-    """Build (once) and return the tiny random DINO weights for `seed`.
+def model_kwargs(model_name: str) -> dict[str, Any]:
+    """What a model needs beyond its name: DINOv2 runs at 224 px (its weights are for 518)."""
+    return {"img_size": CROP} if "dinov2" in model_name else {}
+
+
+def tiny_kwargs(model_name: str) -> dict[str, Any]:
+    """The tiny random test model of `model_name`'s architecture: its recipe, 2 narrow blocks.
+    DINOv2's layer scale starts at 1 here, not 1e-5: untrained, 1e-5 would leave every image
+    with the same CLS token."""
+    extra = {"init_values": 1.0} if "dinov2" in model_name else {}
+    return {**TINY_KWARGS, **model_kwargs(model_name), **extra}
+
+
+def tiny_weights_file(seed: int, model_name: str = TINY_MODEL) -> Path:
+    """Build (once) and return the tiny random weights of `model_name`'s architecture for `seed`.
 
     Keyed by model name, a digest of the size overrides and the seed:
-    ``cache_dir()/scorers/timm-vit_small_patch16_224.dino-<digest>-seed<seed>/model.safetensors``.
+    ``cache_dir()/scorers/timm-<model>-<digest>-seed<seed>/model.safetensors``.
     """
     import timm
 
-    digest = config_digest({"model": TINY_MODEL, **TINY_KWARGS, "num_classes": 0})
-    path = tiny_weights_path(f"timm-{TINY_MODEL}-{digest}-seed{seed}", WEIGHTS_FILENAME)
-    meta = {"library": "timm", "model": TINY_MODEL, "config_digest": digest, "seed": str(seed)}
+    kwargs = tiny_kwargs(model_name)
+    digest = config_digest({"model": model_name, **kwargs, "num_classes": 0})
+    path = tiny_weights_path(f"timm-{model_name}-{digest}-seed{seed}", WEIGHTS_FILENAME)
+    meta = {"library": "timm", "model": model_name, "config_digest": digest, "seed": str(seed)}
 
     def build():
-        return timm.create_model(TINY_MODEL, pretrained=False, num_classes=0, **TINY_KWARGS)
+        return timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
 
     return ensure_tiny_weights(path, build, seed, meta)
 
@@ -144,22 +167,26 @@ def load_dino_model(
     import timm
 
     device = resolve_device(device)
+    name = str(model or DEFAULT_MODEL)
+    if not timm.is_model(name):
+        raise ValueError(f"unknown timm model {name!r}")
     seed = parse_random_seed(pretrained)
     if seed is not None:
-        if model not in (None, "", TINY_MODEL) or weights_file:
+        if weights_file:
             raise ValueError(
-                f"pretrained={pretrained!r} builds the tiny random DINO model; leave model and "
-                "weights_file unset"
+                f"pretrained={pretrained!r} builds a tiny random model; leave weights_file unset"
             )
-        key: tuple = ("tiny", seed, device)
+        key: tuple = ("tiny", name, seed, device)
         if key not in _MODELS:
+            # The default model keeps the id its stored scores carry.
+            tiny = "tiny-random" if name == TINY_MODEL else f"tiny-random-{name}"
             _MODELS[key] = DinoModel(
-                model_name=TINY_MODEL,
-                weights_file=str(tiny_weights_file(seed)),
-                model_id=f"timm:tiny-random/seed{seed}",
+                model_name=name,
+                weights_file=str(tiny_weights_file(seed, name)),
+                model_id=f"timm:{tiny}/seed{seed}",
                 random_weights=True,
                 device=device,
-                extra_kwargs=TINY_KWARGS,
+                extra_kwargs=tiny_kwargs(name),
             )
         return _MODELS[key]
     if pretrained not in (None, "", "default"):
@@ -168,9 +195,6 @@ def load_dino_model(
             "local weights file"
         )
 
-    name = str(model or DEFAULT_MODEL)
-    if not timm.is_model(name):
-        raise ValueError(f"unknown timm model {name!r}")
     file: str | None = None
     model_id = f"timm:{name}"
     if weights_file:
@@ -190,6 +214,7 @@ def load_dino_model(
             model_id=model_id,
             random_weights=False,
             device=device,
+            extra_kwargs=model_kwargs(name),
         )
     return _MODELS[key]
 
@@ -198,7 +223,7 @@ def load_dino_model(
 class DinoOptions:
     """The options of dino (`--scorer-option dino.NAME=VALUE`)."""
 
-    model: str | None = None  # timm model name (default vit_small_patch16_224.dino)
+    model: str | None = None  # timm model name (default: the scorer's own)
     weights_file: str | None = None  # a local weights file
     pretrained: str | None = None  # random:<seed> for the tiny random test model
     device: str | None = None  # auto, cpu, cuda, cuda:N
@@ -216,12 +241,16 @@ class DinoScorer:
     display_name = "DINO"
     higher_is_better = True
     needs = "references"  # what a generated image is compared with
+    default_model = DEFAULT_MODEL
 
     def __init__(self, options: DinoOptions) -> None:
         self.options = options
         self.batch_size = options.batch_size
         self.model = load_dino_model(
-            options.model, options.weights_file, options.pretrained, options.device
+            options.model or self.default_model,
+            options.weights_file,
+            options.pretrained,
+            options.device,
         )
         self.model_id: str = self.model.model_id
         self.random_weights: bool = self.model.random_weights
@@ -245,5 +274,32 @@ class DinoScorer:
         )
 
 
+class Dinov2Scorer(DinoScorer):
+    """``dinov2``: as ``dino``, with DINOv2-small (DreamBench++)."""
+
+    id = "dinov2"
+    display_name = "DINOv2"
+    default_model = DINOV2_SMALL
+
+
+class PresScorer(DinoScorer):
+    """``pres`` (DreamBooth's prior preservation): the DINO score of the prior images, made from
+    the plain class prompt ("a dog"), against the subject's photos. Lower is better: a model
+    whose every dog looks like the subject has lost its class prior."""
+
+    id = "pres"
+    display_name = "PRES"
+    higher_is_better = False
+    cells = "prior"  # scores the suite's prior images only
+
+
 def make_dino(options: Mapping[str, Any] | None = None) -> DinoScorer:
     return DinoScorer(resolve_config(DinoOptions, dict(options or {}), where="scorer dino"))
+
+
+def make_dinov2(options: Mapping[str, Any] | None = None) -> Dinov2Scorer:
+    return Dinov2Scorer(resolve_config(DinoOptions, dict(options or {}), where="scorer dinov2"))
+
+
+def make_pres(options: Mapping[str, Any] | None = None) -> PresScorer:
+    return PresScorer(resolve_config(DinoOptions, dict(options or {}), where="scorer pres"))

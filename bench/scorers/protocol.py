@@ -22,7 +22,9 @@ class Scorer(Protocol):
     id: str  # the column in scores.jsonl, e.g. "clip_i"
     display_name: str  # how tables name it, e.g. "CLIP-I"
     higher_is_better: bool
-    needs: str  # "references": compared with the subject's photos; "prompt": with the prompt
+    # "references": compared with the subject's photos; "prompt": with the prompt; "images": with
+    # the other images of its prompt (DIV)
+    needs: str
     model_id: str  # identifies the weights: scores from other weights are never mixed
     random_weights: bool  # labelled "random weights" wherever its numbers appear
 
@@ -36,4 +38,8 @@ class Scorer(Protocol):
     ) -> np.ndarray:
         """One float per image (NaN where undefined). `prompts` are the identifier-free prompts,
         one per image; `references` the subject's photos, the same for every call with the same
-        `reference_key` (so their embeddings can be cached)."""
+        `reference_key` (so their embeddings can be cached). The images of one call are one
+        subject's (and replicate's).
+
+        An optional attribute `cells = "prior"` makes a scorer score the suite's prior images
+        (the plain class prompt, `prior_images`) instead of its prompt images (PRES)."""

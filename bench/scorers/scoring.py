@@ -4,6 +4,9 @@
 Scorer options come from the suite's `[scorer_options]` and then `--scorer-option KEY.OPT=VALUE`.
 KEY is a scorer id (`clip_i`) or a prefix shared by several (`clip` sets clip_i and clip_t,
 which then share one loaded CLIP model); an exact id wins over a prefix.
+
+A convention (`bench.scorers.conventions`) picks the scorers and the models they use, and scales
+their raw cosines; its scores go to a file of their own, so a run holds one set per convention.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from PIL import Image
 
 from bench import registry
 from bench.config import parse_assignments
+from bench.data.prompts import PRIOR_PROMPT_ID
 from bench.errors import BenchError
 from bench.progress import Reporter, Silent
+from bench.scorers.conventions import BUILT_IN_SCORERS, Convention, get_convention, scorer_ids
 from bench.store.layout import RunPaths
 from bench.store.records import ScoreRow, UnitManifest, read_scores, write_scores
 
@@ -45,9 +50,17 @@ def options_for(scorer_id: str, table: dict[str, dict[str, Any]]) -> dict[str, A
 
 
 def load_scorers(
-    ids: tuple[str, ...] | list[str], table: dict[str, dict[str, Any]], device: str = "auto"
+    ids: tuple[str, ...] | list[str],
+    table: dict[str, dict[str, Any]],
+    device: str = "auto",
+    convention: str | None = None,
 ) -> list[Any]:
-    unknown_keys = [k for k in table if not any(i == k or i.startswith(k + "_") for i in ids)]
+    """The scorers a suite (scorer `ids`) is scored with under `convention` (default: the
+    default convention), each given its options from `table` and the model the convention fixes."""
+    profile = get_convention(convention)
+    ids = scorer_ids(profile, ids)
+    known = [*ids, *BUILT_IN_SCORERS]  # a suite may set options for every convention's scorers
+    unknown_keys = [k for k in table if not any(i == k or i.startswith(k + "_") for i in known)]
     if unknown_keys:
         raise BenchError(
             f"scorer options for {unknown_keys} match no scorer of this suite ({', '.join(ids)})"
@@ -56,6 +69,14 @@ def load_scorers(
     for scorer_id in ids:
         factory = registry.load(registry.SCORERS, scorer_id)
         options = {"device": device, **options_for(scorer_id, table)}
+        if scorer_id in profile.models:
+            fixed = profile.models[scorer_id]
+            if options.get("model") not in (None, fixed):
+                raise BenchError(
+                    f"convention {profile.name} scores {scorer_id} with {fixed}, not "
+                    f"{options['model']}: drop the {scorer_id}.model option or the convention"
+                )
+            options["model"] = fixed
         try:
             scorers.append(factory(options))
         except ValueError as e:
@@ -67,8 +88,12 @@ def scorer_info(scorers: list[Any]) -> dict[str, dict[str, Any]]:
     return {s.id: {"model": s.model_id, "random_weights": s.random_weights} for s in scorers}
 
 
-def score_unit(scorers: list[Any], unit: Path, run_root: Path) -> list[ScoreRow]:
-    """Score one (subject, replicate) directory's images; one row per image."""
+def score_unit(
+    scorers: list[Any], unit: Path, run_root: Path, convention: Convention | None = None
+) -> list[ScoreRow]:
+    """Score one (subject, replicate) directory's images; one row per image, each value as the
+    convention defines it."""
+    convention = convention or get_convention(None)
     manifest = UnitManifest.read(RunPaths.manifest(unit))
     subject = manifest.subject
     references = [Image.open(p).convert("RGB") for p in subject["images"]]
@@ -77,12 +102,23 @@ def score_unit(scorers: list[Any], unit: Path, run_root: Path) -> list[ScoreRow]
     prompts = [e.scoring_prompt for e in entries]
     key = f"{manifest.suite}/{subject['id']}"
     if manifest.leave_one_out:
-        values = {s.id: _leave_one_out(s, images, key) for s in scorers}
+        raw = {s.id: _leave_one_out(s, images, key) for s in scorers}
     else:
-        values = {
-            s.id: s.score(images, prompts=prompts, references=references, reference_key=key)
-            for s in scorers
-        }
+        prior = np.array([e.prompt_id == PRIOR_PROMPT_ID for e in entries], dtype=bool)
+        raw = {}
+        for s in scorers:
+            # A scorer scores either the suite's prompt images or its prior images; NaN elsewhere.
+            mine = prior if cells_of(s) == "prior" else ~prior
+            values = np.full(len(entries), np.nan)
+            if mine.any():
+                values[mine] = s.score(
+                    [im for im, m in zip(images, mine, strict=True) if m],
+                    prompts=[p for p, m in zip(prompts, mine, strict=True) if m],
+                    references=references,
+                    reference_key=key,
+                )
+            raw[s.id] = values
+    values = {scorer_id: convention.apply(scorer_id, v) for scorer_id, v in raw.items()}
     info = scorer_info(scorers)
     return [
         ScoreRow(
@@ -98,14 +134,21 @@ def score_unit(scorers: list[Any], unit: Path, run_root: Path) -> list[ScoreRow]
             image=str((unit / e.file).relative_to(run_root)),
             values={scorer_id: float(v[i]) for scorer_id, v in values.items()},
             scorers=info,
+            convention=convention.name,
         )
         for i, e in enumerate(entries)
     ]
 
 
+def cells_of(scorer: Any) -> str:
+    """Which images a scorer scores: "prompts" (the suite's prompts; the default) or "prior"."""
+    return getattr(scorer, "cells", "prompts")
+
+
 def _leave_one_out(scorer: Any, photos: list, key: str) -> np.ndarray:
-    """Each photo against the subject's other photos; NaN for scorers that need a prompt."""
-    if scorer.needs != "references" or len(photos) < 2:
+    """Each photo against the subject's other photos; NaN for scorers that need a prompt or
+    score prior images."""
+    if scorer.needs != "references" or cells_of(scorer) != "prompts" or len(photos) < 2:
         return np.full(len(photos), np.nan)
     return np.array(
         [
@@ -120,27 +163,38 @@ def _leave_one_out(scorer: Any, photos: list, key: str) -> np.ndarray:
     )
 
 
-def is_scored(unit: Path, scorers: list[Any]) -> bool:
-    """True when the unit's scores exist, are whole, and came from exactly these scorer models
-    (damaged scores are redone, not trusted)."""
-    path = RunPaths.scores(unit)
+def is_scored(unit: Path, scorers: list[Any], convention: str | None = None) -> bool:
+    """True when the unit's scores under the convention exist, are whole, and came from exactly
+    these scorer models (damaged scores are redone, not trusted)."""
+    name = get_convention(convention).name
+    path = RunPaths.scores(unit, name)
     if not path.is_file():
         return False
     try:
         rows = read_scores(path)
     except BenchError:
         return False
-    return bool(rows) and all(r.scorers == scorer_info(scorers) for r in rows)
+    info = scorer_info(scorers)
+    return bool(rows) and all(r.scorers == info and r.convention == name for r in rows)
 
 
-def score_run(run_root: Path, scorers: list[Any], reporter: Reporter | None = None) -> int:
-    """Score every complete unit of a run that lacks scores from these scorers; returns how many."""
-    todo = [u for u in RunPaths(run_root).units(checkpoints=True) if not is_scored(u, scorers)]
+def score_run(
+    run_root: Path,
+    scorers: list[Any],
+    reporter: Reporter | None = None,
+    convention: str | None = None,
+) -> int:
+    """Score every complete unit of a run that lacks scores from these scorers under the
+    convention (from its stored images: nothing is generated); returns how many."""
+    profile = get_convention(convention)
+    units = RunPaths(run_root).units(checkpoints=True)
+    todo = [u for u in units if not is_scored(u, scorers, profile.name)]
     if not todo:
         return 0
     task = (reporter or Silent()).task("score", total=len(todo))
     for unit in todo:
-        write_scores(RunPaths.scores(unit), score_unit(scorers, unit, run_root))
+        rows = score_unit(scorers, unit, run_root, profile)
+        write_scores(RunPaths.scores(unit, profile.name), rows)
         task.advance()
     task.finish()
     return len(todo)

@@ -7,6 +7,7 @@ What the files hold is in `bench.store.records`.
         images/<prompt id>-<image index>.png                  one PNG per cell
         manifest.json                                         written last: the unit is complete
         scores.jsonl                                          one row per scored image
+        scores.<convention>.jsonl                             ... under another convention
         checkpoints/step-<6 digits>/                          an intermediate adapter's unit
     <runs>/<suite>/sweep-<id>/sweep.md, sweep.json, *.png     a sweep's report
 
@@ -29,6 +30,7 @@ from typing import Any
 
 from bench.errors import BenchError
 from bench.methods.protocol import checkpoint_folder
+from bench.store.records import DEFAULT_CONVENTION
 
 LIBRARIES = (
     "bench",
@@ -80,8 +82,8 @@ class RunPaths:
         return unit / "fit.json"
 
     @staticmethod
-    def scores(unit: Path) -> Path:
-        return unit / SCORES
+    def scores(unit: Path, convention: str = DEFAULT_CONVENTION) -> Path:
+        return unit / scores_name(convention)
 
     def units(self, *, checkpoints: bool = False) -> list[Path]:
         """The complete units (those with a manifest), and with `checkpoints` their
@@ -93,18 +95,36 @@ class RunPaths:
             )
         return units
 
-    def score_files(self, checkpoint: int | None = None) -> list[Path]:
+    def score_files(
+        self, checkpoint: int | None = None, convention: str = DEFAULT_CONVENTION
+    ) -> list[Path]:
         """The scores of the final units, or of the checkpoint units at that step."""
         where = "" if checkpoint is None else f"{checkpoint_folder(checkpoint)}/"
-        return sorted(self.root.glob(f"*/replicate-*/{where}{SCORES}"))
+        return sorted(self.root.glob(f"*/replicate-*/{where}{scores_name(convention)}"))
 
-    def checkpoint_steps(self) -> list[int]:
+    def checkpoint_steps(self, convention: str = DEFAULT_CONVENTION) -> list[int]:
         """Training steps of the intermediate adapters that were generated and scored."""
-        found = self.root.glob(f"*/replicate-*/checkpoints/step-*/{SCORES}")
+        found = self.root.glob(f"*/replicate-*/checkpoints/step-*/{scores_name(convention)}")
         return sorted({int(p.parent.name.removeprefix("step-")) for p in found})
 
+    def conventions(self) -> list[str]:
+        """The conventions the run's final units were scored under, the default first."""
+        found = {convention_of(p.name) for p in self.root.glob("*/replicate-*/scores*.jsonl")}
+        return sorted(found, key=lambda c: (c != DEFAULT_CONVENTION, c))
 
-SCORES = "scores.jsonl"
+
+SCORES = "scores.jsonl"  # the default convention's file keeps the name it had before conventions
+
+
+def scores_name(convention: str) -> str:
+    """scores.jsonl under the default convention, scores.<convention>.jsonl under another."""
+    return SCORES if convention == DEFAULT_CONVENTION else f"scores.{convention}.jsonl"
+
+
+def convention_of(file_name: str) -> str:
+    """The convention a scores file name holds (the inverse of `scores_name`)."""
+    middle = file_name.removeprefix("scores").removesuffix(".jsonl")
+    return middle.removeprefix(".") or DEFAULT_CONVENTION
 
 
 def run_dirs(runs_root: Path) -> list[Path]:
@@ -114,7 +134,8 @@ def run_dirs(runs_root: Path) -> list[Path]:
 
 def scored_run_dirs(runs_root: Path) -> list[Path]:
     """The runs of a store with at least one scored unit."""
-    return sorted({p.parent.parent.parent for p in runs_root.glob(f"*/*/*/replicate-*/{SCORES}")})
+    found = runs_root.glob("*/*/*/replicate-*/scores*.jsonl")
+    return sorted({p.parent.parent.parent for p in found})
 
 
 def sweep_reports(runs_root: Path) -> list[Path]:

@@ -23,6 +23,9 @@ from typing import Any
 from bench import atomic
 from bench.errors import BenchError
 
+# The convention scores are defined under unless a row says otherwise (bench.scorers.conventions).
+DEFAULT_CONVENTION = "dreambooth"
+
 FORMAT = 1
 KINDS = ("generated", "reference", "external")  # how a run's images came to be
 
@@ -209,6 +212,7 @@ class ScoreRow:
     image: str  # relative to the run folder
     values: dict[str, float | None]  # scorer id -> value (None: not defined for this image)
     scorers: dict[str, dict[str, Any]]  # scorer id -> {"model", "random_weights"}
+    convention: str = DEFAULT_CONVENTION  # how the values are defined (bench.scorers.conventions)
 
     def to_json(self) -> dict[str, Any]:
         """Flat on disk: one column per scorer beside the image's ids."""
@@ -216,6 +220,7 @@ class ScoreRow:
         for scorer, value in self.values.items():
             row[scorer] = None if value is None or math.isnan(value) else float(value)
         row["scorers"] = self.scorers
+        row["convention"] = self.convention
         return row
 
     @classmethod
@@ -225,6 +230,7 @@ class ScoreRow:
             **{name: row.get(name) for name in ROW_FIELDS},
             values={s: row.get(s) for s in scorers},
             scorers=scorers,
+            convention=row.get("convention") or DEFAULT_CONVENTION,  # rows from before conventions
         )
 
 

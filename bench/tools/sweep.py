@@ -26,6 +26,7 @@ from bench.errors import BenchError
 from bench.paths import data_dir
 from bench.reports import plots
 from bench.reports.labels import (
+    LOWER_IS_BETTER,
     RANDOM_WEIGHTS_NOTE,
     interval,
     interval_notes,
@@ -230,7 +231,8 @@ def report(
         }
         row = {"config": label, "run": results.run_id}
         for m in metrics:
-            best_step = max(points, key=lambda s, m=m: points[s][m].mean)
+            sign = -1.0 if m in LOWER_IS_BETTER else 1.0
+            best_step = max(points, key=lambda s, m=m, sign=sign: sign * points[s][m].mean)
             row[f"{metric_name(m)} final"] = _interval_text(intervals[m])
             row[f"{metric_name(m)} best (optimistic)"] = (
                 f"{_interval_text(points[best_step][m])} @ {best_step}"
