@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bench.diffusion.backbone import load_backbone
-from bench.diffusion.tiny_backbone import tiny_backbone_dir
+from bench.diffusion.random_backbones import tiny_backbone_dir
 from bench.errors import BenchError
 
 

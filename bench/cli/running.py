@@ -49,7 +49,9 @@ def run(
     batch_size: BatchSizeOption = 8,
     backbone: Annotated[
         str | None,
-        typer.Option(help="Override the suite's backbone (hub id, local dir or `tiny`)."),
+        typer.Option(
+            help="Override the suite's backbone (hub id, local dir, `tiny` or `sd15-random`)."
+        ),
     ] = None,
     data_root: DataRootOption = None,
     subject: SubjectsOption = None,

@@ -1,8 +1,9 @@
-"""Loading the diffusion backbone: a Stable Diffusion pipeline by hub id, local directory or `tiny`.
+"""Loading the diffusion backbone: a Stable Diffusion pipeline by hub id, local directory, or a
+built-in random-weight backbone (`tiny`, `sd15-random`).
 
-All three go through `StableDiffusionPipeline.from_pretrained`; `tiny` is first built and saved
-in diffusers' layout (see tiny_backbone.py). The safety checker is always off, as in the seed
-study, so every image is generated and scored.
+All go through `StableDiffusionPipeline.from_pretrained`; a random-weight backbone is first built
+and saved in diffusers' layout (see random_backbones.py). The safety checker is always off, as in
+the seed study, so every image is generated and scored.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from bench.errors import BenchError
 
-TINY = "tiny"
+TINY = "tiny"  # the embedded suites' backbone (bench.diffusion.random_backbones)
 
 
 @dataclass
@@ -95,7 +96,8 @@ def load_backbone(
     device: str = "auto",
     dtype: str = "auto",
 ) -> Backbone:
-    """Load `spec` (hub id, local directory or `tiny`) onto `device` with frozen weights."""
+    """Load `spec` (hub id, local directory, `tiny` or `sd15-random`) onto `device` with frozen
+    weights."""
     import diffusers
     from diffusers import StableDiffusionPipeline
 
@@ -103,16 +105,12 @@ def load_backbone(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     random_weights = False
-    if spec == TINY:
-        from bench.diffusion.tiny_backbone import TINY_VERSION, tiny_backbone_dir
+    from bench.diffusion import random_backbones
 
-        path, source, rev, random_weights = (
-            tiny_backbone_dir(),
-            str(tiny_backbone_dir()),
-            None,
-            True,
-        )
-        resolved_revision = f"tiny-v{TINY_VERSION}-seed0"
+    if random_backbones.is_random_backbone(spec):
+        path = random_backbones.random_backbone_dir(spec)
+        source, rev, random_weights = str(path), None, True
+        resolved_revision = random_backbones.revision(spec)
     elif Path(spec).is_dir():
         path, source, rev = Path(spec), spec, None
         resolved_revision = f"local:{_fingerprint(path)}"
@@ -128,7 +126,7 @@ def load_backbone(
             requires_safety_checker=False,
         )
     except (OSError, ValueError) as e:
-        if Path(spec).exists() or spec == TINY:
+        if Path(spec).exists() or random_backbones.is_random_backbone(spec):
             raise BenchError(
                 f"backbone {spec}: cannot load it as a diffusers pipeline ({e})"
             ) from None

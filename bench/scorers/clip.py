@@ -7,7 +7,8 @@
 
 Options (both scorers): ``model`` (open_clip architecture, default ``ViT-B-32``), ``pretrained``
 (an open_clip tag, default ``openai``; or a local weights file; or ``random:<seed>`` for the tiny
-random-weight test model), ``quick_gelu`` (default: what the tag was trained with; for a local file,
+random-weight test model; or ``random-full:<seed>`` for the architecture at its real size with
+random weights), ``quick_gelu`` (default: what the tag was trained with; for a local file,
 what the architecture's ``openai`` tag uses, since that file is normally an offline copy of the
 default weights), ``device`` and ``batch_size``.
 
@@ -20,6 +21,7 @@ pretrained=<file>)``, the loader a real local file goes through.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ from bench.scorers.common import (
     inference_context,
     offline_reason,
     paired_cosine,
+    parse_full_random_seed,
     parse_random_seed,
     resolve_device,
     tiny_weights_path,
@@ -84,6 +87,24 @@ def tiny_weights_file(seed: int) -> Path:
     path = tiny_weights_path(f"open_clip-{TINY_ARCH}-{digest}-seed{seed}", WEIGHTS_FILENAME)
     meta = {"library": "open_clip", "arch": TINY_ARCH, "config_digest": digest, "seed": str(seed)}
     return ensure_tiny_weights(path, lambda: open_clip.CLIP(**config), seed, meta)
+
+
+def full_random_weights_file(arch: str, seed: int) -> Path:
+    """Build (once) and return random weights of open_clip architecture `arch` at its real size:
+    ``cache_dir()/scorers/open_clip-<arch>-full-seed<seed>/open_clip_model.safetensors``."""
+    import open_clip
+
+    path = tiny_weights_path(f"open_clip-{arch}-full-seed{seed}", WEIGHTS_FILENAME)
+    meta = {"library": "open_clip", "arch": arch, "seed": str(seed), "size": "full"}
+
+    def build():
+        logging.disable(logging.WARNING)  # "initialized randomly": that is the point here
+        try:
+            return open_clip.create_model(arch)
+        finally:
+            logging.disable(logging.NOTSET)
+
+    return ensure_tiny_weights(path, build, seed, meta)
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -179,7 +200,15 @@ def load_clip_model(
     if arch not in open_clip.list_models():
         raise ValueError(f"unknown open_clip architecture {arch!r}")
     tag_cfg = open_clip.get_pretrained_cfg(arch, pretrained)
-    if tag_cfg:
+    full_seed = parse_full_random_seed(pretrained)
+    if full_seed is not None:
+        # Built like the architecture's openai weights, so it runs as they do.
+        default_qg = bool(open_clip.get_pretrained_cfg(arch, "openai").get("quick_gelu", False))
+        qg = default_qg if quick_gelu is None else quick_gelu
+        weights = str(full_random_weights_file(arch, full_seed))
+        model_id = f"open_clip:{arch}/random-full/seed{full_seed}"
+        tag_cfg = {}
+    elif tag_cfg:
         default_qg = bool(tag_cfg.get("quick_gelu", False))
         qg = default_qg if quick_gelu is None else quick_gelu
         model_id = f"open_clip:{arch}/{pretrained}"
@@ -213,7 +242,7 @@ def load_clip_model(
         arch=arch,
         weights=weights,
         model_id=model_id,
-        random_weights=False,
+        random_weights=full_seed is not None,
         device=device,
         quick_gelu=qg,
     )

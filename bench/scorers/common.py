@@ -22,6 +22,7 @@ from bench.paths import cache_dir
 DEFAULT_BATCH_SIZE = 32
 
 _RANDOM_RE = re.compile(r"^random:(\d+)$")
+_FULL_RANDOM_RE = re.compile(r"^random-full:(\d+)$")
 
 
 # --------------------------------------------------------------------------- cosine maths
@@ -61,10 +62,19 @@ def paired_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def parse_random_seed(value: str | None) -> int | None:
-    """The seed of a ``"random:<seed>"`` weights spec, else None."""
+    """The seed of a ``"random:<seed>"`` weights spec (a tiny random model), else None."""
     if value is None:
         return None
     m = _RANDOM_RE.match(str(value).strip())
+    return int(m.group(1)) if m else None
+
+
+def parse_full_random_seed(value: str | None) -> int | None:
+    """The seed of a ``"random-full:<seed>"`` weights spec (the named architecture at its real
+    size with random weights: real shapes, speed and memory, meaningless scores), else None."""
+    if value is None:
+        return None
+    m = _FULL_RANDOM_RE.match(str(value).strip())
     return int(m.group(1)) if m else None
 
 

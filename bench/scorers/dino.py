@@ -14,7 +14,8 @@ processor does the same).
 
 Options: ``model`` (timm model name), ``weights_file`` (a local weights file, loaded with
 ``pretrained_cfg_overlay=dict(file=...)``), ``pretrained`` (``random:<seed>`` for a tiny random
-test model of the same architecture family; otherwise leave unset), ``device``, ``batch_size``.
+test model of the same architecture family, ``random-full:<seed>`` for the model at its real size
+with random weights; otherwise leave unset), ``device``, ``batch_size``.
 
 Tiny random weights are written once to ``cache_dir()/scorers/<key>/model.safetensors`` and loaded
 back by path through the same ``pretrained_cfg_overlay=dict(file=...)`` loader as a real file.
@@ -39,6 +40,7 @@ from bench.scorers.common import (
     ensure_tiny_weights,
     inference_context,
     offline_reason,
+    parse_full_random_seed,
     parse_random_seed,
     resolve_device,
     tiny_weights_path,
@@ -108,6 +110,21 @@ def tiny_weights_file(seed: int, model_name: str = TINY_MODEL) -> Path:
 
     def build():
         return timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
+
+    return ensure_tiny_weights(path, build, seed, meta)
+
+
+def full_random_weights_file(model_name: str, seed: int) -> Path:
+    """Build (once) and return random weights of `model_name` at its real size."""
+    import timm
+
+    path = tiny_weights_path(f"timm-{model_name}-full-seed{seed}", WEIGHTS_FILENAME)
+    meta = {"library": "timm", "model": model_name, "seed": str(seed), "size": "full"}
+
+    def build():
+        return timm.create_model(
+            model_name, pretrained=False, num_classes=0, **model_kwargs(model_name)
+        )
 
     return ensure_tiny_weights(path, build, seed, meta)
 
@@ -189,10 +206,23 @@ def load_dino_model(
                 extra_kwargs=tiny_kwargs(name),
             )
         return _MODELS[key]
+    full_seed = parse_full_random_seed(pretrained)
+    if full_seed is not None:
+        key = ("full", name, full_seed, device)
+        if key not in _MODELS:
+            _MODELS[key] = DinoModel(
+                model_name=name,
+                weights_file=str(full_random_weights_file(name, full_seed)),
+                model_id=f"timm:{name}/random-full/seed{full_seed}",
+                random_weights=True,
+                device=device,
+                extra_kwargs=model_kwargs(name),
+            )
+        return _MODELS[key]
     if pretrained not in (None, "", "default"):
         raise ValueError(
-            f"dino pretrained={pretrained!r}: use random:<seed>, or weights_file=<path> for a "
-            "local weights file"
+            f"dino pretrained={pretrained!r}: use random:<seed>, random-full:<seed>, or "
+            "weights_file=<path> for a local weights file"
         )
 
     file: str | None = None
