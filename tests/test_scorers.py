@@ -325,18 +325,24 @@ def test_clip_i_and_clip_t_share_one_model():
     clear_models()
 
 
+def counting_network(model):
+    """A call-through spy on the images a model's network embeds: a list of batch sizes."""
+    calls = []
+    original = model._embed_batch
+
+    def counting(images):
+        calls.append(len(images))
+        return original(images)
+
+    model._embed_batch = counting
+    return calls
+
+
 @pytest.mark.parametrize("name", ["clip_i", "dino"])
 def test_reference_embeddings_cached_per_key(tiny, name):
     scorer = tiny[name]
     model = scorer.model
-    calls = []
-    original = model.embed_images
-
-    def counting(images, batch_size):
-        calls.append(len(images))
-        return original(images, batch_size)
-
-    model.embed_images = counting
+    calls = counting_network(model)
     try:
         images, refs = make_images(2, seed=12), make_images(3, seed=13)
         kw = dict(prompts=["a dog"] * 2, references=refs)
@@ -344,10 +350,12 @@ def test_reference_embeddings_cached_per_key(tiny, name):
         assert calls == [3, 2]  # references, then the generated images
         assert "cache/subject" in model.ref_cache
         second = scorer.score(images, reference_key="cache/subject", **kw)
-        assert calls == [3, 2, 2]  # references not embedded again
+        assert calls == [3, 2]  # neither embedded again
         np.testing.assert_array_equal(first, second)
         scorer.score(images, reference_key="cache/other", **kw)
-        assert calls == [3, 2, 2, 3, 2]  # a new key is a new reference set
+        assert calls == [3, 2, 3]  # a new key is a new reference set
+        scorer.score(make_images(2, seed=15), reference_key="cache/other", **kw)
+        assert calls == [3, 2, 3, 2]  # other pixels are embedded
         with pytest.raises(ValueError, match="different set of reference images"):
             scorer.score(
                 images,
@@ -356,7 +364,33 @@ def test_reference_embeddings_cached_per_key(tiny, name):
                 references=make_images(3, seed=14),
             )
     finally:
-        del model.embed_images
+        del model._embed_batch
+
+
+def test_clip_i_and_clip_t_embed_the_generated_images_once(tiny):
+    clip_i, clip_t = tiny["clip_i"], tiny["clip_t"]
+    assert clip_i.model is clip_t.model  # one loaded CLIP
+    model = clip_i.model
+    images, refs = make_images(5, seed=16), make_images(3, seed=17)
+    prompts = ["a dog on the beach"] * 5
+    model._last_images = None
+    fresh = clip_t.score(images, prompts=prompts, references=refs, reference_key="once")
+    calls = counting_network(model)
+    try:
+        model._last_images = None
+        clip_i.score(images, prompts=prompts, references=refs, reference_key="once")
+        assert calls == [3, 5]  # the photos, then the generated images
+        shared = clip_t.score(images, prompts=prompts, references=refs, reference_key="once")
+        assert calls == [3, 5]  # CLIP-T reused CLIP-I's image embeddings
+        np.testing.assert_array_equal(shared, fresh)
+        # The same images at another batch size are embedded again (batching can round).
+        clip_t.batch_size = 2
+        clip_t.score(images, prompts=prompts, references=refs, reference_key="once")
+        assert calls == [3, 5, 2, 2, 1]
+    finally:
+        clip_t.batch_size = 32
+        del model._embed_batch
+        model.ref_cache.pop("once", None)
 
 
 def test_prompts_embedded_once_per_distinct_text(tiny):

@@ -103,7 +103,11 @@ DataRootOption = Annotated[
 SuiteOption = Annotated[str, typer.Option("--suite", "-s", help="Suite name or .toml path.")]
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 DtypeOption = Annotated[
-    str, typer.Option(help="auto (fp16 on CUDA, fp32 on CPU), float32, float16 or bfloat16.")
+    str,
+    typer.Option(
+        help="auto (bf16 on a CUDA GPU that has it, else fp16; fp32 on CPU), float32, float16 or "
+        "bfloat16."
+    ),
 ]
 BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="Images per generation batch.")]
 SetOption = Annotated[

@@ -62,8 +62,10 @@ def resolve_device(name: str = "auto"):
 def resolve_dtype(name: str, device):
     import torch
 
-    if name == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+    if name == "auto":  # bf16 where the GPU has it (no loss scaling needed), else fp16; fp32 on CPU
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     dtypes = {
         "float32": torch.float32,
         "fp32": torch.float32,

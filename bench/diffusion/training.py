@@ -93,3 +93,13 @@ def fixed_noise_loss(pipe, pixels, prompt: str, seed: int = 0, n_timesteps: int 
             pipe.unet, scheduler, latents.to(device), text, noise.to(device), t.to(device)
         )
     return float(loss)
+
+
+def loss_scaler(device, dtype):
+    """A gradient scaler, on for float16: half-precision activations can round small gradients
+    to zero on their way back to the fp32 adapters, and scaling the loss up keeps them (the
+    optimizer sees them unscaled, and a step with inf/NaN gradients is skipped). bfloat16 has
+    float32's range and needs none; float32 gets a scaler that does nothing."""
+    import torch
+
+    return torch.amp.GradScaler(torch.device(device).type, enabled=dtype == torch.float16)

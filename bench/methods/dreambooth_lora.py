@@ -25,6 +25,7 @@ from bench.diffusion.training import (
     encode_text,
     latent_distribution,
     load_images,
+    loss_scaler,
     training_scheduler,
 )
 from bench.errors import BenchError
@@ -151,6 +152,7 @@ class DreamBoothLoRA:
         autocast = torch.autocast(
             device.type, dtype=ctx.backbone.dtype, enabled=ctx.backbone.dtype != torch.float32
         )
+        scaler = loss_scaler(device, ctx.backbone.dtype)
 
         def draw(distribution, n):
             mean, std = distribution
@@ -193,9 +195,10 @@ class DreamBoothLoRA:
                     if prior is not None:
                         prior_loss = per_example[n:].mean()
                         loss = loss + cfg.prior_loss_weight * prior_loss
-                    (loss / cfg.gradient_accumulation).backward()
+                    scaler.scale(loss / cfg.gradient_accumulation).backward()
                 learning_rates.append(optimizer.param_groups[0]["lr"])  # the UNet's, this step
-                optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
                 lr_schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 losses.append(loss.item())

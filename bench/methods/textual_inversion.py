@@ -21,6 +21,7 @@ from bench.diffusion.training import (
     denoising_loss,
     latent_distribution,
     load_images,
+    loss_scaler,
     training_scheduler,
 )
 from bench.errors import BenchError
@@ -136,8 +137,11 @@ class TextualInversion:
         autocast = torch.autocast(
             device.type, dtype=ctx.backbone.dtype, enabled=ctx.backbone.dtype != torch.float32
         )
+        scaler = loss_scaler(device, ctx.backbone.dtype)
         losses = []
-        text_encoder.set_input_embeddings(extended)
+        # Its rows enter the frozen encoder in the encoder's own dtype (on a CPU, a layer norm
+        # with bf16 weights refuses fp32 input); gradients flow back to the fp32 rows.
+        text_encoder.set_input_embeddings(_in_dtype(extended, original.weight.dtype))
         try:
             for _step in range(cfg.steps):
                 index = torch.randint(len(pixels), (cfg.batch_size,), generator=generator)
@@ -156,8 +160,9 @@ class TextualInversion:
                         pipe.unet, noise_scheduler, latents, text, noise, timesteps
                     )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 with torch.no_grad():  # only the new rows learn: put every other row back
                     extended.weight[:n_old] = frozen_rows
                 losses.append(loss.item())
@@ -205,3 +210,22 @@ class TextualInversion:
             pipe.text_encoder.set_input_embeddings(embedding)
             pipe.text_encoder.config.vocab_size = vocab_size
             self._loaded = self._original = None
+
+
+def _in_dtype(embedding, dtype):
+    """`embedding`, its output cast to `dtype` (a module, as the text encoder expects)."""
+    import torch
+
+    class InDtype(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedding = embedding
+
+        @property
+        def weight(self):  # it stands for the embedding: its rows are the embedding's
+            return self.embedding.weight
+
+        def forward(self, ids):
+            return self.embedding(ids).to(dtype)
+
+    return InDtype()

@@ -126,7 +126,9 @@ class EmbeddingModel:
     """A loaded embedding network with its in-memory caches, shared by the scorers built on it.
 
     `ref_cache` maps a reference_key to (fingerprint of the reference images, their embeddings),
-    so the references of a subject are embedded once however many batches are scored.
+    so the references of a subject are embedded once however many batches are scored. The last
+    list of images embedded is remembered by its fingerprint too: CLIP-I and CLIP-T score the
+    same generated images on one model, and the second scorer reuses the first one's embeddings.
     """
 
     model_id: str
@@ -135,13 +137,20 @@ class EmbeddingModel:
 
     def __init__(self) -> None:
         self.ref_cache: dict[str, tuple[str, np.ndarray]] = {}
+        self._last_images: tuple[tuple[str, int], np.ndarray] | None = None
 
     def _embed_batch(self, images: list[Image.Image]) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
     def embed_images(self, images: Sequence[Image.Image], batch_size: int) -> np.ndarray:
-        """Unit-norm float64 embeddings, shape (n, d), computed `batch_size` images at a time."""
-        return embed_in_batches(list(images), self._embed_batch, batch_size)
+        """Unit-norm float64 embeddings, shape (n, d), computed `batch_size` images at a time
+        (or the last call's, when it embedded the same pixels at the same batch size)."""
+        key = (image_fingerprint(images), batch_size)
+        if self._last_images is not None and self._last_images[0] == key:
+            return self._last_images[1]
+        embeddings = embed_in_batches(list(images), self._embed_batch, batch_size)
+        self._last_images = (key, embeddings)
+        return embeddings
 
     def reference_embeddings(
         self, reference_key: str, references: Sequence[Image.Image], batch_size: int
@@ -158,7 +167,7 @@ class EmbeddingModel:
                     "reference images"
                 )
             return cached[1]
-        embeddings = self.embed_images(references, batch_size)
+        embeddings = embed_in_batches(list(references), self._embed_batch, batch_size)
         self.ref_cache[reference_key] = (fingerprint, embeddings)
         return embeddings
 
