@@ -80,6 +80,7 @@ def spy_unet(unet):
             {
                 "training": torch.is_grad_enabled(),  # not a class image being generated
                 "sample": sample.detach().clone(),
+                "context": encoder_hidden_states.detach().clone(),
                 "prediction": prediction.detach().clone(),
             }
         )
@@ -204,6 +205,28 @@ def test_prior_loss_is_the_loss_on_the_class_half_of_each_batch(
         instance, prior = per_example[:2].mean().item(), per_example[2:].mean().item()
         assert log["prior_losses"][step] == pytest.approx(prior, rel=1e-5)
         assert log["losses"][step] == pytest.approx(instance + 2.5 * prior, rel=1e-5)
+
+
+@pytest.mark.parametrize("train_text_encoder", [False, True])
+def test_captions_are_encoded_once_unless_the_text_encoder_trains(
+    backbone, suite, tmp_path, train_text_encoder
+):
+    pipe = backbone.pipe
+    with spy_unet(pipe.unet) as forwards, spy_captions(pipe) as captions:
+        lora(
+            backbone, suite, tmp_path, steps=3, batch_size=2, train_text_encoder=train_text_encoder
+        )
+    assert decoded(pipe, captions) == [["a sks mug"] * 2] * (3 if train_text_encoder else 1)
+    if not train_text_encoder:
+        # What every step saw is the frozen encoder's output for the caption, computed here.
+        ids = pipe.tokenizer(
+            ["a sks mug"] * 2, padding="max_length", max_length=77, return_tensors="pt"
+        ).input_ids
+        with torch.no_grad():
+            expected = pipe.text_encoder(ids)[0]
+        training = [f for f in forwards if f["training"]]
+        assert len(training) == 3
+        assert all(torch.equal(f["context"], expected) for f in training)
 
 
 def test_class_images_are_cached_by_backbone_prompt_resolution_number_and_seed(

@@ -164,14 +164,17 @@ class DreamBoothLoRA:
         n = cfg.batch_size
         unet.train()
         text_encoder.train(cfg.train_text_encoder)
+        texts = [instance_text] * n + ([class_text] * n if prior is not None else [])
+        frozen_captions = None
+        if not cfg.train_text_encoder:  # the same captions every step: encode them once
+            with autocast, torch.no_grad():
+                frozen_captions = encode_text(pipe, texts)
         try:
             for step in range(1, cfg.steps + 1):
                 for _ in range(cfg.gradient_accumulation):
                     latents = draw(instance, n)
-                    texts = [instance_text] * n
                     if prior is not None:  # instance and class examples in one batch
                         latents = torch.cat([latents, draw(prior, n)])
-                        texts += [class_text] * n
                     noise = torch.randn(latents.shape, generator=generator).to(device)
                     timesteps = torch.randint(
                         noise_scheduler.config.num_train_timesteps,
@@ -179,7 +182,9 @@ class DreamBoothLoRA:
                         generator=generator,
                     ).to(device)
                     with autocast, torch.set_grad_enabled(True):
-                        with torch.set_grad_enabled(cfg.train_text_encoder):
+                        if frozen_captions is not None:
+                            embeddings = frozen_captions
+                        else:
                             embeddings = encode_text(pipe, texts)
                         per_example = denoising_loss(
                             unet,
