@@ -248,6 +248,8 @@ class Harness:
             out.append(self.paired(
                 name, "step", lambda n, sets=sets: self.bench_train("dreambooth_lora", sets, n),
                 ref, steps, "train_dreambooth_lora.py"))  # fmt: skip
+        if "textual_inversion" not in wanted:
+            return out
         ref = (
             None
             if self.args.diffusers_examples is None
