@@ -19,6 +19,7 @@ LAYERS = [
             "bench.config",
             "bench.toml_files",
             "bench.atomic",
+            "bench.images",
         ],
     ),
     ("data", ["bench.data"]),

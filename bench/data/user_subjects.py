@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench.data.subjects import _ID, IMAGE_SUFFIXES, KINDS, Subject, kind_for_class, load_subject
 from bench.errors import BenchError
+from bench.images import read_image
 from bench.paths import user_dir
 
 LICENSE = "user-provided"
@@ -37,20 +38,16 @@ class Registration:
 
 
 def usable_images(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """(images PIL can open with a known suffix, in name order; skipped files with the reason)."""
-    from PIL import Image
-
+    """(readable images with a known suffix, in name order; skipped files with the reason)."""
     usable, skipped = [], []
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             skipped.append((path, f"not a {'/'.join(IMAGE_SUFFIXES)} file"))
             continue
-        try:
-            with Image.open(path) as image:
-                image.load()
-        except Exception as e:  # unreadable, truncated, not an image at all, a decompression bomb
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            skipped.append((path, f"PIL cannot open it ({reason})"))
+        try:  # unreadable, truncated, too small, not an image at all, a decompression bomb
+            read_image(path)
+        except BenchError as e:
+            skipped.append((path, str(e).removeprefix(f"{path}: ")))
             continue
         usable.append(path)
     return usable, skipped

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench.images import read_image
+
 
 def load_images(paths: list[Path] | tuple[Path, ...], resolution: int):
     """(N, 3, R, R) float32 in [-1, 1]: shorter side resized to R (bicubic), centre-cropped."""
@@ -15,7 +17,7 @@ def load_images(paths: list[Path] | tuple[Path, ...], resolution: int):
 
     tensors = []
     for path in paths:
-        image = Image.open(path).convert("RGB")
+        image = read_image(path)
         scale = resolution / min(image.size)
         w, h = (
             max(resolution, round(image.width * scale)),

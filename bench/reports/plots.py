@@ -8,6 +8,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from bench import atomic
+from bench.images import read_image
 from bench.reports.labels import metric_name
 from bench.store.layout import RunPaths
 from bench.store.records import UnitManifest
@@ -88,9 +89,7 @@ def contact_sheet(run_root: Path, path: Path, tile: int = 96, max_columns: int =
     for r, (prompt_id, files) in enumerate(rows.items()):
         draw.text((4, r * tile + tile // 2 - 6), prompt_id[:34], fill="black")
         for c, file in enumerate(files[:columns]):
-            with Image.open(file) as image:
-                sheet.paste(
-                    image.convert("RGB").resize((tile, tile)), (label_width + c * tile, r * tile)
-                )
+            image = read_image(file).resize((tile, tile))
+            sheet.paste(image, (label_width + c * tile, r * tile))
     with atomic.atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")

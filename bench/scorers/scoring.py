@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from bench import registry
 from bench.config import parse_assignments
 from bench.data.prompts import PRIOR_PROMPT_ID
 from bench.errors import BenchError
+from bench.images import read_image
 from bench.progress import Reporter, Silent
 from bench.scorers.conventions import BUILT_IN_SCORERS, Convention, get_convention, scorer_ids
 from bench.store.layout import RunPaths
@@ -96,9 +96,9 @@ def score_unit(
     convention = convention or get_convention(None)
     manifest = UnitManifest.read(RunPaths.manifest(unit))
     subject = manifest.subject
-    references = [Image.open(p).convert("RGB") for p in subject["images"]]
+    references = [read_image(p) for p in subject["images"]]
     entries = manifest.images
-    images = [Image.open(unit / e.file).convert("RGB") for e in entries]
+    images = [read_image(unit / e.file) for e in entries]
     prompts = [e.scoring_prompt for e in entries]
     key = f"{manifest.suite}/{subject['id']}"
     if manifest.leave_one_out:

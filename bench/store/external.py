@@ -15,12 +15,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from bench import atomic
 from bench.data.plan import cell_seed
 from bench.data.suites import Suite
 from bench.errors import BenchError
+from bench.images import read_image
 from bench.store.layout import RunPaths, provenance, subject_record
 from bench.store.records import ImageEntry, RunRecord, UnitManifest
 
@@ -97,11 +96,10 @@ def plan_import(suite: Suite, manifest: Path, images_dir: Path) -> dict[tuple, d
         seen.add(key)
         image = Path(row["image"])
         image = image if image.is_absolute() else images_dir / image
-        try:
-            with Image.open(image) as im:
-                im.verify()
-        except (OSError, SyntaxError):
-            raise BenchError(f"{where}: {image} is missing or not an image") from None
+        try:  # fully decoded now: a truncated file is refused before the run is written
+            read_image(image)
+        except BenchError as e:
+            raise BenchError(f"{where}: {e}") from None
         unit = units.setdefault((subject.id, replicate), {"subject": subject, "images": []})
         unit["images"].append((prompt_id, index, image))
     return units
