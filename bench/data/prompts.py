@@ -37,7 +37,7 @@ class PromptSet:
             raise BenchError(f"{where}: has no prompts")
         seen: set[str] = set()
         for p in self.prompts:
-            if not _ID.match(p.id):
+            if not _ID.fullmatch(p.id):
                 raise BenchError(f"{where}: prompt id {p.id!r} must be lower-case a-z, 0-9, '_'")
             if p.id in seen:
                 raise BenchError(f"{where}: prompt id {p.id!r} appears twice; ids must be unique")
@@ -50,6 +50,12 @@ class PromptSet:
                 raise BenchError(
                     f"{where}: prompt {p.id!r} must contain {{token}} and {{class}} once each, "
                     f"got {p.template!r}"
+                )
+            rest = p.template.replace("{token}", "").replace("{class}", "")
+            if "{" in rest or "}" in rest:  # an unknown placeholder or a stray brace
+                raise BenchError(
+                    f"{where}: prompt {p.id!r} may use only the placeholders {{token}} and "
+                    f"{{class}}, got {p.template!r}; remove the other braces"
                 )
 
 

@@ -28,7 +28,7 @@ class Subject:
 
     def __post_init__(self) -> None:
         where = f"subject '{self.id}'"
-        if not _ID.match(self.id):
+        if not _ID.fullmatch(self.id):
             raise BenchError(f"{where}: id must be letters, digits, '_', '-' or '.'")
         if not self.class_noun.strip():
             raise BenchError(f'{where}: class noun is empty; set `class = "dog"` or similar')

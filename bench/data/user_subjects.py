@@ -69,7 +69,7 @@ def register_subject(
     was.
     """
     class_noun = " ".join(class_noun.split())
-    if not _ID.match(name):
+    if not _ID.fullmatch(name):
         raise BenchError(
             f"subject name {name!r}: use letters, digits, '_', '-' or '.', starting with a letter "
             "or digit"
@@ -153,13 +153,14 @@ def registered_names() -> list[str]:
     root = user_subjects_dir()
     if not root.is_dir():
         return []
-    return sorted(p.parent.name for p in root.glob("*/subject.toml") if _ID.match(p.parent.name))
+    names = (p.parent.name for p in root.glob("*/subject.toml"))
+    return sorted(name for name in names if _ID.fullmatch(name))
 
 
 def load_user_subject(name: str) -> Subject:
     """A registered subject by name; the error lists what is registered."""
     path = user_subjects_dir() / name / "subject.toml"
-    if not _ID.match(name) or not path.is_file():
+    if not _ID.fullmatch(name) or not path.is_file():
         known = registered_names()
         listing = f"registered: {', '.join(known)}" if known else "none is registered"
         raise BenchError(

@@ -68,8 +68,8 @@ class Config:
             raise ValueError(f"rank must be >= 1, got {self.rank}")
         if self.steps < 0 or self.batch_size < 1 or self.gradient_accumulation < 1:
             raise ValueError("steps must be >= 0, batch_size and gradient_accumulation >= 1")
-        if not (self.lr > 0 and self.te_lr > 0):
-            raise ValueError(f"lr and te_lr must be > 0, got {self.lr} and {self.te_lr}")
+        if not (0 < self.lr < math.inf and 0 < self.te_lr < math.inf):
+            raise ValueError(f"lr and te_lr must be finite and > 0, got {self.lr} and {self.te_lr}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.lr_scheduler not in LR_SCHEDULERS:

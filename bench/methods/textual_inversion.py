@@ -62,8 +62,8 @@ class Config:
             raise ValueError(f"num_vectors must be >= 1, got {self.num_vectors}")
         if self.steps < 0 or self.batch_size < 1:
             raise ValueError("steps must be >= 0 and batch_size >= 1")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be finite and > 0, got {self.lr}")
         # CLIP's tokenizer lower-cases prompts before matching added tokens, so an upper-case
         # token would never be found in a prompt.
         if not self.token or self.token.split() != [self.token] or self.token != self.token.lower():
