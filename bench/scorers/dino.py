@@ -188,63 +188,49 @@ def load_dino_model(
     if not timm.is_model(name):
         raise ValueError(f"unknown timm model {name!r}")
     seed = parse_random_seed(pretrained)
-    if seed is not None:
-        if weights_file:
-            raise ValueError(
-                f"pretrained={pretrained!r} builds a tiny random model; leave weights_file unset"
-            )
-        key: tuple = ("tiny", name, seed, device)
-        if key not in _MODELS:
-            # The default model keeps the id its stored scores carry.
-            tiny = "tiny-random" if name == TINY_MODEL else f"tiny-random-{name}"
-            _MODELS[key] = DinoModel(
-                model_name=name,
-                weights_file=str(tiny_weights_file(seed, name)),
-                model_id=f"timm:{tiny}/seed{seed}",
-                random_weights=True,
-                device=device,
-                extra_kwargs=tiny_kwargs(name),
-            )
-        return _MODELS[key]
     full_seed = parse_full_random_seed(pretrained)
-    if full_seed is not None:
-        key = ("full", name, full_seed, device)
-        if key not in _MODELS:
-            _MODELS[key] = DinoModel(
-                model_name=name,
-                weights_file=str(full_random_weights_file(name, full_seed)),
-                model_id=f"timm:{name}/random-full/seed{full_seed}",
-                random_weights=True,
-                device=device,
-                extra_kwargs=model_kwargs(name),
-            )
-        return _MODELS[key]
-    if pretrained not in (None, "", "default"):
+    random_weights = seed is not None or full_seed is not None
+    if random_weights and weights_file:
+        raise ValueError(
+            f"pretrained={pretrained!r} builds random weights; leave weights_file unset"
+        )
+    kwargs = model_kwargs(name)
+    file: str | None = None
+    if seed is not None:  # the tiny test model of the architecture
+        # The default model keeps the id its stored scores carry.
+        tiny = "tiny-random" if name == TINY_MODEL else f"tiny-random-{name}"
+        file, model_id, kwargs = (
+            str(tiny_weights_file(seed, name)),
+            f"timm:{tiny}/seed{seed}",
+            tiny_kwargs(name),
+        )
+    elif full_seed is not None:  # the architecture at its real size
+        file = str(full_random_weights_file(name, full_seed))
+        model_id = f"timm:{name}/random-full/seed{full_seed}"
+    elif pretrained not in (None, "", "default"):
         raise ValueError(
             f"dino pretrained={pretrained!r}: use random:<seed>, random-full:<seed>, or "
             "weights_file=<path> for a local weights file"
         )
-
-    file: str | None = None
-    model_id = f"timm:{name}"
-    if weights_file:
+    elif weights_file:
         path = Path(weights_file).expanduser().resolve()
         if not path.is_file():
             raise ScorerWeightsError(
                 f"DINO weights file {weights_file} does not exist: pass "
                 "--scorer-option dino.weights_file=/path/to/model.safetensors"
             )
-        file = str(path)
-        model_id += f"/file:{path.name}"
+        file, model_id = str(path), f"timm:{name}/file:{path.name}"
+    else:
+        model_id = f"timm:{name}"
     key = (name, file, device)
     if key not in _MODELS:
         _MODELS[key] = DinoModel(
             model_name=name,
             weights_file=file,
             model_id=model_id,
-            random_weights=False,
+            random_weights=random_weights,
             device=device,
-            extra_kwargs=model_kwargs(name),
+            extra_kwargs=kwargs,
         )
     return _MODELS[key]
 
