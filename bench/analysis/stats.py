@@ -198,13 +198,15 @@ def _codes(labels: Any, name: str, n: int) -> tuple[np.ndarray, int]:
     return np.fromiter((index[x] for x in items), dtype=np.intp, count=n), len(order)
 
 
-def _check_options(prompt_mode: str, n_resamples: int, confidence: float) -> None:
+def _check_options(prompt_mode: str, n_resamples: int, confidence: float, method: str) -> None:
     if prompt_mode not in PROMPT_MODES:
         raise ValueError(f"prompt_mode must be one of {PROMPT_MODES}, got {prompt_mode!r}")
     if int(n_resamples) != n_resamples or n_resamples < 1:
         raise ValueError(f"n_resamples must be a positive integer, got {n_resamples!r}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
+    if method not in CI_METHODS:
+        raise ValueError(f"method must be one of {CI_METHODS}, got {method!r}")
 
 
 def _as_values(values: Any, name: str) -> np.ndarray:
@@ -433,8 +435,6 @@ def _studentized(
 def _resolve_method(method: str, n_subjects: int) -> tuple[str, str]:
     """The interval method to use for this many subjects, and why there is none when there is
     none."""
-    if method not in CI_METHODS:
-        raise ValueError(f"method must be one of {CI_METHODS}, got {method!r}")
     if n_subjects < MIN_INTERVAL_SUBJECTS:
         return "none", (
             f"no interval with {n_subjects} subject{'s' * (n_subjects != 1)}: below "
@@ -484,8 +484,7 @@ def bootstrap_interval(
     ``MIN_INTERVAL_SUBJECTS`` subjects there is no interval whatever the method (NaN bounds, and
     ``note`` says why). ``prompt_mode`` is ``"fixed"`` or ``"random"``.
     """
-    _check_options(prompt_mode, n_resamples, confidence)
-    _resolve_method(method, MIN_INTERVAL_SUBJECTS)
+    _check_options(prompt_mode, n_resamples, confidence, method)
     design = _design(_as_values(values, "values"), subjects, prompts, prompt_mode)
     low, high, used, note = _interval(
         design, method, prompt_mode, int(n_resamples), confidence, seed
@@ -528,8 +527,7 @@ def paired_comparison(
     sign-flip test over subjects of the module docstring (``sign_flip_test``), exact up to
     ``EXACT_SIGN_FLIPS`` subjects.
     """
-    _check_options(prompt_mode, n_resamples, confidence)
-    _resolve_method(method, MIN_INTERVAL_SUBJECTS)
+    _check_options(prompt_mode, n_resamples, confidence, method)
     a = _as_values(values_a, "values_a")
     b = _as_values(values_b, "values_b")
     if a.shape != b.shape:
