@@ -22,14 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysis.results import RunResults, load_results
-from bench.analysis.stats import Interval
+from bench.analysis.stats import CI_METHODS, PROMPT_MODES, Interval
 from bench.data.suites import Suite
-from bench.errors import BenchError
+from bench.errors import BenchError, MissingModel, MissingModels, raise_missing
 from bench.paths import runs_dir
 from bench.progress import Reporter, Silent
 from bench.store.records import DEFAULT_CONVENTION
 
 RunRef = str | Path | RunResults
+MAX_RESAMPLES = 1_000_000  # bootstrap resamples: more only costs time and memory
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,20 @@ class StatsOptions:
     confidence: float = 0.95
     ci_method: str = "auto"  # studentized bootstrap; or "studentized", "percentile", "bca"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Checked when made, so a bad option fails before a run does any work."""
+        if self.prompt_mode not in PROMPT_MODES:
+            raise BenchError(f"--prompts {self.prompt_mode!r}: use {' or '.join(PROMPT_MODES)}")
+        if not isinstance(self.n_resamples, int) or not 1 <= self.n_resamples <= MAX_RESAMPLES:
+            raise BenchError(
+                f"--resamples {self.n_resamples!r}: use a whole number from 1 to "
+                f"{MAX_RESAMPLES:_} (default 10_000)"
+            )
+        if not 0.0 < self.confidence < 1.0:
+            raise BenchError(f"confidence {self.confidence!r}: use a number between 0 and 1")
+        if self.ci_method not in CI_METHODS:
+            raise BenchError(f"--ci-method {self.ci_method!r}: use {', '.join(CI_METHODS)}")
 
     def summary_kwargs(self) -> dict[str, Any]:
         return {
@@ -197,14 +212,29 @@ def run(
     `method` is a registered name or a method class or instance; `options` override its
     defaults (after the suite's). Finished work is skipped, so a call resumes an interrupted run.
     """
+    from bench.diffusion.backbone import check_available
     from bench.store.runner import ExecutionOptions, execute, prepare
 
     loaded = _suite(suite)
     execution = ExecutionOptions(device=device, dtype=dtype, batch_size=batch_size)
     prepared = prepare(method, loaded, options or {}, runs_dir(runs))
+    # Every model is checked before any work, and one error names all that are missing.
+    missing: list[MissingModel] = []
+    work_left = prepared.pending_units() or not prepared.paths.run_json.exists()
+    if not prepared.is_reference and work_left:
+        try:
+            check_available(loaded.backbone, loaded.backbone_revision)
+        except MissingModel as e:
+            missing.append(e)
     scorers = None
-    if score and loaded.scorers:  # load scorers first: a missing model fails before any work
-        scorers = load_scorers(loaded, scorer_options, device, convention)
+    if score and loaded.scorers:
+        try:
+            scorers = load_scorers(loaded, scorer_options, device, convention)
+        except MissingModels as e:
+            missing += e.errors
+        except MissingModel as e:
+            missing.append(e)
+    raise_missing(missing)
     summary = execute(prepared, execution, reporter)
     result = RunResult(
         summary.run_id, summary.run_dir, summary.fitted, summary.generated, summary.skipped_units

@@ -23,6 +23,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes it owner-only; a shared store needs umask
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -36,6 +37,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(0o777 & ~_umask())
     try:
         yield tmp
         if path.exists():  # another process finished first: keep theirs
@@ -65,3 +67,10 @@ def append_jsonl(path: str | Path, rows: list[dict]) -> None:
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     new = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows)
     write_text(path, old + new)
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bench.errors import BenchError
+
 _PACKAGE = Path(__file__).resolve().parent
 
 
@@ -47,3 +49,13 @@ def user_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "bench"
+
+
+def inside(root: Path, name: str, what: str, fix: str = "put the file inside that folder") -> Path:
+    """`name` (from a file a user or tool wrote) resolved against `root`, refused unless it stays
+    inside `root`: no `..`, absolute path or link leads elsewhere."""
+    base = root.resolve()
+    path = (base / name).resolve()
+    if not path.is_relative_to(base):
+        raise BenchError(f"{what} {name!r} is outside {root}; {fix}")
+    return path

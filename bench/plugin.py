@@ -19,6 +19,7 @@ from bench.diffusion.training import (
     training_scheduler,
 )
 from bench.errors import BenchError
+from bench.methods.limits import within
 from bench.methods.protocol import Capabilities, Method, MethodBase, MethodContext, capabilities
 from bench.scorers.protocol import Scorer
 from bench.tools.conformance import check_method, raise_on_failure
@@ -47,4 +48,5 @@ __all__ = [
     "resolve_config",
     "stable_seed",
     "training_scheduler",
+    "within",
 ]

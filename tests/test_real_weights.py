@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bench.cli import app
-from bench.scorers import ScorerWeightsError
+from bench.errors import MissingModel, MissingModels
 from bench.scorers.scoring import load_scorers
 
 pytestmark = pytest.mark.real_weights
@@ -19,7 +19,7 @@ def real_scorers_available():
     # Only missing weights skip; any other error (a loader bug, a bad option) fails the test.
     try:
         load_scorers(["clip_i", "dino"], {}, device="auto")
-    except ScorerWeightsError as e:
+    except (MissingModel, MissingModels) as e:
         pytest.skip(f"real scorer weights not available: {e}")
 
 

@@ -115,13 +115,17 @@ def test_fit_trains_only_the_new_rows_and_leaves_the_backbone_as_found(suite, ba
     assert torch.equal(saved[TOKEN], new_rows[-1])
 
 
+UNMOVED_LR = 1e-30  # steps must be >= 1; this step moves no float32 value
+
+
 @pytest.mark.parametrize(
     "class_noun, init_from_class, init_text",
     [("coffee mug", True, "coffee mug"), ("mug", False, "object")],
 )
 def test_initial_vectors(suite, backbone, tmp_path, class_noun, init_from_class, init_text):
-    # With no steps the saved vectors are the initial ones: the mean embedding of the class
-    # noun's tokens ("coffee mug" is two), or of the fixed fallback word.
+    # With one step at a learning rate below float32's resolution, the saved vectors are the
+    # initial ones: the mean embedding of the class noun's tokens ("coffee mug" is two), or of
+    # the fixed fallback word.
     subject = dataclasses.replace(suite.subjects[0], class_noun=class_noun)
     assert len(backbone.pipe.tokenizer(init_text, add_special_tokens=False).input_ids) >= 1
     ctx = _context(
@@ -129,7 +133,8 @@ def test_initial_vectors(suite, backbone, tmp_path, class_noun, init_from_class,
         suite,
         tmp_path,
         subject=subject,
-        steps=0,
+        steps=1,
+        lr=UNMOVED_LR,
         num_vectors=2,
         init_from_class=init_from_class,
     )

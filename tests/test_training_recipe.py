@@ -412,13 +412,16 @@ def test_instance_prompt_is_the_caption(backbone, suite, tmp_path):
 # --------------------------------------------------------------------------- textual inversion
 
 
+UNMOVED_LR = 1e-30  # steps must be >= 1; one step at this rate moves no float32 value
+
+
 def ti(backbone, suite, workdir, **options):
     log = fit(TextualInversion, backbone, suite, workdir, **options)
     return log, load_file(workdir / TI_ARTIFACT)
 
 
 def test_textual_inversion_lr_steps_and_batch_size(backbone, suite, tmp_path):
-    init = ti(backbone, suite, tmp_path / "init", steps=0)[1]["<sks>"]
+    init = ti(backbone, suite, tmp_path / "init", steps=1, lr=UNMOVED_LR)[1]["<sks>"]
     with spy_unet(backbone.pipe.unet) as forwards:
         log, state = ti(backbone, suite, tmp_path / "one", steps=1, lr=4e-3, batch_size=3)
     assert [tuple(f["sample"].shape) for f in forwards] == [(3, 4, 16, 16)]
@@ -441,7 +444,9 @@ def test_textual_inversion_token_and_seed(backbone, suite, tmp_path):
 
 def test_textual_inversion_vectors_start_from_the_class_noun(backbone, suite, tmp_path):
     subject = dataclasses.replace(suite.subjects[0], class_noun="teapot")
-    _, state = ti(backbone, suite, tmp_path, steps=0, subject=subject, num_vectors=3)
+    _, state = ti(
+        backbone, suite, tmp_path, steps=1, lr=UNMOVED_LR, subject=subject, num_vectors=3
+    )
     ids = backbone.pipe.tokenizer("teapot", add_special_tokens=False).input_ids
     weight = backbone.pipe.text_encoder.get_input_embeddings().weight
     assert state["<sks>"].shape == (3, weight.shape[1])

@@ -78,12 +78,28 @@ def list_runs(runs: RunsOption = None, as_json: JsonOption = False) -> None:
         return
     table = Table(title=f"runs in {runs_dir(runs)}")
     table.add_column("run id", no_wrap=True)
-    for column in ("suite", "method", "done", "created"):
+    for column in ("suite", "method", "done", "scored", "damaged", "created"):
         table.add_column(column)
     for r in rows:
-        done = f"{r['units_done']}/{r['units_total']}"
-        table.add_row(r["run_id"], r["suite"], r["method"], done, r["created"][:16])
+        total = "?" if r["units_total"] is None else r["units_total"]
+        table.add_row(
+            r["run_id"],
+            r["suite"],
+            r["method"] or "?",
+            f"{r['units_done']}/{total}",
+            f"{r['units_scored']}/{total}",
+            str(len(r["problems"])) if r["problems"] else "",
+            (r["created"] or "")[:16],
+        )
     out.print(table if rows else f"no runs in {runs_dir(runs)}")
+    for r in rows:  # in full, as plain text: each names the file and what to do
+        for problem in r["problems"]:
+            out.print(f"damaged: {problem}", highlight=False, markup=False, soft_wrap=True)
+    if any(r["problems"] for r in rows):
+        out.print(
+            "run the same `bench run` (or `bench score --run RUN`) again to redo what is damaged",
+            highlight=False,
+        )
 
 
 COMMANDS = {"compare": compare, "leaderboard": leaderboard, "runs": list_runs}

@@ -3,6 +3,7 @@ the option declarations, so an option means and reads the same in every command.
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from pathlib import Path
@@ -29,12 +30,39 @@ def handles_errors(command):
         try:
             return command(*args, **kwargs)
         except BenchError as e:
-            err.print(
-                Text.assemble(("error:", "red"), " ", str(e)), highlight=False, soft_wrap=True
-            )
+            _error_line(str(e))
             raise typer.Exit(2) from None
+        except OSError as e:  # a full disk, a read-only store, a missing permission
+            _error_line(os_error_message(e))
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            _error_line(
+                "interrupted; what was finished is kept: run the same command again to go on"
+            )
+            raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _error_line(message: str) -> None:
+    message = " ".join(message.split())  # one line, whatever the message held
+    err.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
+
+
+FIXES = {
+    errno.ENOSPC: "free some space, or point --runs (or BENCH_CACHE) at another disk",
+    errno.EDQUOT: "free some space, or point --runs (or BENCH_CACHE) at another disk",
+    errno.EROFS: "the file system is read-only; point --runs at a writable folder",
+    errno.EACCES: "check the folder's permissions, or point --runs at a folder you can write",
+    errno.EPERM: "check the folder's permissions, or point --runs at a folder you can write",
+}
+
+
+def os_error_message(e: OSError) -> str:
+    """One line for a failed read or write: the file, what the system said, and the fix."""
+    where = f"{e.filename}: " if e.filename else ""
+    fix = FIXES.get(e.errno, "check the path and run the same command again")
+    return f"{where}{e.strerror or e}; {fix}"
 
 
 class _RichTask:
@@ -66,13 +94,17 @@ class RichReporter:
         )
 
     def __enter__(self) -> RichReporter:
-        self.progress.start()
-        return self
+        return self  # the display starts with the first bar: an early error prints alone
 
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.stop()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is not None:  # the error is the one line left on the screen
+            self.progress.live.transient = True
+        if self.progress.live.is_started:
+            self.progress.stop()
 
     def task(self, label: str, total: int | None) -> _RichTask:
+        if not self.progress.live.is_started:
+            self.progress.start()
         return _RichTask(self.progress, self.progress.add_task(label, total=total, info=""))
 
     def message(self, text: str) -> None:

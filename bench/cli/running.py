@@ -82,8 +82,10 @@ def run(
     from bench.scorers.conventions import get_convention
     from bench.store.runner import ExecutionOptions
 
-    ExecutionOptions(device=device, dtype=dtype, batch_size=batch_size)  # checked before any work
+    # Checked before any work.
+    ExecutionOptions(device=device, dtype=dtype, batch_size=batch_size)
     get_convention(convention)
+    stats = stats_options(prompts, resamples, ci_method)
     loaded = api.load_suite(
         suite, data_root=data_root, backbone=backbone, subjects=subject, prompt_file=prompt_file
     )
@@ -119,7 +121,7 @@ def run(
             score=not no_score,
             scorer_options=scorer_table(scorer_option),
             convention=convention,
-            stats=stats_options(prompts, resamples, ci_method),
+            stats=stats,
             reporter=reporter,
         )
     info = {

@@ -37,8 +37,21 @@ class PromptSet:
             raise BenchError(f"{where}: has no prompts")
         seen: set[str] = set()
         for p in self.prompts:
+            if p.template.count("{token}") != 1 or p.template.count("{class}") != 1:
+                raise BenchError(
+                    f"{where}: prompt {p.template!r} must contain {{token}} and {{class}} once each"
+                )
+            rest = p.template.replace("{token}", "").replace("{class}", "")
+            if "{" in rest or "}" in rest:  # an unknown placeholder or a stray brace
+                raise BenchError(
+                    f"{where}: prompt {p.template!r} may use only the placeholders {{token}} and "
+                    "{class}; remove the other braces"
+                )
             if not _ID.fullmatch(p.id):
-                raise BenchError(f"{where}: prompt id {p.id!r} must be lower-case a-z, 0-9, '_'")
+                raise BenchError(
+                    f"{where}: prompt id {p.id!r} must be lower-case a-z, 0-9, '_' "
+                    "(give the prompt an `id`)"
+                )
             if p.id in seen:
                 raise BenchError(f"{where}: prompt id {p.id!r} appears twice; ids must be unique")
             if p.id == PRIOR_PROMPT_ID:
@@ -46,17 +59,6 @@ class PromptSet:
                     f"{where}: prompt id {p.id!r} is reserved for the prior images; rename it"
                 )
             seen.add(p.id)
-            if p.template.count("{token}") != 1 or p.template.count("{class}") != 1:
-                raise BenchError(
-                    f"{where}: prompt {p.id!r} must contain {{token}} and {{class}} once each, "
-                    f"got {p.template!r}"
-                )
-            rest = p.template.replace("{token}", "").replace("{class}", "")
-            if "{" in rest or "}" in rest:  # an unknown placeholder or a stray brace
-                raise BenchError(
-                    f"{where}: prompt {p.id!r} may use only the placeholders {{token}} and "
-                    f"{{class}}, got {p.template!r}; remove the other braces"
-                )
 
 
 def prompt_id_for(template: str) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.paths import inside
 from bench.toml_files import read_toml, reject_unknown, require
 
 KINDS = ("object", "live")
@@ -67,7 +68,7 @@ def load_subject(toml_path: Path) -> Subject:
     directory = toml_path.parent
     if "images" in table:
         names = require(table, "images", list, toml_path)
-        images = tuple(directory / str(n) for n in names)
+        images = tuple(inside(directory, str(n), f"{toml_path}: image") for n in names)
     else:
         images = images_in(directory)
     return Subject(

@@ -4,6 +4,7 @@ generated how, scored with what, and the default options of each method."""
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,10 @@ from bench.data.subjects import KINDS, Subject, load_subject_dir
 from bench.errors import BenchError
 from bench.paths import data_dir
 from bench.toml_files import read_toml, reject_unknown, require
+
+MAX_RESOLUTION = 4096  # pixels, for generation and training
+MAX_GENERATION_STEPS = 1000  # denoising steps per image (the paper's protocol uses 50)
+MAX_IMAGES_PER_CELL = 1000  # images per prompt, and prior images per subject
 
 
 @dataclass(frozen=True)
@@ -34,8 +39,12 @@ class GenerationProtocol:
                 f"generation.scheduler {self.scheduler!r} is not a diffusers scheduler class "
                 "(e.g. DDIMScheduler, PNDMScheduler, EulerDiscreteScheduler)"
             )
-        if self.steps < 1:
-            raise BenchError(f"generation.steps must be >= 1, got {self.steps}")
+        if not 1 <= self.steps <= MAX_GENERATION_STEPS:
+            raise BenchError(
+                f"generation.steps must be >= 1 and <= {MAX_GENERATION_STEPS}, got {self.steps}"
+            )
+        if not math.isfinite(self.guidance_scale):
+            raise BenchError(f"generation.guidance_scale must be finite, got {self.guidance_scale}")
 
 
 @dataclass(frozen=True)
@@ -68,14 +77,23 @@ class Suite:
                     f"{where}: no prompt set for {subject.kind} subject '{subject.id}'"
                     f"; add `{subject.kind} = ...` under [prompts]"
                 )
-        if self.images_per_prompt < 1:
-            raise BenchError(f"{where}: images_per_prompt must be >= 1")
-        if self.prior_images < 0:
-            raise BenchError(f"{where}: prior_images must be >= 0, got {self.prior_images}")
+        if not 1 <= self.images_per_prompt <= MAX_IMAGES_PER_CELL:
+            raise BenchError(
+                f"{where}: images_per_prompt must be >= 1 and <= {MAX_IMAGES_PER_CELL}, "
+                f"got {self.images_per_prompt}"
+            )
+        if not 0 <= self.prior_images <= MAX_IMAGES_PER_CELL:
+            raise BenchError(
+                f"{where}: prior_images must be >= 0 and <= {MAX_IMAGES_PER_CELL}, "
+                f"got {self.prior_images}"
+            )
         if not self.replicates or len(set(self.replicates)) != len(self.replicates):
             raise BenchError(f"{where}: replicates must be a non-empty list of distinct seeds")
-        if self.resolution % 8 or self.resolution < 16:
-            raise BenchError(f"{where}: resolution must be a multiple of 8 and >= 16")
+        if self.resolution % 8 or not 16 <= self.resolution <= MAX_RESOLUTION:
+            raise BenchError(
+                f"{where}: resolution must be a multiple of 8, >= 16 and <= {MAX_RESOLUTION}, "
+                f"got {self.resolution}"
+            )
 
     def prompts_for(self, subject: Subject) -> PromptSet:
         return self.prompt_sets[subject.kind]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from bench.errors import BenchError, MissingModel
 
 TINY = "tiny"  # the embedded suites' backbone (bench.diffusion.random_backbones)
 
@@ -47,13 +48,26 @@ class Backbone:
         }
 
 
+DTYPE_NAMES = ("auto", "float32", "fp32", "float16", "fp16", "bfloat16", "bf16")
+
+
+def check_device_name(name: str) -> None:
+    """Refuse a device name torch would not take, before anything loads."""
+    if name not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:\d+", name):
+        raise BenchError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
+
+
+def check_dtype_name(name: str) -> None:
+    if name not in DTYPE_NAMES:
+        raise BenchError(f"--dtype {name!r}: use auto, float32, float16 or bfloat16")
+
+
 def resolve_device(name: str = "auto"):
     import torch
 
+    check_device_name(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise BenchError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise BenchError(f"--device {name}: no CUDA device is visible; use --device cpu")
     return torch.device(name)
@@ -74,8 +88,7 @@ def resolve_dtype(name: str, device):
         "bfloat16": torch.bfloat16,
         "bf16": torch.bfloat16,
     }
-    if name not in dtypes:
-        raise BenchError(f"--dtype {name!r}: use auto, float32, float16 or bfloat16")
+    check_dtype_name(name)
     return dtypes[name]
 
 
@@ -88,6 +101,29 @@ def quiet_libraries() -> None:
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+
+
+def check_available(spec: str, revision: str | None = None) -> None:
+    """Raise MissingModel when `spec` is a hub id with nothing cached and the network off, so a
+    run can name every missing model before it loads any."""
+    from bench.diffusion import random_backbones
+
+    if random_backbones.is_random_backbone(spec) or Path(spec).exists():
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(spec, "model_index.json", revision=revision)
+    except Exception:  # not a valid repo id: load_backbone says so
+        return
+    if not isinstance(cached, str) and constants.HF_HUB_OFFLINE:
+        raise MissingModel(
+            f"backbone '{spec}' is not in the local Hugging Face cache and the network is off "
+            f"(HF_HUB_OFFLINE=1): run `huggingface-cli download {spec}` on a machine with "
+            "network, or pass a local diffusers directory with --backbone DIR",
+            model=f"backbone {spec}",
+            local_option="--backbone DIR",
+        )
 
 
 def load_backbone(
@@ -119,6 +155,8 @@ def load_backbone(
     else:
         path, source, rev = Path(spec), spec, revision
         resolved_revision = ""
+    # diffusers logs a failed load before raising it; the error below is the one line shown.
+    diffusers.utils.logging.set_verbosity(diffusers.utils.logging.CRITICAL)
     try:
         pipe = StableDiffusionPipeline.from_pretrained(
             source,
@@ -126,17 +164,26 @@ def load_backbone(
             dtype=torch_dtype,
             safety_checker=None,
             requires_safety_checker=False,
+            use_safetensors=True,  # never unpickle: a pickled weight file can run code
         )
-    except (OSError, ValueError) as e:
+    except Exception as e:  # a local folder that is no pipeline, or has no safetensors weights
         if Path(spec).exists() or random_backbones.is_random_backbone(spec):
+            lines = str(e).strip().splitlines()
             raise BenchError(
-                f"backbone {spec}: cannot load it as a diffusers pipeline ({e})"
+                f"backbone {spec}: cannot load it as a diffusers pipeline with safetensors "
+                f"weights ({type(e).__name__}: {lines[0][:300] if lines else ''}); bench loads "
+                "no pickled weights: save the pipeline with save_pretrained(safe_serialization="
+                "True)"
             ) from None
+        if not isinstance(e, (OSError, ValueError)):
+            raise
         raise BenchError(
             f"backbone '{spec}' is not in the local Hugging Face cache and cannot be downloaded "
             f"here; run `huggingface-cli download {spec}` on a machine with network, or pass a "
             "local diffusers directory with --backbone DIR"
         ) from None
+    finally:
+        diffusers.utils.logging.set_verbosity_error()
     if not resolved_revision:
         resolved_revision = _hub_commit(spec, rev) or (rev or "unknown")
     if scheduler:

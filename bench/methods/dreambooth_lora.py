@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench import atomic
 from bench.data.plan import Cell, stable_seed
+from bench.data.suites import MAX_RESOLUTION
 from bench.diffusion.class_images import class_images
 from bench.diffusion.training import (
     denoising_loss,
@@ -29,6 +30,7 @@ from bench.diffusion.training import (
     training_scheduler,
 )
 from bench.errors import BenchError
+from bench.methods.limits import MAX_BATCH, MAX_CLASS_IMAGES, MAX_RANK, MAX_STEPS, within
 from bench.methods.protocol import MethodContext
 from bench.paths import cache_dir
 
@@ -64,22 +66,31 @@ class Config:
     export_kohya: bool = False
 
     def __post_init__(self) -> None:
-        if self.rank < 1:
-            raise ValueError(f"rank must be >= 1, got {self.rank}")
-        if self.steps < 0 or self.batch_size < 1 or self.gradient_accumulation < 1:
-            raise ValueError("steps must be >= 0, batch_size and gradient_accumulation >= 1")
+        within("rank", self.rank, 1, MAX_RANK)
+        within("steps", self.steps, 1, MAX_STEPS)
+        within("batch_size", self.batch_size, 1, MAX_BATCH)
+        within("gradient_accumulation", self.gradient_accumulation, 1, MAX_BATCH)
+        within("lr_warmup_steps", self.lr_warmup_steps, 0, MAX_STEPS)
         if not (0 < self.lr < math.inf and 0 < self.te_lr < math.inf):
             raise ValueError(f"lr and te_lr must be finite and > 0, got {self.lr} and {self.te_lr}")
+        if self.alpha is not None and not 0 < self.alpha < math.inf:
+            raise ValueError(f"alpha must be finite and > 0 (or unset), got {self.alpha}")
+        if not 0 <= self.prior_loss_weight < math.inf:
+            raise ValueError(
+                f"prior_loss_weight must be finite and >= 0, got {self.prior_loss_weight}"
+            )
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.lr_scheduler not in LR_SCHEDULERS:
             raise ValueError(f"lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}")
         if "{token}" not in self.instance_prompt:
             raise ValueError("instance_prompt must contain {token}")
-        if self.num_class_images < 1 or self.checkpoint_every < 0:
-            raise ValueError("num_class_images must be >= 1 and checkpoint_every >= 0")
-        if self.resolution is not None and (self.resolution < 16 or self.resolution % 8):
-            raise ValueError("resolution must be a multiple of 8 and >= 16")
+        within("num_class_images", self.num_class_images, 1, MAX_CLASS_IMAGES)
+        within("checkpoint_every", self.checkpoint_every, 0, MAX_STEPS)
+        if self.resolution is not None:
+            within("resolution", self.resolution, 16, MAX_RESOLUTION)
+            if self.resolution % 8:
+                raise ValueError(f"resolution must be a multiple of 8, got {self.resolution}")
 
 
 class DreamBoothLoRA:

@@ -25,6 +25,7 @@ from bench.diffusion.training import (
     training_scheduler,
 )
 from bench.errors import BenchError
+from bench.methods.limits import MAX_BATCH, MAX_STEPS, MAX_VECTORS, within
 from bench.methods.protocol import MethodContext
 
 ARTIFACT = "learned_embeds.safetensors"
@@ -58,10 +59,9 @@ class Config:
     init_from_class: bool = True  # start from the class noun's embedding (mean over its tokens)
 
     def __post_init__(self) -> None:
-        if self.num_vectors < 1:
-            raise ValueError(f"num_vectors must be >= 1, got {self.num_vectors}")
-        if self.steps < 0 or self.batch_size < 1:
-            raise ValueError("steps must be >= 0 and batch_size >= 1")
+        within("num_vectors", self.num_vectors, 1, MAX_VECTORS)
+        within("steps", self.steps, 1, MAX_STEPS)
+        within("batch_size", self.batch_size, 1, MAX_BATCH)
         if not 0 < self.lr < math.inf:
             raise ValueError(f"lr must be finite and > 0, got {self.lr}")
         # CLIP's tokenizer lower-cases prompts before matching added tokens, so an upper-case

@@ -25,10 +25,15 @@ Importing this package is cheap: torch, open_clip and timm are imported only whe
 
 from __future__ import annotations
 
-from bench.errors import BenchError
+from bench.errors import BenchError, MissingModel
 
 SCORER_IDS: tuple[str, ...] = ("clip_i", "clip_t", "dino", "dinov2", "pres", "div")
 
 
 class ScorerWeightsError(BenchError):
-    """A scorer's weights are neither cached nor downloadable; the message says how to get them."""
+    """A scorer's weights are neither cached nor downloadable, or a weights file would not load;
+    the message says what to do."""
+
+
+class MissingScorerWeights(ScorerWeightsError, MissingModel):
+    """A scorer's weights are not cached and cannot be downloaded."""

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from bench.config import resolve_config
-from bench.scorers import ScorerWeightsError
+from bench.scorers import MissingScorerWeights
 from bench.scorers.common import (
     DEFAULT_BATCH_SIZE,
     EmbeddingModel,
@@ -40,6 +40,7 @@ from bench.scorers.common import (
     embed_in_batches,
     ensure_tiny_weights,
     inference_context,
+    local_weights,
     offline_reason,
     paired_cosine,
     parse_full_random_seed,
@@ -47,6 +48,7 @@ from bench.scorers.common import (
     resolve_device,
     tiny_weights_path,
     to_rgb,
+    weights_load_error,
 )
 
 DEFAULT_MODEL = "ViT-B-32"
@@ -131,9 +133,14 @@ class ClipModel(EmbeddingModel):
         self.random_weights = random_weights
         self.device = device
         self.arch = arch
-        net, _, preprocess = open_clip.create_model_and_transforms(
-            arch, pretrained=weights, device=device, force_quick_gelu=quick_gelu
-        )
+        try:
+            net, _, preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=weights, device=device, force_quick_gelu=quick_gelu
+            )
+        except Exception as e:  # a local file that is no CLIP of this architecture
+            if not Path(weights).is_file():
+                raise
+            raise weights_load_error(weights, e) from None
         self.net = net.eval()
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(arch)
@@ -197,6 +204,8 @@ def load_clip_model(
         return _MODELS[key]
 
     arch = str(model or DEFAULT_MODEL)
+    if arch == TINY_ARCH:  # a weights file of the tiny architecture (the tests make some)
+        _register_tiny_config()
     if arch not in open_clip.list_models():
         raise ValueError(f"unknown open_clip architecture {arch!r}")
     tag_cfg = open_clip.get_pretrained_cfg(arch, pretrained)
@@ -214,16 +223,10 @@ def load_clip_model(
         model_id = f"open_clip:{arch}/{pretrained}"
         weights = pretrained
     elif _looks_like_path(pretrained) or os.path.exists(pretrained):
-        path = Path(pretrained).expanduser().resolve()
-        if not path.is_file():
-            raise ScorerWeightsError(
-                f"CLIP weights file {pretrained} does not exist: pass "
-                f"--scorer-option clip.pretrained=/path/to/open_clip_model.safetensors"
-            )
+        weights, label = local_weights(pretrained, "CLIP", "clip.pretrained")
         default_qg = bool(open_clip.get_pretrained_cfg(arch, "openai").get("quick_gelu", False))
         qg = default_qg if quick_gelu is None else quick_gelu
-        model_id = f"open_clip:{arch}/file:{path.name}"
-        weights = str(path)
+        model_id = f"open_clip:{arch}/{label}"
     else:
         tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
         raise ValueError(
@@ -233,7 +236,7 @@ def load_clip_model(
     if qg != default_qg:
         model_id += f"[quick_gelu={qg}]"
 
-    key = (arch, weights, device, qg)
+    key = (arch, weights, device, qg, model_id)  # the id holds a file's digest
     if key in _MODELS:
         return _MODELS[key]
     if tag_cfg:
@@ -259,11 +262,13 @@ def _fetch_tag_weights(arch: str, tag: str, tag_cfg: Mapping[str, Any]) -> None:
     except Exception as e:
         hub = str(tag_cfg.get("hf_hub", "")).rstrip("/")
         source = f"hf hub {hub}" if hub else str(tag_cfg.get("url", ""))
-        raise ScorerWeightsError(
+        raise MissingScorerWeights(
             f"CLIP weights {arch}/{tag} are not in the local cache and {offline_reason(e)}: "
             f"download them on a machine with network (open_clip {arch}, pretrained='{tag}', "
             f"from {source}) or pass "
-            "--scorer-option clip.pretrained=/path/to/open_clip_model.safetensors"
+            "--scorer-option clip.pretrained=/path/to/open_clip_model.safetensors",
+            model=f"CLIP {arch}/{tag} from {source}",
+            local_option="--scorer-option clip.pretrained=FILE",
         ) from e
 
 

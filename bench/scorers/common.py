@@ -18,6 +18,7 @@ from PIL import Image
 
 from bench import atomic
 from bench.paths import cache_dir
+from bench.scorers import ScorerWeightsError
 
 DEFAULT_BATCH_SIZE = 32
 
@@ -235,3 +236,45 @@ def config_digest(config: Mapping[str, Any]) -> str:
 
     text = json.dumps(config, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+# --------------------------------------------------------------------------- local weight files
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def local_weights(file: str, what: str, option: str) -> tuple[str, str]:
+    """A weights file the user named: (its resolved path, its label in model ids). The label
+    carries a digest of the content, so other weights under the same file name are another scorer
+    (the run is rescored; compare refuses to mix them)."""
+    path = Path(file).expanduser().resolve()
+    if not path.is_file():
+        raise ScorerWeightsError(
+            f"{what} weights file {file} does not exist: pass --scorer-option {option}=FILE"
+        )
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()[:12]
+    return str(path), f"file:{path.name}@{_DIGESTS[key]}"
+
+
+def weights_load_error(file: str, error: BaseException) -> ScorerWeightsError:
+    """One line for a local weights file that did not load: a pickle that would run code (refused
+    by torch's weights_only loading), a damaged file, or weights of another architecture."""
+    import pickle
+
+    if isinstance(error, pickle.UnpicklingError):
+        why = (
+            "it is a pickle that would run code when loaded, and bench loads only safetensors "
+            "or plain tensors; save the weights as safetensors"
+        )
+    else:
+        lines = str(error).strip().splitlines()
+        detail = lines[0][:200] if lines else ""
+        why = f"not weights of this model ({type(error).__name__}: {detail})"
+    return ScorerWeightsError(f"{file}: cannot load it: {why}")

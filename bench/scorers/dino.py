@@ -32,19 +32,21 @@ import numpy as np
 from PIL import Image
 
 from bench.config import resolve_config
-from bench.scorers import ScorerWeightsError
+from bench.scorers import MissingScorerWeights
 from bench.scorers.common import (
     DEFAULT_BATCH_SIZE,
     EmbeddingModel,
     config_digest,
     ensure_tiny_weights,
     inference_context,
+    local_weights,
     offline_reason,
     parse_full_random_seed,
     parse_random_seed,
     resolve_device,
     tiny_weights_path,
     to_rgb,
+    weights_load_error,
 )
 
 DEFAULT_MODEL = "vit_small_patch16_224.dino"
@@ -129,6 +131,11 @@ def full_random_weights_file(model_name: str, seed: int) -> Path:
     return ensure_tiny_weights(path, build, seed, meta)
 
 
+def _option_key(model_name: str) -> str:
+    """The scorer-option key that sets this model's weights file."""
+    return "dinov2" if "dinov2" in model_name else "dino"
+
+
 class DinoModel(EmbeddingModel):
     """One loaded timm DINO ViT with its reference-embedding cache."""
 
@@ -153,14 +160,19 @@ class DinoModel(EmbeddingModel):
             kwargs["pretrained_cfg_overlay"] = {"file": weights_file}
         try:
             net = timm.create_model(model_name, pretrained=True, **kwargs)
-        except OSError as e:  # hub cache miss or network failure: huggingface_hub raises OSErrors
-            if weights_file is not None:
+        except Exception as e:
+            if weights_file is not None:  # a local file that is no weights of this model
+                raise weights_load_error(weights_file, e) from None
+            if not isinstance(e, OSError):
                 raise
-            raise ScorerWeightsError(
+            # A hub cache miss or network failure: huggingface_hub raises OSErrors.
+            raise MissingScorerWeights(
                 f"DINO weights {model_name} are not in the local cache and {offline_reason(e)}: "
                 f"download them on a machine with network (timm.create_model('{model_name}', "
                 "pretrained=True)) or pass "
-                "--scorer-option dino.weights_file=/path/to/model.safetensors"
+                "--scorer-option dino.weights_file=/path/to/model.safetensors",
+                model=f"DINO {model_name} from timm",
+                local_option=f"--scorer-option {_option_key(model_name)}.weights_file=FILE",
             ) from e
         self.net = net.eval().to(device)
         self.transform = dino_transform()
@@ -213,16 +225,11 @@ def load_dino_model(
             "weights_file=<path> for a local weights file"
         )
     elif weights_file:
-        path = Path(weights_file).expanduser().resolve()
-        if not path.is_file():
-            raise ScorerWeightsError(
-                f"DINO weights file {weights_file} does not exist: pass "
-                "--scorer-option dino.weights_file=/path/to/model.safetensors"
-            )
-        file, model_id = str(path), f"timm:{name}/file:{path.name}"
+        file, label = local_weights(weights_file, "DINO", "dino.weights_file")
+        model_id = f"timm:{name}/{label}"
     else:
         model_id = f"timm:{name}"
-    key = (name, file, device)
+    key = (name, file, device, model_id)  # the id holds a file's digest
     if key not in _MODELS:
         _MODELS[key] = DinoModel(
             model_name=name,

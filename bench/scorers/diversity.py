@@ -23,6 +23,8 @@ and loaded back through the same weights-file loader as a real file.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,15 +34,17 @@ import numpy as np
 from PIL import Image
 
 from bench.config import resolve_config
-from bench.scorers import ScorerWeightsError
+from bench.scorers import MissingScorerWeights
 from bench.scorers.common import (
     DEFAULT_BATCH_SIZE,
     ensure_tiny_weights,
     inference_context,
+    local_weights,
     parse_random_seed,
     resolve_device,
     tiny_weights_path,
     to_rgb,
+    weights_load_error,
 )
 
 NETS = ("alex", "vgg", "squeeze")
@@ -94,21 +98,29 @@ class LpipsModel:
             import lpips
 
             try:
-                with warnings.catch_warnings():  # torchvision's deprecated `pretrained=`
+                # torchvision's deprecated `pretrained=` warns, and torch.hub prints a
+                # "Downloading" line that would precede the one-line error offline.
+                quiet = contextlib.redirect_stdout(io.StringIO())
+                with warnings.catch_warnings(), quiet:
                     warnings.simplefilter("ignore", UserWarning)
                     module = lpips.LPIPS(net=net, verbose=False)
             except OSError as e:  # no cached trunk weights and no network
-                raise ScorerWeightsError(
+                raise MissingScorerWeights(
                     f"LPIPS {net} trunk weights are not in torch's cache and could not be "
                     f"downloaded ({type(e).__name__}): run lpips.LPIPS(net='{net}') once on a "
                     "machine with network, or pass --scorer-option div.weights_file=FILE "
-                    "(a safetensors file of the whole LPIPS state dict)"
+                    "(a safetensors file of the whole LPIPS state dict)",
+                    model=f"LPIPS {net} (its trunk from torchvision)",
+                    local_option="--scorer-option div.weights_file=FILE",
                 ) from e
         else:
             from safetensors.torch import load_file
 
             module = _bare_lpips(net)
-            module.load_state_dict(load_file(weights_file), strict=True)
+            try:
+                module.load_state_dict(load_file(weights_file), strict=True)
+            except Exception as e:  # not safetensors, or another network's weights
+                raise weights_load_error(weights_file, e) from None
         self.net = module.eval().to(device)
         self._torch = torch
 
@@ -155,16 +167,11 @@ def load_lpips_model(
             "local weights file"
         )
     elif weights_file:
-        path = Path(weights_file).expanduser().resolve()
-        if not path.is_file():
-            raise ScorerWeightsError(
-                f"LPIPS weights file {weights_file} does not exist: pass "
-                "--scorer-option div.weights_file=/path/to/lpips.safetensors"
-            )
-        file, model_id = str(path), f"lpips:{net}/file:{path.name}"
+        file, label = local_weights(weights_file, "LPIPS", "div.weights_file")
+        model_id = f"lpips:{net}/{label}"
     else:
         model_id = f"lpips:{net}:v0.1"
-    key = (net, file, device)
+    key = (net, file, device, model_id)  # the id holds a file's digest
     if key not in _MODELS:
         _MODELS[key] = LpipsModel(
             net=net,

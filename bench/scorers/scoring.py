@@ -19,11 +19,13 @@ import numpy as np
 from bench import registry
 from bench.config import parse_assignments
 from bench.data.prompts import PRIOR_PROMPT_ID
-from bench.errors import BenchError
+from bench.errors import BenchError, MissingModel, raise_missing
 from bench.images import read_image
 from bench.progress import Reporter, Silent
 from bench.scorers.conventions import BUILT_IN_SCORERS, Convention, get_convention, scorer_ids
+from bench.store.integrity import scores_problem
 from bench.store.layout import RunPaths
+from bench.store.lock import run_lock
 from bench.store.records import ScoreRow, UnitManifest, read_scores, write_scores
 
 
@@ -65,7 +67,7 @@ def load_scorers(
         raise BenchError(
             f"scorer options for {unknown_keys} match no scorer of this suite ({', '.join(ids)})"
         )
-    scorers = []
+    scorers, missing = [], []
     for scorer_id in ids:
         factory = registry.load(registry.SCORERS, scorer_id)
         options = {"device": device, **options_for(scorer_id, table)}
@@ -79,8 +81,11 @@ def load_scorers(
             options["model"] = fixed
         try:
             scorers.append(factory(options))
+        except MissingModel as e:  # go on, so that one error names every missing model
+            missing.append(e)
         except ValueError as e:
             raise BenchError(f"scorer {scorer_id}: {e}") from None
+    raise_missing(missing)
     return scorers
 
 
@@ -167,15 +172,11 @@ def is_scored(unit: Path, scorers: list[Any], convention: str | None = None) -> 
     """True when the unit's scores under the convention exist, are whole, and came from exactly
     these scorer models (damaged scores are redone, not trusted)."""
     name = get_convention(convention).name
-    path = RunPaths.scores(unit, name)
-    if not path.is_file():
-        return False
-    try:
-        rows = read_scores(path)
-    except BenchError:
+    if scores_problem(unit, name) is not None:
         return False
     info = scorer_info(scorers)
-    return bool(rows) and all(r.scorers == info and r.convention == name for r in rows)
+    rows = read_scores(RunPaths.scores(unit, name))
+    return all(r.scorers == info and r.convention == name for r in rows)
 
 
 def score_run(
@@ -188,13 +189,14 @@ def score_run(
     convention (from its stored images: nothing is generated); returns how many."""
     profile = get_convention(convention)
     units = RunPaths(run_root).units(checkpoints=True)
-    todo = [u for u in units if not is_scored(u, scorers, profile.name)]
-    if not todo:
+    if all(is_scored(u, scorers, profile.name) for u in units):
         return 0
-    task = (reporter or Silent()).task("score", total=len(todo))
-    for unit in todo:
-        rows = score_unit(scorers, unit, run_root, profile)
-        write_scores(RunPaths.scores(unit, profile.name), rows)
-        task.advance()
-    task.finish()
+    with run_lock(run_root):
+        todo = [u for u in units if not is_scored(u, scorers, profile.name)]
+        task = (reporter or Silent()).task("score", total=len(todo))
+        for unit in todo:
+            rows = score_unit(scorers, unit, run_root, profile)
+            write_scores(RunPaths.scores(unit, profile.name), rows)
+            task.advance()
+        task.finish()
     return len(todo)

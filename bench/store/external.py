@@ -1,7 +1,7 @@
 """`bench score`: bring images made by an outside tool into the store as a run of their own.
 
-The manifest (CSV or JSONL) has one row per image with the columns `image` (a path, relative to
-the images folder or absolute), `subject` (a subject id of the suite), `prompt` (the prompt id,
+The manifest (CSV or JSONL) has one row per image with the columns `image` (a path inside the
+images folder, relative to it), `subject` (a subject id of the suite), `prompt` (the prompt id,
 its template, or its text with or without the identifier) and `image_index`; `replicate` is
 optional (default: the suite's first replicate seed). Everything is checked before anything is
 written, and every error names the manifest row.
@@ -20,7 +20,9 @@ from bench.data.plan import cell_seed
 from bench.data.suites import Suite
 from bench.errors import BenchError
 from bench.images import read_image
+from bench.paths import inside
 from bench.store.layout import RunPaths, provenance, subject_record
+from bench.store.lock import run_lock
 from bench.store.records import ImageEntry, RunRecord, UnitManifest
 
 REQUIRED = ("image", "subject", "prompt", "image_index")
@@ -47,6 +49,15 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _whole_number(value: Any, what: str) -> int:
+    """An integer from JSON (not a bool or a float) or from CSV text of digits."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise BenchError(f"{what} must be a whole number, got {value!r}")
+
+
 def _prompt_lookup(suite: Suite, subject) -> dict[str, str]:
     """Every accepted spelling of a prompt -> its id."""
     lookup = {}
@@ -68,6 +79,8 @@ def plan_import(suite: Suite, manifest: Path, images_dir: Path) -> dict[tuple, d
     seen = set()
     for n, row in enumerate(read_manifest(manifest), 1):
         where = f"{manifest} row {n}"
+        if not isinstance(row, dict):
+            raise BenchError(f"{where}: must be an object with {', '.join(REQUIRED)}")
         missing = [c for c in REQUIRED if row.get(c) in (None, "")]
         if missing:
             raise BenchError(
@@ -85,17 +98,25 @@ def plan_import(suite: Suite, manifest: Path, images_dir: Path) -> dict[tuple, d
                 f"{where}: prompt {row['prompt']!r} is not in the {subject.kind} "
                 f"prompt set of suite {suite.name}; use its prompt id"
             )
-        try:
-            index = int(row["image_index"])
-            replicate = int(row.get("replicate") or suite.replicates[0])
-        except ValueError:
-            raise BenchError(f"{where}: image_index and replicate must be integers") from None
+        index = _whole_number(row["image_index"], f"{where}: image_index")
+        if not 0 <= index < suite.images_per_prompt:
+            raise BenchError(
+                f"{where}: image_index {index} is out of range; suite {suite.name} has "
+                f"{suite.images_per_prompt} image(s) per prompt, indexed from 0"
+            )
+        replicate = suite.replicates[0]
+        if row.get("replicate") not in (None, ""):
+            replicate = _whole_number(row["replicate"], f"{where}: replicate")
+            if replicate not in suite.replicates:
+                raise BenchError(
+                    f"{where}: replicate {replicate} is not one of suite {suite.name}'s replicate "
+                    f"seeds {list(suite.replicates)}"
+                )
         key = (subject.id, prompt_id, index, replicate)
         if key in seen:
             raise BenchError(f"{where}: a second image for {key}; each cell takes one image")
         seen.add(key)
-        image = Path(row["image"])
-        image = image if image.is_absolute() else images_dir / image
+        image = inside(images_dir, str(row["image"]), f"{where}: image")
         try:  # fully decoded now: a truncated file is refused before the run is written
             read_image(image)
         except BenchError as e:
@@ -115,6 +136,12 @@ def import_run(suite: Suite, manifest: Path, images_dir: Path, name: str, runs_r
             digest.update(hashlib.sha256(image.read_bytes()).digest())
     rid = f"{name}-{digest.hexdigest()[:8]}"
     paths = RunPaths(runs_root / suite.name / rid)
+    with run_lock(paths.root):
+        _write_import(suite, units, rid, name, manifest, images_dir, paths)
+    return paths.root
+
+
+def _write_import(suite, units, rid, name, manifest, images_dir, paths: RunPaths) -> None:
     RunRecord(
         run_id=rid,
         method=name,
@@ -156,4 +183,3 @@ def import_run(suite: Suite, manifest: Path, images_dir: Path, name: str, runs_r
             images=entries,
             provenance=provenance(),
         ).write(RunPaths.manifest(workdir))
-    return paths.root

@@ -22,6 +22,7 @@ from typing import Any
 
 from bench import atomic
 from bench.errors import BenchError
+from bench.paths import inside
 
 # The convention scores are defined under unless a row says otherwise (bench.scorers.conventions).
 DEFAULT_CONVENTION = "dreambooth"
@@ -174,12 +175,20 @@ class UnitManifest:
         data = read_json(path)
         try:
             images = [ImageEntry(**_known(ImageEntry, e)) for e in data.get("images", [])]
-            return cls(**{**_known(cls, data), "images": images})
+            manifest = cls(**{**_known(cls, data), "images": images})
         except TypeError as e:
             raise BenchError(
                 f"{path}: incomplete manifest ({e}); delete its unit folder and run `bench run` "
                 "again"
             ) from None
+        for entry in images:  # a manifest names files of its own unit, nothing elsewhere
+            inside(
+                path.parent,
+                entry.file,
+                f"{path}: image",
+                "the manifest was altered; delete the unit folder and run `bench run` again",
+            )
+        return manifest
 
 
 # --------------------------------------------------------------------------- scores.jsonl

@@ -17,10 +17,13 @@ from bench.config import config_dict, resolve_config
 from bench.data.plan import batches, cells_for, initial_latents
 from bench.data.suites import Suite
 from bench.errors import BenchError
+from bench.methods.limits import MAX_BATCH
 from bench.methods.protocol import MethodContext, capabilities
 from bench.paths import cache_dir
 from bench.progress import Reporter, Silent
+from bench.store.integrity import is_whole, unit_problem
 from bench.store.layout import RunPaths, provenance, run_id, subject_record
+from bench.store.lock import STAGING, run_lock
 from bench.store.records import FitLog, ImageEntry, RunRecord, UnitManifest
 
 
@@ -33,8 +36,12 @@ class ExecutionOptions:
     batch_size: int = 8  # images per generation batch
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise BenchError(f"--batch-size must be >= 1, got {self.batch_size}")
+        from bench.diffusion.backbone import check_device_name, check_dtype_name
+
+        check_device_name(self.device)
+        check_dtype_name(self.dtype)
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise BenchError(f"--batch-size must be >= 1 and <= {MAX_BATCH}, got {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -57,11 +64,8 @@ class PreparedRun:
         return [(s, r) for s in self.suite.subjects for r in replicates]
 
     def pending_units(self) -> list[tuple[Any, int]]:
-        return [
-            (s, r)
-            for s, r in self.units()
-            if not RunPaths.manifest(self.paths.unit(s.id, r)).exists()
-        ]
+        """Units not finished, or finished but damaged (they are redone)."""
+        return [(s, r) for s, r in self.units() if not is_whole(self.paths.unit(s.id, r))]
 
 
 @dataclass(frozen=True)
@@ -114,19 +118,28 @@ def execute(
             device=options.device,
             dtype=options.dtype,
         )
-    if not paths.run_json.exists():
-        _run_record(prepared, options, backbone).write(paths.run_json)
-    if not pending:
+    if not pending and paths.run_json.exists():
         return RunSummary(prepared.run_id, paths.root, 0, 0, len(units))
+    with run_lock(paths.root):
+        if not paths.run_json.exists():
+            _run_record(prepared, options, backbone).write(paths.run_json)
+        # Another process may have finished units while this one loaded the backbone.
+        pending = prepared.pending_units()
+        if prepared.is_reference:
+            for subject, replicate in pending:
+                _store_references(prepared, subject, replicate)
+            return RunSummary(prepared.run_id, paths.root, 0, 0, len(units) - len(pending))
+        fitted, generated = _execute_units(prepared, pending, options, backbone, progress)
+    return RunSummary(prepared.run_id, paths.root, fitted, generated, len(units) - len(pending))
 
-    if prepared.is_reference:
-        for subject, replicate in pending:
-            _store_references(prepared, subject, replicate)
-        return RunSummary(prepared.run_id, paths.root, 0, 0, len(units) - len(pending))
 
+def _execute_units(prepared, pending, options, backbone, progress) -> tuple[int, int]:
+    """Fit, generate and record each pending unit; returns (units fitted, images written)."""
+    suite, paths = prepared.suite, prepared.paths
     fitted = generated = 0
     for subject, replicate in pending:
         unit = paths.unit(subject.id, replicate)
+        _redo_if_damaged(unit, progress)
         ctx = MethodContext(
             backbone=backbone,
             suite=suite,
@@ -138,7 +151,7 @@ def execute(
         )
         label = f"{subject.id}/replicate-{replicate}"
         fit_seconds = None
-        if not RunPaths.fit_log(unit).exists():
+        if not _readable_fit_log(unit):
             fit_seconds = _fit(prepared, ctx, progress, label)
             fitted += 1
         cells = cells_for(suite, subject, replicate)
@@ -148,8 +161,9 @@ def execute(
             # Intermediate adapters the method kept (checkpoint_every): the same cells again.
             for checkpoint in FitLog.read(RunPaths.fit_log(unit)).checkpoints:
                 ck_ctx = dataclasses.replace(ctx, workdir=unit / checkpoint["path"])
-                if RunPaths.manifest(ck_ctx.workdir).exists():
+                if is_whole(ck_ctx.workdir):
                     continue
+                _redo_if_damaged(ck_ctx.workdir, progress)
                 ck_started = time.perf_counter()
                 generated += _generate(
                     prepared, ck_ctx, cells, options, progress, f"  step {checkpoint['step']}"
@@ -172,7 +186,30 @@ def execute(
         _write_manifest(
             prepared, ctx, cells, backbone, options, fit_seconds, time.perf_counter() - started
         )
-    return RunSummary(prepared.run_id, paths.root, fitted, generated, len(units) - len(pending))
+    return fitted, generated
+
+
+def _redo_if_damaged(unit: Path, progress: Reporter) -> None:
+    """Say so when a finished unit is redone because it is damaged. Its missing images are made
+    again and its manifest rewritten; its adapter and remaining images are kept (they would come
+    out the same), and its scores are redone if they no longer match the manifest."""
+    problem = unit_problem(unit)
+    if problem is not None:
+        progress.message(f"redoing a damaged unit: {problem}")
+
+
+def _readable_fit_log(unit: Path) -> bool:
+    """fit.json is written last by a fit: when it reads, the fit is complete. A damaged one is
+    removed and the unit is fitted again."""
+    path = RunPaths.fit_log(unit)
+    if not path.exists():
+        return False
+    try:
+        FitLog.read(path)
+    except BenchError:
+        path.unlink()
+        return False
+    return True
 
 
 def _run_record(prepared: PreparedRun, options: ExecutionOptions, backbone) -> RunRecord:
@@ -246,7 +283,7 @@ def _generate(
 
 def _fit(prepared: PreparedRun, ctx: MethodContext, progress: Reporter, label: str) -> float:
     """Fit into a staging folder, then move the artifacts in and write fit.json last."""
-    staging = ctx.workdir / ".fit-staging"
+    staging = ctx.workdir / STAGING
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     task = progress.task(f"fit {label}", total=getattr(prepared.config, "steps", None))

@@ -1,0 +1,61 @@
+"""Whether what a run holds can be trusted. A unit is whole when its manifest and fit log read
+and every image it lists is there; its scores are whole when they read and score exactly those
+images. A re-run redoes what is not whole (`bench run`), and `bench runs` reports it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.store.layout import RunPaths
+from bench.store.records import DEFAULT_CONVENTION, FitLog, UnitManifest, read_scores
+
+
+def unit_problem(unit: Path) -> str | None:
+    """Why a unit with a manifest cannot be trusted (a one-line reason), or None if it is whole.
+    A unit without a manifest is unfinished, not damaged: None."""
+    path = RunPaths.manifest(unit)
+    if not path.exists():
+        return None
+    try:
+        manifest = UnitManifest.read(path)
+        if RunPaths.fit_log(unit).exists():
+            FitLog.read(RunPaths.fit_log(unit))
+    except BenchError as e:
+        return str(e)
+    missing = [e.file for e in manifest.images if not _nonempty(unit / e.file)]
+    if missing:
+        return f"{unit}: {len(missing)} image(s) its manifest lists are missing, e.g. {missing[0]}"
+    return None
+
+
+def is_whole(unit: Path) -> bool:
+    """Finished, and nothing it lists is damaged or missing."""
+    return RunPaths.manifest(unit).exists() and unit_problem(unit) is None
+
+
+def scores_problem(unit: Path, convention: str = DEFAULT_CONVENTION) -> str | None:
+    """Why a unit's scores under `convention` cannot be trusted, "unscored" when there are none,
+    or None when they read and score exactly the manifest's images once each."""
+    path = RunPaths.scores(unit, convention)
+    if not path.exists():
+        return "unscored"
+    try:
+        rows = read_scores(path)
+        manifest = UnitManifest.read(RunPaths.manifest(unit))
+    except BenchError as e:
+        return str(e)
+    run_root = _run_root(unit, manifest.checkpoint is not None)
+    expected = sorted(str((unit / e.file).relative_to(run_root)) for e in manifest.images)
+    if sorted(r.image for r in rows) != expected:
+        return f"{path}: its rows do not match the images of {RunPaths.manifest(unit)}"
+    return None
+
+
+def _nonempty(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size > 0
+
+
+def _run_root(unit: Path, checkpoint: bool) -> Path:
+    # <run>/<subject>/replicate-<r>[/checkpoints/step-<n>]
+    return unit.parents[3] if checkpoint else unit.parents[1]

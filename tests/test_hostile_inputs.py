@@ -1,0 +1,401 @@
+"""Bad input, as a hostile user gives it, through the real command line: every case is one line on
+stderr naming the file or value, exit code 2, no traceback, and the store, the user directory and
+the user's own files exactly as they were (same bytes, same permissions).
+
+Each case is a row of CASES: an id, an optional setup that plants the bad input in a fresh
+workspace, the command, and a fragment the one-line message must contain. Cases marked `stored`
+start from a store that holds a finished, scored `micro` run of the `base` method.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from bench.cli import app
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: list[str]  # {runs}, {work}, {run} are filled in
+    expect: str  # a fragment of the one-line message
+    setup: Callable[[Path], None] | None = None  # plants the bad input under the workspace
+    stored: bool = False  # start from a store holding a finished micro run
+
+
+# --------------------------------------------------------------------------- planted inputs
+
+
+def png(path: Path, side: int = 32, colour=(200, 30, 30)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((side, side, 3), colour, dtype=np.uint8)).save(path)
+    return path
+
+
+def write(relative: str, text: str | bytes) -> Callable[[Path], None]:
+    def setup(ws: Path) -> None:
+        path = ws / "work" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+
+    return setup
+
+
+def photos(*extra: tuple[str, bytes]) -> Callable[[Path], None]:
+    """work/photos/ with three good photos and the `extra` files."""
+
+    def setup(ws: Path) -> None:
+        for i in range(3):
+            png(ws / "work" / "photos" / f"{i}.png", colour=(50 * i, 90, 200))
+        for name, data in extra:
+            (ws / "work" / "photos" / name).write_bytes(data)
+
+    return setup
+
+
+def images_with_manifest(rows: list[dict], *, bad_image: bytes | None = None):
+    """work/images/ with two good images and a manifest.jsonl of `rows`."""
+
+    def setup(ws: Path) -> None:
+        folder = ws / "work" / "images"
+        png(folder / "a.png")
+        png(folder / "b.png", colour=(10, 10, 10))
+        if bad_image is not None:
+            (folder / "bad.png").write_bytes(bad_image)
+        (ws / "work" / "secret.png").parent.mkdir(parents=True, exist_ok=True)
+        png(ws / "work" / "secret.png")
+        (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    return setup
+
+
+def row(**changes) -> dict:
+    return {"image": "a.png", "subject": "red_mug", "prompt": "on_the_beach", "image_index": 0,
+            **changes}  # fmt: skip
+
+
+def truncated_png() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(
+        buffer, format="PNG"
+    )
+    return buffer.getvalue()[:300]
+
+
+def store_file(pattern: str, mutate: Callable[[Path], None]) -> Callable[[Path], None]:
+    """Mutate the one file of the stored run that matches `pattern`."""
+
+    def setup(ws: Path) -> None:
+        (match,) = (ws / "runs").glob(f"micro/*/{pattern}")
+        mutate(match)
+
+    return setup
+
+
+def truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+class _Payload:
+    """Unpickling this runs a command: what a booby-trapped weights file does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def pickle_weights(ws: Path) -> None:
+    import torch
+
+    torch.save({"weight": _Payload(ws / "work" / "pwned")}, ws / "work" / "weights.pt")
+
+
+def plain_tensor_weights(ws: Path) -> None:
+    import torch
+
+    torch.save({"weight": torch.zeros(2)}, ws / "work" / "weights.pt")
+
+
+def not_a_pipeline(ws: Path) -> None:
+    folder = ws / "work" / "backbone"
+    folder.mkdir(parents=True)
+    (folder / "README.txt").write_text("not a diffusers pipeline\n")
+
+
+def booby_trapped_backbone(ws: Path) -> None:
+    """The tiny pipeline, its UNet weights swapped for a pickle that runs a command."""
+    import torch
+
+    from bench.diffusion.random_backbones import random_backbone_dir
+
+    folder = ws / "work" / "backbone"
+    shutil.copytree(random_backbone_dir("tiny"), folder)
+    for weights in (folder / "unet").glob("diffusion_pytorch_model.*"):
+        weights.unlink()
+    torch.save({"conv_in.weight": _Payload(ws / "work" / "pwned")},
+               folder / "unet" / "diffusion_pytorch_model.bin")  # fmt: skip
+
+
+MICRO = ["run", "--suite", "micro", "--runs", "{runs}"]
+LORA = [*MICRO, "--method", "dreambooth_lora"]
+SCORE = ["score", "--suite", "micro", "--runs", "{runs}", "--images", "{work}/images"]
+
+CASES = [
+    # ---- method options (--set) and execution options
+    Case("steps-zero", [*LORA, "--set", "steps=0"], "steps must be >= 1"),
+    Case("steps-negative", [*LORA, "--set", "steps=-5"], "steps must be >= 1"),
+    Case("steps-huge", [*LORA, "--set", "steps=100000000"], "steps must be >= 1 and <= 1_000_000"),
+    Case("rank-zero", [*LORA, "--set", "rank=0"], "rank must be"),
+    Case("rank-huge", [*LORA, "--set", "rank=100000"], "rank must be"),
+    Case("rank-fraction", [*LORA, "--set", "rank=1.5"], "option 'rank' expects"),
+    Case("rank-bool", [*LORA, "--set", "rank=true"], "option 'rank' expects"),
+    Case("batch-huge", [*LORA, "--set", "batch_size=100000"], "batch_size must be"),
+    Case("resolution-huge", [*LORA, "--set", "resolution=65536"], "resolution must be"),
+    Case("class-images-huge", [*LORA, "--set", "num_class_images=10000000"], "num_class_images"),
+    Case("lr-inf", [*LORA, "--set", "lr=inf"], "finite and > 0"),
+    Case("alpha-nan", [*LORA, "--set", "alpha=nan"], "alpha must be finite"),
+    Case("prior-weight-negative", [*LORA, "--set", "prior_loss_weight=-1.0"],
+         "prior_loss_weight must be"),  # fmt: skip
+    Case("ti-vectors-huge", [*MICRO, "--method", "textual_inversion", "--set",
+         "num_vectors=100"], "num_vectors must be"),  # fmt: skip
+    Case("dropout-one", [*LORA, "--set", "dropout=1.0"], "dropout must be"),
+    Case("scheduler", [*LORA, "--set", "lr_scheduler=warp"], "lr_scheduler must be one of"),
+    Case("unknown-option", [*LORA, "--set", "rnk=4"], "did you mean 'rank'"),
+    Case("set-no-equals", [*LORA, "--set", "lr"], "expected key=value"),
+    Case("ti-steps-zero", [*MICRO, "--method", "textual_inversion", "--set", "steps=0"],
+         "steps must be >= 1"),  # fmt: skip
+    Case("dtype-int8", [*LORA, "--dtype", "int8"], "--dtype 'int8'"),
+    Case("device-tpu", [*LORA, "--device", "tpu"], "--device 'tpu'"),
+    Case("device-cuda-x", [*LORA, "--device", "cuda:x"], "--device 'cuda:x'"),
+    Case("batch-size-zero", [*LORA, "--batch-size", "0"], "--batch-size must be >= 1"),
+    Case("batch-size-huge", [*LORA, "--batch-size", "1000000"], "--batch-size must be"),
+    Case("convention", [*LORA, "--convention", "nope"], "convention 'nope'"),
+    Case("ci-method", [*LORA, "--ci-method", "nope"], "nope"),
+    Case("prompts-mode", [*LORA, "--prompts", "sometimes"], "sometimes"),
+    Case("resamples-zero", [*LORA, "--resamples", "0"], "resamples"),
+    Case("unknown-method", [*MICRO, "--method", "dreambooth_lor"], "did you mean"),
+    # ---- backbones
+    Case("backbone-missing", [*LORA, "--backbone", "{work}/nowhere"], "nowhere"),
+    Case("backbone-not-a-pipeline", [*LORA, "--backbone", "{work}/backbone"], "model_index.json",
+         setup=not_a_pipeline),  # fmt: skip
+    Case("backbone-pickle", [*LORA, "--backbone", "{work}/backbone"], "cannot load it",
+         setup=booby_trapped_backbone),  # fmt: skip
+    # ---- suites and prompt files
+    Case("suite-unknown", ["run", "--method", "base", "--suite", "smok", "--runs", "{runs}"],
+         "did you mean 'smoke'"),  # fmt: skip
+    Case("suite-bad-toml", ["run", "--method", "base", "--suite", "{work}/s.toml", "--runs",
+         "{runs}"], "s.toml", setup=write("s.toml", "name = [unclosed\n")),  # fmt: skip
+    Case("suite-images-huge", ["run", "--method", "base", "--suite", "{work}/s.toml", "--runs",
+         "{runs}"], "images_per_prompt must be >= 1 and <= 1000", setup=lambda ws: write(
+         "s.toml", (REPO / "suites/micro.toml").read_text().replace(
+             "images_per_prompt = 1", "images_per_prompt = 100000"))(ws)),  # fmt: skip
+    Case("suite-resolution-huge", ["run", "--method", "base", "--suite", "{work}/s.toml",
+         "--runs", "{runs}"], "resolution must be", setup=lambda ws: write(
+         "s.toml", (REPO / "suites/micro.toml").read_text().replace(
+             "resolution = 32", "resolution = 65536"))(ws)),  # fmt: skip
+    Case("prompt-file-missing", [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
+         "p.toml"),  # fmt: skip
+    Case("prompt-file-bad-toml", [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
+         "p.toml", setup=write("p.toml", "[[prompt]\n")),  # fmt: skip
+    Case("prompt-unknown-placeholder", [*MICRO, "--method", "base", "--prompt-file",
+         "{work}/p.toml"], "only the placeholders", setup=write("p.toml",
+         '[[prompt]]\ntemplate = "a {token} {class} on {planet}"\n')),  # fmt: skip
+    Case("prompt-unbalanced", [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
+         "only the placeholders",
+         setup=write("p.toml", '[[prompt]]\ntemplate = "a {token} {class} }"\n')),  # fmt: skip
+    Case("prompt-no-token", [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
+         "{token}", setup=write("p.toml", '[[prompt]]\ntemplate = "a {class}"\n')),  # fmt: skip
+    Case("prompt-bad-id", [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
+         "prompt id", setup=write("p.toml",
+         '[[prompt]]\nid = "../x"\ntemplate = "a {token} {class}"\n')),  # fmt: skip
+    Case("prompt-empty", [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
+         "p.toml", setup=write("p.toml", "")),  # fmt: skip
+    Case("subject-unknown", [*MICRO, "--method", "base", "--subject", "nobody"], "nobody"),
+    # ---- subjects add
+    Case("add-no-folder", ["subjects", "add", "mug", "--class", "mug", "--images",
+         "{work}/nowhere"], "nowhere"),  # fmt: skip
+    Case("add-bad-name", ["subjects", "add", "../mug", "--class", "mug", "--images",
+         "{work}/photos"], "subject name", setup=photos()),  # fmt: skip
+    Case("add-name-newline", ["subjects", "add", "mug\n", "--class", "mug", "--images",
+         "{work}/photos"], "subject name", setup=photos()),  # fmt: skip
+    Case("add-empty-class", ["subjects", "add", "mug", "--class", " ", "--images",
+         "{work}/photos"], "--class is empty", setup=photos()),  # fmt: skip
+    Case("add-bad-kind", ["subjects", "add", "mug", "--class", "mug", "--kind", "plant",
+         "--images", "{work}/photos"], "plant", setup=photos()),  # fmt: skip
+    Case("add-token-space", ["subjects", "add", "mug", "--class", "mug", "--token", "a b",
+         "--images", "{work}/photos"], "token", setup=photos()),  # fmt: skip
+    Case("add-only-bad-photos", ["subjects", "add", "mug", "--class", "mug", "--images",
+         "{work}/bad"], "no usable", setup=write("bad/0.png", truncated_png())),  # fmt: skip
+    # ---- bench score manifests
+    Case("manifest-missing-column", SCORE, "missing image_index",
+         setup=images_with_manifest([{"image": "a.png", "subject": "red_mug",
+                                      "prompt": "on_the_beach"}])),  # fmt: skip
+    Case("manifest-fractional-index", SCORE, "image_index",
+         setup=images_with_manifest([row(image_index=0.5)])),
+    Case("manifest-text-index", SCORE, "image_index",
+         setup=images_with_manifest([row(image_index="1.0")])),
+    Case("manifest-negative-index", SCORE, "image_index",
+         setup=images_with_manifest([row(image_index=-1)])),
+    Case("manifest-index-out-of-range", SCORE, "image_index",
+         setup=images_with_manifest([row(image_index=1)])),
+    Case("manifest-bool-index", SCORE, "image_index",
+         setup=images_with_manifest([row(image_index=True)])),
+    Case("manifest-replicate-unknown", SCORE, "replicate",
+         setup=images_with_manifest([row(replicate=7)])),
+    Case("manifest-unknown-subject", SCORE, "not in suite micro",
+         setup=images_with_manifest([row(subject="blue_mug")])),
+    Case("manifest-unknown-prompt", SCORE, "is not in the object prompt set",
+         setup=images_with_manifest([row(prompt="on the moon")])),
+    Case("manifest-duplicate", SCORE, "a second image",
+         setup=images_with_manifest([row(), row(image="b.png")])),
+    Case("manifest-escapes-folder", SCORE, "outside",
+         setup=images_with_manifest([row(image="../secret.png")])),
+    Case("manifest-absolute-outside", SCORE, "outside",
+         setup=lambda ws: images_with_manifest([row(image=str(ws / "work" / "secret.png"))])(ws)),
+    Case("manifest-image-missing", SCORE, "nothere.png",
+         setup=images_with_manifest([row(image="nothere.png")])),
+    Case("manifest-truncated-image", SCORE, "bad.png",
+         setup=images_with_manifest([row(image="bad.png")], bad_image=truncated_png())),
+    Case("manifest-not-json", SCORE, "manifest.jsonl:1",
+         setup=write("images/manifest.jsonl", "{not json\n")),
+    Case("manifest-row-not-object", SCORE, "manifest.jsonl row 1: must be an object",
+         setup=write("images/manifest.jsonl", "[1, 2]\n")),
+    Case("manifest-none", SCORE, "no manifest", setup=lambda ws: png(ws / "work/images/a.png")),
+    Case("manifest-bad-name", [*SCORE, "--name", "x/../y"], "--name",
+         setup=images_with_manifest([row()])),  # fmt: skip
+    # ---- weights
+    Case("scorer-weights-pickle", [*MICRO, "--method", "base", "--scorer-option",
+         "clip.pretrained={work}/weights.pt"], "a pickle that would run code",
+         setup=pickle_weights),  # fmt: skip
+    Case("scorer-weights-wrong-model", [*MICRO, "--method", "base", "--scorer-option",
+         "clip.pretrained={work}/weights.pt"], "not weights of this model",
+         setup=plain_tensor_weights),  # fmt: skip
+    Case("scorer-weights-missing", [*MICRO, "--method", "base", "--scorer-option",
+         "clip.pretrained={work}/nowhere.safetensors"], "nowhere.safetensors"),  # fmt: skip
+    Case("scorer-weights-garbage", [*MICRO, "--method", "base", "--scorer-option",
+         "dino.weights_file={work}/w.safetensors", "--scorer-option", "dino.pretrained=default"],
+         "w.safetensors: cannot load it",
+         setup=write("w.safetensors", b"\x00" * 64)),  # fmt: skip
+    Case("scorer-option-unknown", [*MICRO, "--method", "base", "--scorer-option",
+         "clipp.pretrained=random:0"], "clipp"),  # fmt: skip
+    # ---- a damaged store: read commands name the file
+    Case("compare-scores-truncated", ["compare", "{run}", "{run}", "--runs", "{runs}"],
+         "scores.jsonl", setup=store_file("*/*/scores.jsonl", truncate), stored=True),  # fmt: skip
+    Case("leaderboard-scores-truncated", ["leaderboard", "--runs", "{runs}", "--out",
+         "{work}/lb.md"], "scores.jsonl", setup=store_file("*/*/scores.jsonl", truncate),
+         stored=True),  # fmt: skip
+    Case("run-run-json-truncated", [*MICRO, "--method", "base"], "run.json",
+         setup=store_file("run.json", truncate), stored=True),  # fmt: skip
+    Case("newer-store-format", [*MICRO, "--method", "base"], "newer bench", stored=True,
+         setup=store_file("run.json", lambda p: p.write_text(json.dumps(
+             {**json.loads(p.read_text()), "format": 99})))),  # fmt: skip
+    Case("manifest-file-escapes-unit", ["score", "--run", "{run}", "--runs", "{runs}",
+         "--convention", "cc101"], "outside", stored=True,
+         setup=store_file("*/*/manifest.json", lambda p: p.write_text(p.read_text().replace(
+             '"images/red-0.png"', '"../../../../secret.png"')))),  # fmt: skip
+    Case("compare-unknown-run", ["compare", "nope", "--runs", "{runs}"], "no run 'nope'",
+         stored=True),  # fmt: skip
+]
+
+
+# --------------------------------------------------------------------------- the check
+
+
+def snapshot(*roots: Path) -> dict[str, tuple[str, int]]:
+    """Every file and folder under the roots: content hash and permission bits."""
+    found = {}
+    for root in roots:
+        if not root.exists():
+            continue
+        for path in [root, *sorted(root.rglob("*"))]:
+            mode = stat.S_IMODE(path.lstat().st_mode)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+            found[str(path)] = (digest, mode)
+    return found
+
+
+@pytest.fixture(scope="module")
+def finished_store(tmp_path_factory) -> Path:
+    """A store with one finished, scored micro run of `base`."""
+    runs = tmp_path_factory.mktemp("finished") / "runs"
+    result = runner.invoke(app, ["run", "--method", "base", "--suite", "micro", "--runs", runs])
+    assert result.exit_code == 0, result.output
+    return runs
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(case, tmp_path, finished_store,
+                                                         monkeypatch):  # fmt: skip
+    ws = tmp_path
+    (ws / "work").mkdir()
+    monkeypatch.setenv("BENCH_HOME", str(ws / "home"))
+    runs = ws / "runs"
+    run_id = ""
+    if case.stored:
+        shutil.copytree(finished_store, runs)
+        run_id = next(runs.glob("micro/*/run.json")).parent.name
+    if case.setup:
+        case.setup(ws)
+    before = snapshot(runs, ws / "home", ws / "work")
+    argv = [a.format(runs=runs, work=ws / "work", run=run_id) for a in case.argv]
+
+    result = runner.invoke(app, argv)
+
+    message = result.output.strip()
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        f"traceback: {result.exception!r}"
+    )
+    assert result.exit_code == 2, message
+    assert len(message.splitlines()) == 1, message
+    assert message.startswith("error: ") and case.expect in message, message
+    assert snapshot(runs, ws / "home", ws / "work") == before
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def test_offline_dreambench_fails_fast_naming_every_missing_model(dreambench_root, tmp_path):
+    """Nothing cached, no network: one line within seconds, every model and its option named."""
+    import subprocess
+    import sys
+    import time
+
+    empty = {name: str(tmp_path / name) for name in ("HF_HOME", "HF_HUB_CACHE", "TORCH_HOME",
+                                                     "BENCH_CACHE", "XDG_CACHE_HOME")}  # fmt: skip
+    env = {**os.environ, **empty, "HF_HUB_OFFLINE": "1"}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--method", "dreambooth_lora", "--suite",
+         "dreambench", "--data-root", str(dreambench_root), "--runs", str(tmp_path / "runs")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert done.stdout == "" and seconds < 60
+    for model, option in [
+        ("backbone stable-diffusion-v1-5/stable-diffusion-v1-5", "--backbone DIR"),
+        ("CLIP ViT-B-32/openai", "--scorer-option clip.pretrained=FILE"),
+        ("DINO vit_small_patch16_224.dino", "--scorer-option dino.weights_file=FILE"),
+        ("LPIPS alex", "--scorer-option div.weights_file=FILE"),
+    ]:
+        assert f"{model}" in line and option in line, line
+    assert not (tmp_path / "runs").exists()

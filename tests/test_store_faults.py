@@ -1,0 +1,293 @@
+"""The store is whole or refused: a damaged or incomplete unit is found and redone by the next
+run, `bench runs` reports it, other weights under the same file name are another scorer, one
+writer holds a run at a time, killed and interrupted runs resume to exactly the store of an
+uninterrupted run, a full or read-only disk is one line, and files get the user's umask."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+
+runner = CliRunner()
+MICRO_BASE = ["run", "--method", "base", "--suite", "micro"]
+# Facts of when and where a file was written, not of what the run made.
+VOLATILE = {"provenance", "timings", "seconds"}
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def store_state(runs: Path) -> dict[str, object]:
+    """Every file of a store by relative path: its bytes, or for JSON records their content
+    without the volatile facts (times, argv)."""
+    state: dict[str, object] = {}
+    for path in sorted(p for p in runs.rglob("*") if p.is_file()):
+        key = str(path.relative_to(runs))
+        if path.suffix == ".json":
+            data = json.loads(path.read_text())
+            state[key] = {k: v for k, v in data.items() if k not in VOLATILE}
+        else:
+            state[key] = path.read_bytes()
+    return state
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A store with one finished, scored micro run of `base`."""
+    runs = tmp_path_factory.mktemp("finished") / "runs"
+    result = invoke(*MICRO_BASE, "--runs", runs)
+    assert result.exit_code == 0, result.output
+    return runs
+
+
+def copy_of(store: Path, tmp_path: Path) -> tuple[Path, Path]:
+    runs = tmp_path / "runs"
+    shutil.copytree(store, runs)
+    return runs, next(runs.glob("micro/*/red_mug/replicate-0"))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGE = {
+    "manifest truncated": (lambda unit: truncate(unit / "manifest.json"), "manifest.json"),
+    "image deleted": (lambda unit: (unit / "images" / "red-0.png").unlink(), "images/red-0.png"),
+    "scores truncated": (lambda unit: truncate(unit / "scores.jsonl"), "scores.jsonl"),
+    "scores row missing": (
+        lambda unit: (unit / "scores.jsonl").write_text(
+            (unit / "scores.jsonl").read_text().splitlines()[0] + "\n"
+        ),
+        "scores.jsonl",
+    ),
+    "fit log truncated": (lambda unit: truncate(unit / "fit.json"), "fit.json"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=list(DAMAGE))
+def test_a_rerun_redoes_a_damaged_unit_and_runs_reports_it(damage, finished, tmp_path):
+    runs, unit = copy_of(finished, tmp_path)
+    harm, named = DAMAGE[damage]
+    harm(unit)
+
+    listed = invoke("runs", "--runs", runs, "--json")
+    assert listed.exit_code == 0, listed.output
+    (row,) = json.loads(listed.output)
+    assert len(row["problems"]) == 1 and named in row["problems"][0]
+    assert str(unit) in row["problems"][0]
+
+    result = invoke(*MICRO_BASE, "--runs", runs)
+    assert result.exit_code == 0, result.output
+    assert store_state(runs) == store_state(finished)
+    assert json.loads(invoke("runs", "--runs", runs, "--json").output)[0]["problems"] == []
+
+
+def test_runs_lists_a_damaged_run_json_and_the_other_runs(finished, tmp_path):
+    runs, _ = copy_of(finished, tmp_path)
+    shutil.copytree(next(runs.glob("micro/*")), runs / "micro" / "base-copy")
+    truncate(runs / "micro" / "base-copy" / "run.json")
+    result = invoke("runs", "--runs", runs)
+    assert result.exit_code == 0, result.output
+    damaged = [line for line in result.output.splitlines() if line.startswith("damaged:")]
+    assert len(damaged) == 1 and "base-copy/run.json: damaged" in damaged[0]
+    rows = {r["run_id"]: r for r in json.loads(invoke("runs", "--runs", runs, "--json").output)}
+    good = next(r for name, r in rows.items() if name != "base-copy")
+    assert (good["units_done"], good["units_scored"], good["problems"]) == (1, 1, [])
+
+
+def test_other_weights_under_the_same_file_name_are_another_scorer(tmp_path):
+    from safetensors.torch import load_file
+
+    from bench.scorers.clip import TINY_ARCH, tiny_weights_file
+
+    weights = tmp_path / "clip.safetensors"
+    shutil.copy(tiny_weights_file(0), weights)
+    options = ["--scorer-option", f"clip.pretrained={weights}", "--scorer-option",
+               f"clip.model={TINY_ARCH}"]  # fmt: skip
+    runs = tmp_path / "runs"
+    assert invoke(*MICRO_BASE, "--runs", runs, *options).exit_code == 0
+    (run_dir,) = [p.parent for p in runs.glob("micro/*/run.json")]
+    scores = next(run_dir.rglob("scores.jsonl"))
+    before = [json.loads(line) for line in scores.read_text().splitlines()]
+
+    # Same name, other content (the seed-1 weights): the run is rescored, under another id.
+    assert not all(
+        np.array_equal(a, b)
+        for a, b in zip(load_file(tiny_weights_file(0)).values(),
+                        load_file(tiny_weights_file(1)).values(), strict=True)
+    )  # fmt: skip
+    shutil.copy(tiny_weights_file(1), weights)
+    result = invoke("score", "--run", run_dir.name, "--runs", runs, *options, "--json")
+    assert result.exit_code == 0, result.output
+    after = [json.loads(line) for line in scores.read_text().splitlines()]
+    model_before = before[0]["scorers"]["clip_i"]["model"]
+    model_after = after[0]["scorers"]["clip_i"]["model"]
+    assert model_before != model_after and "clip.safetensors@" in model_after
+    assert [r["clip_i"] for r in before] != [r["clip_i"] for r in after]
+    # Unchanged weights: nothing to rescore.
+    again = invoke("score", "--run", run_dir.name, "--runs", runs, *options)
+    assert again.exit_code == 0 and scores.read_text() == "".join(
+        json.dumps(r, sort_keys=True) + "\n" for r in after
+    )
+
+
+def test_compare_refuses_runs_scored_with_other_weights_of_one_name(tmp_path):
+    from bench.scorers.clip import TINY_ARCH, tiny_weights_file
+
+    weights = tmp_path / "clip.safetensors"
+    runs = tmp_path / "runs"
+    options = ["--scorer-option", f"clip.pretrained={weights}", "--scorer-option",
+               f"clip.model={TINY_ARCH}"]  # fmt: skip
+    shutil.copy(tiny_weights_file(0), weights)
+    assert invoke(*MICRO_BASE, "--runs", runs, *options).exit_code == 0
+    shutil.copy(tiny_weights_file(1), weights)
+    method = ["run", "--method", "textual_inversion", "--suite", "micro", "--set", "steps=1"]
+    assert invoke(*method, "--runs", runs, *options).exit_code == 0
+    ids = sorted(p.parent.name for p in runs.glob("micro/*/run.json"))
+    result = invoke("compare", *ids, "--runs", runs)
+    assert result.exit_code == 2
+    assert "scorer models" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- one writer
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_run(finished, tmp_path):
+    runs, unit = copy_of(finished, tmp_path)
+    (unit / "manifest.json").unlink()  # work left to do, so the run needs the lock
+    run_dir = unit.parent.parent
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from bench.store.lock import run_lock\n"
+         "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
+         str(run_dir)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = store_state(runs)
+        result = invoke(*MICRO_BASE, "--runs", runs)
+        assert result.exit_code == 2
+        message = result.output.strip()
+        assert len(message.splitlines()) == 1
+        assert f"being written by another bench process (pid {holder.pid})" in message
+        assert store_state(runs) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder was killed: the kernel released its lock, and the run goes on.
+    assert invoke(*MICRO_BASE, "--runs", runs).exit_code == 0
+    assert store_state(runs) == store_state(finished)
+
+
+def test_leftovers_of_killed_writes_are_removed(finished, tmp_path):
+    runs, unit = copy_of(finished, tmp_path)
+    (unit / "manifest.json").unlink()
+    leftovers = [unit / ".scores.jsonl.k1l2m3.tmp", unit / "images" / ".red-0.png.a1b2c3.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half")
+    (unit / ".fit-staging").mkdir()
+    (unit / ".fit-staging" / "adapter.safetensors").write_bytes(b"half")
+    assert invoke(*MICRO_BASE, "--runs", runs).exit_code == 0
+    assert store_state(runs) == store_state(finished)
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_killed_runs_resume_to_the_uninterrupted_store(tmp_path):
+    """SIGKILL `bench run` subprocesses at random moments, resume each, and compare every image,
+    adapter and score row with an uninterrupted run's."""
+    command = [sys.executable, "-m", "bench", "run", "--method", "dreambooth_lora", "--suite",
+               "micro", "--set", "steps=4", "--set", "checkpoint_every=2"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    reference = tmp_path / "reference"
+    started = time.perf_counter()
+    subprocess.run([*command, "--runs", str(reference)], env=env, check=True, capture_output=True)
+    duration = time.perf_counter() - started
+    expected = store_state(reference)
+    assert any(k.endswith(".png") for k in expected) and any("step-" in k for k in expected)
+
+    rng = np.random.default_rng(12)
+    for trial, delay in enumerate(rng.uniform(0.35, 0.95, size=3) * duration):
+        runs = tmp_path / f"trial-{trial}"
+        killed = subprocess.Popen([*command, "--runs", str(runs)], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(delay)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        resumed = subprocess.run([*command, "--runs", str(runs)], env=env, capture_output=True)
+        assert resumed.returncode == 0, resumed.stderr.decode()[-2000:]
+        assert store_state(runs) == expected, f"trial {trial}, killed after {delay:.1f} s"
+
+
+def test_ctrl_c_is_one_line_and_the_run_resumes(finished, tmp_path, monkeypatch):
+    from bench.store import runner as store_runner
+
+    runs = tmp_path / "runs"
+    write_png = store_runner._write_png
+    calls = []
+
+    def interrupted_after_one(path, array):  # calls through once, then the user presses Ctrl-C
+        calls.append(path)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        write_png(path, array)
+
+    monkeypatch.setattr(store_runner, "_write_png", interrupted_after_one)
+    result = invoke(*MICRO_BASE, "--runs", runs)
+    assert result.exit_code == 130
+    assert result.output.strip().splitlines() == [
+        "error: interrupted; what was finished is kept: run the same command again to go on"
+    ]
+    monkeypatch.undo()
+    assert invoke(*MICRO_BASE, "--runs", runs).exit_code == 0
+    assert store_state(runs) == store_state(finished)
+
+
+@pytest.mark.parametrize(
+    "code, fix",
+    [(errno.ENOSPC, "free some space"), (errno.EROFS, "read-only"), (errno.EACCES, "permissions")],
+)
+def test_a_full_or_read_only_disk_is_one_line_and_writes_no_file(code, fix, tmp_path, monkeypatch):
+    import tempfile
+
+    def refused(*args, dir=None, **kwargs):
+        raise OSError(code, os.strerror(code), str(dir))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    runs = tmp_path / "runs"
+    result = invoke(*MICRO_BASE, "--runs", runs)
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: ") and os.strerror(code) in line and fix in line
+    assert str(runs) in line
+    assert not [p for p in runs.rglob("*") if p.is_file() and p.name != ".lock"]
+
+
+def test_store_files_follow_the_umask(tmp_path):
+    runs = tmp_path / "runs"
+    old = os.umask(0o002)  # a team's shared store
+    try:
+        assert invoke(*MICRO_BASE, "--runs", runs).exit_code == 0
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(runs): stat.S_IMODE(p.stat().st_mode) for p in runs.rglob("*")}
+    assert modes and all(
+        mode == (0o775 if (runs / p).is_dir() else 0o664) for p, mode in modes.items()
+    ), modes
