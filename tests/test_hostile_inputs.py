@@ -194,6 +194,8 @@ CASES = [
     Case("prompts-mode", [*LORA, "--prompts", "sometimes"], "sometimes"),
     Case("resamples-zero", [*LORA, "--resamples", "0"], "resamples"),
     Case("unknown-method", [*MICRO, "--method", "dreambooth_lor"], "did you mean"),
+    Case("markup-in-a-value", [*LORA, "--set", "lr=[bold red]"], "got '[bold red]'"),
+    Case("markup-in-a-name", [*MICRO, "--method", "[red]x[/red]"], "'[red]x[/red]'"),
     # ---- backbones
     Case("backbone-missing", [*LORA, "--backbone", "{work}/nowhere"], "nowhere"),
     Case("backbone-not-a-pipeline", [*LORA, "--backbone", "{work}/backbone"], "model_index.json",
@@ -399,3 +401,18 @@ def test_offline_dreambench_fails_fast_naming_every_missing_model(dreambench_roo
     ]:
         assert f"{model}" in line and option in line, line
     assert not (tmp_path / "runs").exists()
+
+
+def test_no_unsafe_loading_or_shell_in_the_package():
+    """No pickled-weight loading without weights_only, no remote code, no shell built from
+    strings, anywhere in bench's sources."""
+    import re
+
+    sources = {p: p.read_text() for p in (REPO / "bench").rglob("*.py")}
+    for pattern in (r"trust_remote_code\s*=\s*True", r"shell\s*=\s*True", r"os\.system\(",
+                    r"weights_only\s*=\s*False", r"pickle\.loads?\(", r"(?<![.\w])eval\(", r"(?<![.\w])exec\(",
+                    r"allow_pickle\s*=\s*True"):  # fmt: skip
+        found = [str(p) for p, text in sources.items() if re.search(pattern, text)]
+        assert found == [], f"{pattern}: {found}"
+    loads = [str(p) for p, text in sources.items() if re.search(r"torch\.load\(", text)]
+    assert loads == [], f"torch.load outside safetensors: {loads}"
