@@ -85,8 +85,13 @@ def images_with_manifest(rows: list[dict], *, bad_image: bytes | None = None):
 
 
 def row(**changes) -> dict:
-    return {"image": "a.png", "subject": "red_mug", "prompt": "on_the_beach", "image_index": 0,
-            **changes}  # fmt: skip
+    return {
+        "image": "a.png",
+        "subject": "red_mug",
+        "prompt": "on_the_beach",
+        "image_index": 0,
+        **changes,
+    }
 
 
 def truncated_png() -> bytes:
@@ -152,8 +157,10 @@ def booby_trapped_backbone(ws: Path) -> None:
     shutil.copytree(random_backbone_dir("tiny"), folder)
     for weights in (folder / "unet").glob("diffusion_pytorch_model.*"):
         weights.unlink()
-    torch.save({"conv_in.weight": _Payload(ws / "work" / "pwned")},
-               folder / "unet" / "diffusion_pytorch_model.bin")  # fmt: skip
+    torch.save(
+        {"conv_in.weight": _Payload(ws / "work" / "pwned")},
+        folder / "unet" / "diffusion_pytorch_model.bin",
+    )
 
 
 MICRO = ["run", "--suite", "micro", "--runs", "{runs}"]
@@ -174,16 +181,25 @@ CASES = [
     Case("class-images-huge", [*LORA, "--set", "num_class_images=10000000"], "num_class_images"),
     Case("lr-inf", [*LORA, "--set", "lr=inf"], "finite and > 0"),
     Case("alpha-nan", [*LORA, "--set", "alpha=nan"], "alpha must be finite"),
-    Case("prior-weight-negative", [*LORA, "--set", "prior_loss_weight=-1.0"],
-         "prior_loss_weight must be"),  # fmt: skip
-    Case("ti-vectors-huge", [*MICRO, "--method", "textual_inversion", "--set",
-         "num_vectors=100"], "num_vectors must be"),  # fmt: skip
+    Case(
+        "prior-weight-negative",
+        [*LORA, "--set", "prior_loss_weight=-1.0"],
+        "prior_loss_weight must be",
+    ),
+    Case(
+        "ti-vectors-huge",
+        [*MICRO, "--method", "textual_inversion", "--set", "num_vectors=100"],
+        "num_vectors must be",
+    ),
     Case("dropout-one", [*LORA, "--set", "dropout=1.0"], "dropout must be"),
     Case("scheduler", [*LORA, "--set", "lr_scheduler=warp"], "lr_scheduler must be one of"),
     Case("unknown-option", [*LORA, "--set", "rnk=4"], "did you mean 'rank'"),
     Case("set-no-equals", [*LORA, "--set", "lr"], "expected key=value"),
-    Case("ti-steps-zero", [*MICRO, "--method", "textual_inversion", "--set", "steps=0"],
-         "steps must be >= 1"),  # fmt: skip
+    Case(
+        "ti-steps-zero",
+        [*MICRO, "--method", "textual_inversion", "--set", "steps=0"],
+        "steps must be >= 1",
+    ),
     Case("dtype-int8", [*LORA, "--dtype", "int8"], "--dtype 'int8'"),
     Case("device-tpu", [*LORA, "--device", "tpu"], "--device 'tpu'"),
     Case("device-cuda-x", [*LORA, "--device", "cuda:x"], "--device 'cuda:x'"),
@@ -198,125 +214,342 @@ CASES = [
     Case("markup-in-a-name", [*MICRO, "--method", "[red]x[/red]"], "'[red]x[/red]'"),
     # ---- backbones
     Case("backbone-missing", [*LORA, "--backbone", "{work}/nowhere"], "nowhere"),
-    Case("backbone-not-a-pipeline", [*LORA, "--backbone", "{work}/backbone"], "model_index.json",
-         setup=not_a_pipeline),  # fmt: skip
-    Case("backbone-pickle", [*LORA, "--backbone", "{work}/backbone"], "cannot load it",
-         setup=booby_trapped_backbone),  # fmt: skip
+    Case(
+        "backbone-not-a-pipeline",
+        [*LORA, "--backbone", "{work}/backbone"],
+        "model_index.json",
+        setup=not_a_pipeline,
+    ),
+    Case(
+        "backbone-pickle",
+        [*LORA, "--backbone", "{work}/backbone"],
+        "cannot load it",
+        setup=booby_trapped_backbone,
+    ),
     # ---- suites and prompt files
-    Case("suite-unknown", ["run", "--method", "base", "--suite", "smok", "--runs", "{runs}"],
-         "did you mean 'smoke'"),  # fmt: skip
-    Case("suite-bad-toml", ["run", "--method", "base", "--suite", "{work}/s.toml", "--runs",
-         "{runs}"], "s.toml", setup=write("s.toml", "name = [unclosed\n")),  # fmt: skip
-    Case("suite-images-huge", ["run", "--method", "base", "--suite", "{work}/s.toml", "--runs",
-         "{runs}"], "images_per_prompt must be >= 1 and <= 1000", setup=lambda ws: write(
-         "s.toml", (REPO / "suites/micro.toml").read_text().replace(
-             "images_per_prompt = 1", "images_per_prompt = 100000"))(ws)),  # fmt: skip
-    Case("suite-resolution-huge", ["run", "--method", "base", "--suite", "{work}/s.toml",
-         "--runs", "{runs}"], "resolution must be", setup=lambda ws: write(
-         "s.toml", (REPO / "suites/micro.toml").read_text().replace(
-             "resolution = 32", "resolution = 65536"))(ws)),  # fmt: skip
-    Case("prompt-file-missing", [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
-         "p.toml"),  # fmt: skip
-    Case("prompt-file-bad-toml", [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
-         "p.toml", setup=write("p.toml", "[[prompt]\n")),  # fmt: skip
-    Case("prompt-unknown-placeholder", [*MICRO, "--method", "base", "--prompt-file",
-         "{work}/p.toml"], "only the placeholders", setup=write("p.toml",
-         '[[prompt]]\ntemplate = "a {token} {class} on {planet}"\n')),  # fmt: skip
-    Case("prompt-unbalanced", [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
-         "only the placeholders",
-         setup=write("p.toml", '[[prompt]]\ntemplate = "a {token} {class} }"\n')),  # fmt: skip
-    Case("prompt-no-token", [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
-         "{token}", setup=write("p.toml", '[[prompt]]\ntemplate = "a {class}"\n')),  # fmt: skip
-    Case("prompt-bad-id", [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
-         "prompt id", setup=write("p.toml",
-         '[[prompt]]\nid = "../x"\ntemplate = "a {token} {class}"\n')),  # fmt: skip
-    Case("prompt-empty", [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
-         "p.toml", setup=write("p.toml", "")),  # fmt: skip
+    Case(
+        "suite-unknown",
+        ["run", "--method", "base", "--suite", "smok", "--runs", "{runs}"],
+        "did you mean 'smoke'",
+    ),
+    Case(
+        "suite-bad-toml",
+        ["run", "--method", "base", "--suite", "{work}/s.toml", "--runs", "{runs}"],
+        "s.toml",
+        setup=write("s.toml", "name = [unclosed\n"),
+    ),
+    Case(
+        "suite-images-huge",
+        ["run", "--method", "base", "--suite", "{work}/s.toml", "--runs", "{runs}"],
+        "images_per_prompt must be >= 1 and <= 1000",
+        setup=lambda ws: write(
+            "s.toml",
+            (REPO / "suites/micro.toml")
+            .read_text()
+            .replace("images_per_prompt = 1", "images_per_prompt = 100000"),
+        )(ws),
+    ),
+    Case(
+        "suite-resolution-huge",
+        ["run", "--method", "base", "--suite", "{work}/s.toml", "--runs", "{runs}"],
+        "resolution must be",
+        setup=lambda ws: write(
+            "s.toml",
+            (REPO / "suites/micro.toml")
+            .read_text()
+            .replace("resolution = 32", "resolution = 65536"),
+        )(ws),
+    ),
+    Case(
+        "prompt-file-missing",
+        [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
+        "p.toml",
+    ),
+    Case(
+        "prompt-file-bad-toml",
+        [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
+        "p.toml",
+        setup=write("p.toml", "[[prompt]\n"),
+    ),
+    Case(
+        "prompt-unknown-placeholder",
+        [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
+        "only the placeholders",
+        setup=write("p.toml", '[[prompt]]\ntemplate = "a {token} {class} on {planet}"\n'),
+    ),
+    Case(
+        "prompt-unbalanced",
+        [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
+        "only the placeholders",
+        setup=write("p.toml", '[[prompt]]\ntemplate = "a {token} {class} }"\n'),
+    ),
+    Case(
+        "prompt-no-token",
+        [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
+        "{token}",
+        setup=write("p.toml", '[[prompt]]\ntemplate = "a {class}"\n'),
+    ),
+    Case(
+        "prompt-bad-id",
+        [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
+        "prompt id",
+        setup=write("p.toml", '[[prompt]]\nid = "../x"\ntemplate = "a {token} {class}"\n'),
+    ),
+    Case(
+        "prompt-empty",
+        [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
+        "p.toml",
+        setup=write("p.toml", ""),
+    ),
     Case("subject-unknown", [*MICRO, "--method", "base", "--subject", "nobody"], "nobody"),
     # ---- subjects add
-    Case("add-no-folder", ["subjects", "add", "mug", "--class", "mug", "--images",
-         "{work}/nowhere"], "nowhere"),  # fmt: skip
-    Case("add-bad-name", ["subjects", "add", "../mug", "--class", "mug", "--images",
-         "{work}/photos"], "subject name", setup=photos()),  # fmt: skip
-    Case("add-name-newline", ["subjects", "add", "mug\n", "--class", "mug", "--images",
-         "{work}/photos"], "subject name", setup=photos()),  # fmt: skip
-    Case("add-empty-class", ["subjects", "add", "mug", "--class", " ", "--images",
-         "{work}/photos"], "--class is empty", setup=photos()),  # fmt: skip
-    Case("add-bad-kind", ["subjects", "add", "mug", "--class", "mug", "--kind", "plant",
-         "--images", "{work}/photos"], "plant", setup=photos()),  # fmt: skip
-    Case("add-token-space", ["subjects", "add", "mug", "--class", "mug", "--token", "a b",
-         "--images", "{work}/photos"], "token", setup=photos()),  # fmt: skip
-    Case("add-only-bad-photos", ["subjects", "add", "mug", "--class", "mug", "--images",
-         "{work}/bad"], "no usable", setup=write("bad/0.png", truncated_png())),  # fmt: skip
+    Case(
+        "add-no-folder",
+        ["subjects", "add", "mug", "--class", "mug", "--images", "{work}/nowhere"],
+        "nowhere",
+    ),
+    Case(
+        "add-bad-name",
+        ["subjects", "add", "../mug", "--class", "mug", "--images", "{work}/photos"],
+        "subject name",
+        setup=photos(),
+    ),
+    Case(
+        "add-name-newline",
+        ["subjects", "add", "mug\n", "--class", "mug", "--images", "{work}/photos"],
+        "subject name",
+        setup=photos(),
+    ),
+    Case(
+        "add-empty-class",
+        ["subjects", "add", "mug", "--class", " ", "--images", "{work}/photos"],
+        "--class is empty",
+        setup=photos(),
+    ),
+    Case(
+        "add-bad-kind",
+        [
+            "subjects",
+            "add",
+            "mug",
+            "--class",
+            "mug",
+            "--kind",
+            "plant",
+            "--images",
+            "{work}/photos",
+        ],
+        "plant",
+        setup=photos(),
+    ),
+    Case(
+        "add-token-space",
+        ["subjects", "add", "mug", "--class", "mug", "--token", "a b", "--images", "{work}/photos"],
+        "token",
+        setup=photos(),
+    ),
+    Case(
+        "add-only-bad-photos",
+        ["subjects", "add", "mug", "--class", "mug", "--images", "{work}/bad"],
+        "no usable",
+        setup=write("bad/0.png", truncated_png()),
+    ),
     # ---- bench score manifests
-    Case("manifest-missing-column", SCORE, "missing image_index",
-         setup=images_with_manifest([{"image": "a.png", "subject": "red_mug",
-                                      "prompt": "on_the_beach"}])),  # fmt: skip
-    Case("manifest-fractional-index", SCORE, "image_index",
-         setup=images_with_manifest([row(image_index=0.5)])),
-    Case("manifest-text-index", SCORE, "image_index",
-         setup=images_with_manifest([row(image_index="1.0")])),
-    Case("manifest-negative-index", SCORE, "image_index",
-         setup=images_with_manifest([row(image_index=-1)])),
-    Case("manifest-index-out-of-range", SCORE, "image_index",
-         setup=images_with_manifest([row(image_index=1)])),
-    Case("manifest-bool-index", SCORE, "image_index",
-         setup=images_with_manifest([row(image_index=True)])),
-    Case("manifest-replicate-unknown", SCORE, "replicate",
-         setup=images_with_manifest([row(replicate=7)])),
-    Case("manifest-unknown-subject", SCORE, "not in suite micro",
-         setup=images_with_manifest([row(subject="blue_mug")])),
-    Case("manifest-unknown-prompt", SCORE, "is not in the object prompt set",
-         setup=images_with_manifest([row(prompt="on the moon")])),
-    Case("manifest-duplicate", SCORE, "a second image",
-         setup=images_with_manifest([row(), row(image="b.png")])),
-    Case("manifest-escapes-folder", SCORE, "outside",
-         setup=images_with_manifest([row(image="../secret.png")])),
-    Case("manifest-absolute-outside", SCORE, "outside",
-         setup=lambda ws: images_with_manifest([row(image=str(ws / "work" / "secret.png"))])(ws)),
-    Case("manifest-image-missing", SCORE, "nothere.png",
-         setup=images_with_manifest([row(image="nothere.png")])),
-    Case("manifest-truncated-image", SCORE, "bad.png",
-         setup=images_with_manifest([row(image="bad.png")], bad_image=truncated_png())),
-    Case("manifest-not-json", SCORE, "manifest.jsonl:1",
-         setup=write("images/manifest.jsonl", "{not json\n")),
-    Case("manifest-row-not-object", SCORE, "manifest.jsonl row 1: must be an object",
-         setup=write("images/manifest.jsonl", "[1, 2]\n")),
+    Case(
+        "manifest-missing-column",
+        SCORE,
+        "missing image_index",
+        setup=images_with_manifest(
+            [{"image": "a.png", "subject": "red_mug", "prompt": "on_the_beach"}]
+        ),
+    ),
+    Case(
+        "manifest-fractional-index",
+        SCORE,
+        "image_index",
+        setup=images_with_manifest([row(image_index=0.5)]),
+    ),
+    Case(
+        "manifest-text-index",
+        SCORE,
+        "image_index",
+        setup=images_with_manifest([row(image_index="1.0")]),
+    ),
+    Case(
+        "manifest-negative-index",
+        SCORE,
+        "image_index",
+        setup=images_with_manifest([row(image_index=-1)]),
+    ),
+    Case(
+        "manifest-index-out-of-range",
+        SCORE,
+        "image_index",
+        setup=images_with_manifest([row(image_index=1)]),
+    ),
+    Case(
+        "manifest-bool-index",
+        SCORE,
+        "image_index",
+        setup=images_with_manifest([row(image_index=True)]),
+    ),
+    Case(
+        "manifest-replicate-unknown",
+        SCORE,
+        "replicate",
+        setup=images_with_manifest([row(replicate=7)]),
+    ),
+    Case(
+        "manifest-unknown-subject",
+        SCORE,
+        "not in suite micro",
+        setup=images_with_manifest([row(subject="blue_mug")]),
+    ),
+    Case(
+        "manifest-unknown-prompt",
+        SCORE,
+        "is not in the object prompt set",
+        setup=images_with_manifest([row(prompt="on the moon")]),
+    ),
+    Case(
+        "manifest-duplicate",
+        SCORE,
+        "a second image",
+        setup=images_with_manifest([row(), row(image="b.png")]),
+    ),
+    Case(
+        "manifest-escapes-folder",
+        SCORE,
+        "outside",
+        setup=images_with_manifest([row(image="../secret.png")]),
+    ),
+    Case(
+        "manifest-absolute-outside",
+        SCORE,
+        "outside",
+        setup=lambda ws: images_with_manifest([row(image=str(ws / "work" / "secret.png"))])(ws),
+    ),
+    Case(
+        "manifest-image-missing",
+        SCORE,
+        "nothere.png",
+        setup=images_with_manifest([row(image="nothere.png")]),
+    ),
+    Case(
+        "manifest-truncated-image",
+        SCORE,
+        "bad.png",
+        setup=images_with_manifest([row(image="bad.png")], bad_image=truncated_png()),
+    ),
+    Case(
+        "manifest-not-json",
+        SCORE,
+        "manifest.jsonl:1",
+        setup=write("images/manifest.jsonl", "{not json\n"),
+    ),
+    Case(
+        "manifest-row-not-object",
+        SCORE,
+        "manifest.jsonl row 1: must be an object",
+        setup=write("images/manifest.jsonl", "[1, 2]\n"),
+    ),
     Case("manifest-none", SCORE, "no manifest", setup=lambda ws: png(ws / "work/images/a.png")),
-    Case("manifest-bad-name", [*SCORE, "--name", "x/../y"], "--name",
-         setup=images_with_manifest([row()])),  # fmt: skip
+    Case(
+        "manifest-bad-name",
+        [*SCORE, "--name", "x/../y"],
+        "--name",
+        setup=images_with_manifest([row()]),
+    ),
     # ---- weights
-    Case("scorer-weights-pickle", [*MICRO, "--method", "base", "--scorer-option",
-         "clip.pretrained={work}/weights.pt"], "a pickle that would run code",
-         setup=pickle_weights),  # fmt: skip
-    Case("scorer-weights-wrong-model", [*MICRO, "--method", "base", "--scorer-option",
-         "clip.pretrained={work}/weights.pt"], "not weights of this model",
-         setup=plain_tensor_weights),  # fmt: skip
-    Case("scorer-weights-missing", [*MICRO, "--method", "base", "--scorer-option",
-         "clip.pretrained={work}/nowhere.safetensors"], "nowhere.safetensors"),  # fmt: skip
-    Case("scorer-weights-garbage", [*MICRO, "--method", "base", "--scorer-option",
-         "dino.weights_file={work}/w.safetensors", "--scorer-option", "dino.pretrained=default"],
-         "w.safetensors: cannot load it",
-         setup=write("w.safetensors", b"\x00" * 64)),  # fmt: skip
-    Case("scorer-option-unknown", [*MICRO, "--method", "base", "--scorer-option",
-         "clipp.pretrained=random:0"], "clipp"),  # fmt: skip
+    Case(
+        "scorer-weights-pickle",
+        [*MICRO, "--method", "base", "--scorer-option", "clip.pretrained={work}/weights.pt"],
+        "a pickle that would run code",
+        setup=pickle_weights,
+    ),
+    Case(
+        "scorer-weights-wrong-model",
+        [*MICRO, "--method", "base", "--scorer-option", "clip.pretrained={work}/weights.pt"],
+        "not weights of this model",
+        setup=plain_tensor_weights,
+    ),
+    Case(
+        "scorer-weights-missing",
+        [
+            *MICRO,
+            "--method",
+            "base",
+            "--scorer-option",
+            "clip.pretrained={work}/nowhere.safetensors",
+        ],
+        "nowhere.safetensors",
+    ),
+    Case(
+        "scorer-weights-garbage",
+        [
+            *MICRO,
+            "--method",
+            "base",
+            "--scorer-option",
+            "dino.weights_file={work}/w.safetensors",
+            "--scorer-option",
+            "dino.pretrained=default",
+        ],
+        "w.safetensors: cannot load it",
+        setup=write("w.safetensors", b"\x00" * 64),
+    ),
+    Case(
+        "scorer-option-unknown",
+        [*MICRO, "--method", "base", "--scorer-option", "clipp.pretrained=random:0"],
+        "clipp",
+    ),
     # ---- a damaged store: read commands name the file
-    Case("compare-scores-truncated", ["compare", "{run}", "{run}", "--runs", "{runs}"],
-         "scores.jsonl", setup=store_file("*/*/scores.jsonl", truncate), stored=True),  # fmt: skip
-    Case("leaderboard-scores-truncated", ["leaderboard", "--runs", "{runs}", "--out",
-         "{work}/lb.md"], "scores.jsonl", setup=store_file("*/*/scores.jsonl", truncate),
-         stored=True),  # fmt: skip
-    Case("run-run-json-truncated", [*MICRO, "--method", "base"], "run.json",
-         setup=store_file("run.json", truncate), stored=True),  # fmt: skip
-    Case("newer-store-format", [*MICRO, "--method", "base"], "newer bench", stored=True,
-         setup=store_file("run.json", lambda p: p.write_text(json.dumps(
-             {**json.loads(p.read_text()), "format": 99})))),  # fmt: skip
-    Case("manifest-file-escapes-unit", ["score", "--run", "{run}", "--runs", "{runs}",
-         "--convention", "cc101"], "outside", stored=True,
-         setup=store_file("*/*/manifest.json", lambda p: p.write_text(p.read_text().replace(
-             '"images/red-0.png"', '"../../../../secret.png"')))),  # fmt: skip
-    Case("compare-unknown-run", ["compare", "nope", "--runs", "{runs}"], "no run 'nope'",
-         stored=True),  # fmt: skip
+    Case(
+        "compare-scores-truncated",
+        ["compare", "{run}", "{run}", "--runs", "{runs}"],
+        "scores.jsonl",
+        setup=store_file("*/*/scores.jsonl", truncate),
+        stored=True,
+    ),
+    Case(
+        "leaderboard-scores-truncated",
+        ["leaderboard", "--runs", "{runs}", "--out", "{work}/lb.md"],
+        "scores.jsonl",
+        setup=store_file("*/*/scores.jsonl", truncate),
+        stored=True,
+    ),
+    Case(
+        "run-run-json-truncated",
+        [*MICRO, "--method", "base"],
+        "run.json",
+        setup=store_file("run.json", truncate),
+        stored=True,
+    ),
+    Case(
+        "newer-store-format",
+        [*MICRO, "--method", "base"],
+        "newer bench",
+        stored=True,
+        setup=store_file(
+            "run.json",
+            lambda p: p.write_text(json.dumps({**json.loads(p.read_text()), "format": 99})),
+        ),
+    ),
+    Case(
+        "manifest-file-escapes-unit",
+        ["score", "--run", "{run}", "--runs", "{runs}", "--convention", "cc101"],
+        "outside",
+        stored=True,
+        setup=store_file(
+            "*/*/manifest.json",
+            lambda p: p.write_text(
+                p.read_text().replace('"images/red-0.png"', '"../../../../secret.png"')
+            ),
+        ),
+    ),
+    Case(
+        "compare-unknown-run", ["compare", "nope", "--runs", "{runs}"], "no run 'nope'", stored=True
+    ),
 ]
 
 
@@ -346,8 +579,9 @@ def finished_store(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_is_one_line_exit_2_and_changes_nothing(case, tmp_path, finished_store,
-                                                         monkeypatch):  # fmt: skip
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(
+    case, tmp_path, finished_store, monkeypatch
+):
     ws = tmp_path
     (ws / "work").mkdir()
     monkeypatch.setenv("BENCH_HOME", str(ws / "home"))
@@ -380,15 +614,32 @@ def test_offline_dreambench_fails_fast_naming_every_missing_model(dreambench_roo
     import sys
     import time
 
-    empty = {name: str(tmp_path / name) for name in ("HF_HOME", "HF_HUB_CACHE", "TORCH_HOME",
-                                                     "BENCH_CACHE", "XDG_CACHE_HOME")}  # fmt: skip
+    empty = {
+        name: str(tmp_path / name)
+        for name in ("HF_HOME", "HF_HUB_CACHE", "TORCH_HOME", "BENCH_CACHE", "XDG_CACHE_HOME")
+    }
     env = {**os.environ, **empty, "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "run", "--method", "dreambooth_lora", "--suite",
-         "dreambench", "--data-root", str(dreambench_root), "--runs", str(tmp_path / "runs")],
-        env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            "--method",
+            "dreambooth_lora",
+            "--suite",
+            "dreambench",
+            "--data-root",
+            str(dreambench_root),
+            "--runs",
+            str(tmp_path / "runs"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     seconds = time.perf_counter() - started
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
@@ -409,9 +660,16 @@ def test_no_unsafe_loading_or_shell_in_the_package():
     import re
 
     sources = {p: p.read_text() for p in (REPO / "bench").rglob("*.py")}
-    for pattern in (r"trust_remote_code\s*=\s*True", r"shell\s*=\s*True", r"os\.system\(",
-                    r"weights_only\s*=\s*False", r"pickle\.loads?\(", r"(?<![.\w])eval\(", r"(?<![.\w])exec\(",
-                    r"allow_pickle\s*=\s*True"):  # fmt: skip
+    for pattern in (
+        r"trust_remote_code\s*=\s*True",
+        r"shell\s*=\s*True",
+        r"os\.system\(",
+        r"weights_only\s*=\s*False",
+        r"pickle\.loads?\(",
+        r"(?<![.\w])eval\(",
+        r"(?<![.\w])exec\(",
+        r"allow_pickle\s*=\s*True",
+    ):
         found = [str(p) for p, text in sources.items() if re.search(pattern, text)]
         assert found == [], f"{pattern}: {found}"
     loads = [str(p) for p, text in sources.items() if re.search(r"torch\.load\(", text)]

@@ -117,8 +117,12 @@ def test_other_weights_under_the_same_file_name_are_another_scorer(tmp_path):
 
     weights = tmp_path / "clip.safetensors"
     shutil.copy(tiny_weights_file(0), weights)
-    options = ["--scorer-option", f"clip.pretrained={weights}", "--scorer-option",
-               f"clip.model={TINY_ARCH}"]  # fmt: skip
+    options = [
+        "--scorer-option",
+        f"clip.pretrained={weights}",
+        "--scorer-option",
+        f"clip.model={TINY_ARCH}",
+    ]
     runs = tmp_path / "runs"
     assert invoke(*MICRO_BASE, "--runs", runs, *options).exit_code == 0
     (run_dir,) = [p.parent for p in runs.glob("micro/*/run.json")]
@@ -128,9 +132,12 @@ def test_other_weights_under_the_same_file_name_are_another_scorer(tmp_path):
     # Same name, other content (the seed-1 weights): the run is rescored, under another id.
     assert not all(
         np.array_equal(a, b)
-        for a, b in zip(load_file(tiny_weights_file(0)).values(),
-                        load_file(tiny_weights_file(1)).values(), strict=True)
-    )  # fmt: skip
+        for a, b in zip(
+            load_file(tiny_weights_file(0)).values(),
+            load_file(tiny_weights_file(1)).values(),
+            strict=True,
+        )
+    )
     shutil.copy(tiny_weights_file(1), weights)
     result = invoke("score", "--run", run_dir.name, "--runs", runs, *options, "--json")
     assert result.exit_code == 0, result.output
@@ -151,8 +158,12 @@ def test_compare_refuses_runs_scored_with_other_weights_of_one_name(tmp_path):
 
     weights = tmp_path / "clip.safetensors"
     runs = tmp_path / "runs"
-    options = ["--scorer-option", f"clip.pretrained={weights}", "--scorer-option",
-               f"clip.model={TINY_ARCH}"]  # fmt: skip
+    options = [
+        "--scorer-option",
+        f"clip.pretrained={weights}",
+        "--scorer-option",
+        f"clip.model={TINY_ARCH}",
+    ]
     shutil.copy(tiny_weights_file(0), weights)
     assert invoke(*MICRO_BASE, "--runs", runs, *options).exit_code == 0
     shutil.copy(tiny_weights_file(1), weights)
@@ -172,12 +183,16 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_run(finished, tmp_
     (unit / "manifest.json").unlink()  # work left to do, so the run needs the lock
     run_dir = unit.parent.parent
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from bench.store.lock import run_lock\n"
-         "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
-         str(run_dir)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from bench.store.lock import run_lock\n"
+            "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         before = store_state(runs)
@@ -213,8 +228,20 @@ def test_leftovers_of_killed_writes_are_removed(finished, tmp_path):
 def test_killed_runs_resume_to_the_uninterrupted_store(tmp_path):
     """SIGKILL `bench run` subprocesses at random moments, resume each, and compare every image,
     adapter and score row with an uninterrupted run's."""
-    command = [sys.executable, "-m", "bench", "run", "--method", "dreambooth_lora", "--suite",
-               "micro", "--set", "steps=4", "--set", "checkpoint_every=2"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "run",
+        "--method",
+        "dreambooth_lora",
+        "--suite",
+        "micro",
+        "--set",
+        "steps=4",
+        "--set",
+        "checkpoint_every=2",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     reference = tmp_path / "reference"
     started = time.perf_counter()
@@ -226,8 +253,12 @@ def test_killed_runs_resume_to_the_uninterrupted_store(tmp_path):
     rng = np.random.default_rng(12)
     for trial, delay in enumerate(rng.uniform(0.35, 0.95, size=3) * duration):
         runs = tmp_path / f"trial-{trial}"
-        killed = subprocess.Popen([*command, "--runs", str(runs)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        killed = subprocess.Popen(
+            [*command, "--runs", str(runs)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(delay)
         killed.send_signal(signal.SIGKILL)
         killed.wait()

@@ -444,9 +444,7 @@ def test_textual_inversion_token_and_seed(backbone, suite, tmp_path):
 
 def test_textual_inversion_vectors_start_from_the_class_noun(backbone, suite, tmp_path):
     subject = dataclasses.replace(suite.subjects[0], class_noun="teapot")
-    _, state = ti(
-        backbone, suite, tmp_path, steps=1, lr=UNMOVED_LR, subject=subject, num_vectors=3
-    )
+    _, state = ti(backbone, suite, tmp_path, steps=1, lr=UNMOVED_LR, subject=subject, num_vectors=3)
     ids = backbone.pipe.tokenizer("teapot", add_special_tokens=False).input_ids
     weight = backbone.pipe.text_encoder.get_input_embeddings().weight
     assert state["<sks>"].shape == (3, weight.shape[1])
