@@ -23,9 +23,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes it owner-only; a shared store needs umask
     try:
         yield tmp_path
+        # mkstemp (and writers that replace the file, as safetensors does) make it owner-only;
+        # a store a team shares needs the umask's permissions.
+        tmp_path.chmod(0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -67,6 +69,14 @@ def append_jsonl(path: str | Path, rows: list[dict]) -> None:
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     new = "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows)
     write_text(path, old + new)
+
+
+def apply_umask(folder: str | Path) -> None:
+    """Give every file and folder under `folder` the umask's permissions (what a method wrote
+    with its own tools may be owner-only)."""
+    mask = _umask()
+    for path in [Path(folder), *Path(folder).rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def _umask() -> int:

@@ -314,10 +314,15 @@ def test_a_full_or_read_only_disk_is_one_line_and_writes_no_file(code, fix, tmp_
 def test_store_files_follow_the_umask(tmp_path):
     runs = tmp_path / "runs"
     old = os.umask(0o002)  # a team's shared store
-    try:
-        assert invoke(*MICRO_BASE, "--runs", runs).exit_code == 0
+    try:  # a method that saves an adapter with safetensors, at two checkpoints
+        lora = ["run", "--method", "dreambooth_lora", "--suite", "micro"]
+        settings = ["--set", "steps=2", "--set", "checkpoint_every=1", "--set", "export_kohya=true"]
+        assert invoke(*lora, *settings, "--runs", runs).exit_code == 0
+        ti = ["run", "--method", "textual_inversion", "--suite", "micro", "--set", "steps=1"]
+        assert invoke(*ti, "--runs", runs).exit_code == 0  # saves with its own save_file
     finally:
         os.umask(old)
+    assert any(p.suffix == ".safetensors" for p in runs.rglob("*"))
     modes = {p.relative_to(runs): stat.S_IMODE(p.stat().st_mode) for p in runs.rglob("*")}
     assert modes and all(
         mode == (0o775 if (runs / p).is_dir() else 0o664) for p, mode in modes.items()

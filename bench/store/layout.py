@@ -217,8 +217,9 @@ def list_runs(runs_root: Path) -> list[dict[str, Any]]:
             rows.append(_damaged_run(root, str(e)))
             continue
         units = paths.units()
-        damaged = [p for p in map(unit_problem, units) if p]
-        scores = [scores_problem(u) for u in units if not unit_problem(u)]
+        problems = {u: unit_problem(u) for u in units}
+        damaged = [p for p in problems.values() if p]
+        scores = [scores_problem(u) for u, p in problems.items() if not p]
         rows.append(
             {
                 "run_id": record.run_id,

@@ -299,6 +299,7 @@ def _fit(prepared: PreparedRun, ctx: MethodContext, progress: Reporter, label: s
         shutil.rmtree(staging, ignore_errors=True)
         raise
     seconds = time.perf_counter() - started
+    atomic.apply_umask(staging)
     for item in staging.iterdir():
         target = ctx.workdir / item.name
         if target.is_dir():
