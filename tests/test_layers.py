@@ -1,6 +1,6 @@
 """The package's layers: a module imports only from its own layer or the layers below it, so
 the file tree reads bottom-up (data -> diffusion -> methods -> store -> scorers -> analysis ->
-reports -> tools -> api -> cli) and a lower layer never needs a higher one."""
+reports -> tools -> world -> api -> cli) and a lower layer never needs a higher one."""
 
 import ast
 from pathlib import Path
@@ -30,6 +30,7 @@ LAYERS = [
     ("analysis", ["bench.analysis"]),
     ("reports", ["bench.reports"]),
     ("tools", ["bench.tools"]),
+    ("world", ["bench.world"]),
     ("api", ["bench.api", "bench.plugin"]),
     ("cli", ["bench.cli", "bench.__main__"]),
 ]

@@ -34,6 +34,7 @@ def test_wheel_carries_the_data_and_finds_it(tmp_path):
         "bench/_data/suites/smoke.toml",
         "bench/_data/baselines/dreambooth_paper.toml",
         "bench/_data/baselines/seed-study.sweep.toml",
+        "bench/world/weights/oracle.safetensors",
     ):
         assert expected in names, expected
     target = tmp_path / "site"

@@ -1,0 +1,169 @@
+"""The toy world (issue 9, stage 1): the renderer draws what its labels and captions say, the same
+bytes every time, and the shipped oracle reads the labels back from held-out renders."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from bench.world.render import (
+    CLASSES,
+    COLOURS,
+    CONTEXTS,
+    Instance,
+    Scene,
+    caption,
+    describe,
+    labels,
+    random_instance,
+    random_pose,
+    random_scene,
+    render,
+)
+
+MUG = Instance("mug", body="blue", secondary="white", pattern="plain", part=True, aspect=1.0)
+
+
+def near(pixels: np.ndarray, colour, tolerance: int = 12) -> np.ndarray:
+    """Pixels within `tolerance` grey levels of `colour` on every channel."""
+    return (np.abs(pixels.astype(int) - np.array(colour)) <= tolerance).all(axis=-1)
+
+
+def test_a_scene_renders_the_same_bytes_every_time():
+    rng = np.random.default_rng(3)
+    scenes = [random_scene(rng) for _ in range(5)]
+    first = [render(s).tobytes() for s in scenes]
+    assert [render(s).tobytes() for s in scenes] == first
+    assert len(set(first)) == 5
+    assert render(scenes[0]).shape == (64, 64, 3) and render(scenes[0]).dtype == np.uint8
+
+
+def test_the_body_is_drawn_in_its_colour_and_a_recolour_replaces_it():
+    plain = render(Scene(MUG))
+    blue = near(plain, COLOURS["blue"]).sum()
+    assert blue > 250  # a large part of the object
+    red = render(Scene(MUG, recolour="red"))
+    assert near(red, COLOURS["red"]).sum() >= blue * 0.9 and near(red, COLOURS["blue"]).sum() < 10
+    assert labels(Scene(MUG, recolour="red"))["body"] == "red"
+
+
+def test_every_context_has_its_own_background():
+    empty_corner = {name: tuple(render(Scene(MUG, context=name, x=0.5))[2, 2]) for name in CONTEXTS}
+    bottom = {name: tuple(render(Scene(MUG, context=name))[62, 2]) for name in CONTEXTS}
+    pairs = {name: (empty_corner[name], bottom[name]) for name in CONTEXTS}
+    assert len(set(pairs.values())) == len(CONTEXTS)
+
+
+def test_modifiers_and_the_part_change_the_picture_where_they_are_worn():
+    base = render(Scene(MUG))
+    for change in (
+        {"hat": "santa"},
+        {"hat": "red"},
+        {"glasses": "pink"},
+        {"glasses": "sunglasses"},
+        {"scarf": "rainbow"},
+    ):
+        assert (render(Scene(MUG, **change)) != base).any(axis=-1).sum() > 20, change
+    without = render(Scene(replace(MUG, part=False)))
+    assert (without != base).any(axis=-1).sum() > 20  # the handle
+
+
+def test_flipping_mirrors_the_object():
+    scene = Scene(MUG, context="plain", x=0.5, angle=0.0)
+    flipped = render(replace(scene, flip=True)).astype(int)
+    assert np.abs(flipped - np.fliplr(render(scene)).astype(int)).max() <= 2
+
+
+def test_poses_move_and_scale_the_object():
+    rng = np.random.default_rng(0)
+    scene = Scene(MUG, context="plain")
+    posed = [random_pose(rng, scene) for _ in range(6)]
+    assert len({(p.x, p.scale, p.flip, p.angle) for p in posed}) == 6
+    sizes = [near(render(p), COLOURS["blue"]).sum() for p in posed]
+    assert max(sizes) > 1.3 * min(sizes)
+
+
+def test_captions_use_dreambench_words_and_labels_hold_the_truth():
+    scene = Scene(MUG, context="beach", hat="santa")
+    assert caption(scene) == "a mug on the beach wearing a santa hat"
+    assert caption(scene, token="sks") == "a sks mug on the beach wearing a santa hat"
+    assert caption(Scene(MUG, recolour="purple")) == "a purple mug"
+    assert describe(MUG) == "a blue mug with white trim, with a handle"
+    truth = labels(scene)
+    assert truth["class"] == "mug" and truth["context"] == "beach" and truth["hat"] == "santa"
+    assert truth["body"] == "blue" and truth["secondary"] == "white" and truth["part"] is True
+
+
+def test_instances_cover_every_class_with_both_kinds():
+    rng = np.random.default_rng(1)
+    seen = {random_instance(rng).cls for _ in range(200)}
+    assert seen == set(CLASSES) and len(CLASSES) >= 8 and len(CONTEXTS) >= 8
+    assert {Instance(c, "red", "blue", "plain", True, 1.0).kind for c in CLASSES} == {
+        "live",
+        "object",
+    }
+    with pytest.raises(ValueError, match="must differ"):
+        Instance("mug", "red", "red", "plain", True, 1.0)
+
+
+# --------------------------------------------------------------------------- the oracle
+
+
+def test_the_shipped_oracle_reads_held_out_renders_at_least_95_percent_right():
+    from bench.world.oracle import HEADS, accuracy, load_oracle, training_scenes
+
+    scenes = training_scenes(seed=20261126, n=600)  # not the training seed (0)
+    scores = accuracy(load_oracle(), scenes)
+    assert set(scores) == set(HEADS)
+    assert min(scores.values()) >= 0.95, scores
+
+
+def test_the_oracle_reads_labels_not_the_pose():
+    """One instance in several poses and contexts: the oracle finds the same class and colours."""
+    from bench.world.oracle import load_oracle
+
+    rng = np.random.default_rng(5)
+    scenes = [random_pose(rng, Scene(MUG, context=c)) for c in ("beach", "city", "snow", "plain")]
+    read = load_oracle().read([render(s) for s in scenes])
+    assert [r["class"] for r in read] == ["mug"] * 4
+    assert [r["body"] for r in read] == ["blue"] * 4
+    assert [r["context"] for r in read] == ["beach", "city", "snow", "plain"]
+
+
+def test_training_is_deterministic_and_the_weights_load_through_safetensors(tmp_path):
+    """The seconds-long version of the training: same seed, same weights, saved and loaded."""
+    from safetensors.torch import load_file
+
+    from bench.world.oracle import load_oracle, save_oracle, train_oracle
+
+    def quick():
+        return train_oracle(seed=1, n_train=128, epochs=1, batch_size=64, log=lambda _: None)
+
+    save_oracle(quick(), tmp_path / "a.safetensors")
+    save_oracle(quick(), tmp_path / "b.safetensors")
+    a, b = load_file(tmp_path / "a.safetensors"), load_file(tmp_path / "b.safetensors")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    loaded = load_oracle(tmp_path / "a.safetensors")
+    assert len(loaded.read([render(Scene(MUG))])) == 1
+
+
+def test_world_commands_train_and_check(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+    from bench.world.oracle import accuracy, load_oracle, training_scenes
+
+    runner = CliRunner()
+    weights = tmp_path / "oracle.safetensors"
+    trained = runner.invoke(app, ["world", "train", "--quick", "--out", str(weights)])
+    assert trained.exit_code == 0, trained.output
+    checked = runner.invoke(
+        app, ["world", "check", "--weights", str(weights), "--renders", "40", "--json"]
+    )
+    assert checked.exit_code == 0, checked.output
+    reported = json.loads(checked.stdout)["accuracy"]
+    assert reported == accuracy(load_oracle(weights), training_scenes(seed=20261126, n=40))
+    missing = runner.invoke(app, ["world", "check", "--weights", str(tmp_path / "none")])
+    assert missing.exit_code == 2 and "bench world train --out" in missing.output
