@@ -31,8 +31,6 @@ class MissingModels(BenchError):
 
 def raise_missing(errors: list[MissingModel]) -> None:
     """Raise the one missing model's own error, or one error naming them all."""
-    unique = list({e.model: e for e in errors}.values())
-    if len(unique) == 1:
-        raise unique[0]
-    if unique:
-        raise MissingModels(unique)
+    if errors:
+        combined = MissingModels(errors)
+        raise combined.errors[0] if len(combined.errors) == 1 else combined

@@ -674,3 +674,29 @@ def test_no_unsafe_loading_or_shell_in_the_package():
         assert found == [], f"{pattern}: {found}"
     loads = [str(p) for p, text in sources.items() if re.search(r"torch\.load\(", text)]
     assert loads == [], f"torch.load outside safetensors: {loads}"
+
+
+def test_one_missing_model_keeps_its_own_message(tmp_path):
+    """Only CLIP missing (shared by clip_i and clip_t): its own error, with where to get it."""
+    import subprocess
+    import sys
+
+    empty = {name: str(tmp_path / name) for name in ("HF_HOME", "HF_HUB_CACHE", "TORCH_HOME")}
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench", "run", "--method", "base", "--suite", "micro"),
+            *("--runs", str(tmp_path / "runs"), "--scorer-option", "clip.pretrained=openai"),
+            *("--scorer-option", "clip.model=ViT-B-32"),
+        ],
+        env={**os.environ, **empty, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(
+        "error: CLIP weights ViT-B-32/openai are not in the local cache and the network is off"
+    )
+    assert "--scorer-option clip.pretrained=/path/to/open_clip_model.safetensors" in line
+    assert not (tmp_path / "runs").exists()
