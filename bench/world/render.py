@@ -326,11 +326,16 @@ def _paint_body(image: Image.Image, shape: str, box, scene: Scene) -> None:
         image.paste(colour, (0, 0), both)
 
 
-def _robot(image, box, scene):
-    draw = ImageDraw.Draw(image)
+def _frame(image: Image.Image, box, scene: Scene):
+    """What every class's drawing starts from: a pen on the object layer, the box's corners and
+    size, and the body and trim colours."""
     x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    trim = _rgb(scene.secondary)
+    colours = (_rgb(scene.body), _rgb(scene.secondary))
+    return ImageDraw.Draw(image), (x0, y0, x1, y1), (x1 - x0, y1 - y0), colours
+
+
+def _robot(image, box, scene):
+    draw, (x0, y0, x1, y1), (w, h), (body_c, trim) = _frame(image, box, scene)
     head = (x0 + w * 0.12, y0 + h * 0.12, x1 - w * 0.12, y0 + h * 0.45)
     body = (x0, y0 + h * 0.48, x1, y1)
     _paint_body(image, "rect", body, scene)
@@ -350,10 +355,7 @@ def _robot(image, box, scene):
 
 
 def _cat(image, box, scene):
-    draw = ImageDraw.Draw(image)
-    x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    body_c, trim = _rgb(scene.body), _rgb(scene.secondary)
+    draw, (x0, y0, x1, y1), (w, h), (body_c, trim) = _frame(image, box, scene)
     body = (x0 + w * 0.05, y0 + h * 0.45, x1 - w * 0.05, y1)
     if scene.instance.part:  # tail
         draw.line(
@@ -384,10 +386,7 @@ def _cat(image, box, scene):
 
 
 def _dog(image, box, scene):
-    draw = ImageDraw.Draw(image)
-    x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    body_c, trim = _rgb(scene.body), _rgb(scene.secondary)
+    draw, (x0, y0, x1, y1), (w, h), (body_c, trim) = _frame(image, box, scene)
     body = (x0, y0 + h * 0.45, x1, y1)
     draw.line(
         (x1 - w * 0.1, y0 + h * 0.6, x1 + w * 0.15, y0 + h * 0.4), fill=body_c, width=int(w * 0.08)
@@ -420,10 +419,7 @@ def _face(draw, head, colour) -> None:
 
 
 def _mug(image, box, scene):
-    draw = ImageDraw.Draw(image)
-    x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    trim = _rgb(scene.secondary)
+    draw, (x0, y0, x1, y1), (w, h), (body_c, trim) = _frame(image, box, scene)
     cup = (x0, y0 + h * 0.05, x1 - w * 0.22, y1)
     if scene.instance.part:  # handle
         cw = cup[2] - cup[0]
@@ -435,10 +431,7 @@ def _mug(image, box, scene):
 
 
 def _teapot(image, box, scene):
-    draw = ImageDraw.Draw(image)
-    x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    body_c, trim = _rgb(scene.body), _rgb(scene.secondary)
+    draw, (x0, y0, x1, y1), (w, h), (body_c, trim) = _frame(image, box, scene)
     pot = (x0 + w * 0.18, y0 + h * 0.25, x1 - w * 0.18, y1)
     draw.polygon(
         [
@@ -469,10 +462,7 @@ def _teapot(image, box, scene):
 
 
 def _vase(image, box, scene):
-    draw = ImageDraw.Draw(image)
-    x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    trim = _rgb(scene.secondary)
+    draw, (x0, y0, x1, y1), (w, h), (body_c, trim) = _frame(image, box, scene)
     if scene.instance.part:  # two handles
         for side in (0, 1):
             hx = x0 - w * 0.05 if side == 0 else x1 - w * 0.3
@@ -488,10 +478,7 @@ def _vase(image, box, scene):
 
 
 def _backpack(image, box, scene):
-    draw = ImageDraw.Draw(image)
-    x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    trim = _rgb(scene.secondary)
+    draw, (x0, y0, x1, y1), (w, h), (body_c, trim) = _frame(image, box, scene)
     draw.arc(
         (x0 + w * 0.25, y0, x1 - w * 0.25, y0 + h * 0.3), 180, 360, fill=trim, width=int(w * 0.07)
     )  # the carry loop
@@ -507,10 +494,7 @@ def _backpack(image, box, scene):
 
 
 def _duck(image, box, scene):
-    draw = ImageDraw.Draw(image)
-    x0, y0, x1, y1 = box
-    w, h = x1 - x0, y1 - y0
-    body_c, trim = _rgb(scene.body), _rgb(scene.secondary)
+    draw, (x0, y0, x1, y1), (w, h), (body_c, trim) = _frame(image, box, scene)
     body = (x0, y0 + h * 0.42, x1, y1)
     _paint_body(image, "ellipse", body, scene)
     head = (x0 + w * 0.08, y0 + h * 0.02, x0 + w * 0.58, y0 + h * 0.52)
