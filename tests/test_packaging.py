@@ -35,6 +35,8 @@ def test_wheel_carries_the_data_and_finds_it(tmp_path):
         "bench/_data/baselines/dreambooth_paper.toml",
         "bench/_data/baselines/seed-study.sweep.toml",
         "bench/world/weights/oracle.safetensors",
+        "bench/world/weights/clip.safetensors",
+        "bench/scorers/model_configs/bench-world-clip.json",
     ):
         assert expected in names, expected
     target = tmp_path / "site"

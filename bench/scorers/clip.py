@@ -54,7 +54,8 @@ from bench.scorers.common import (
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "openai"
 TINY_ARCH = "bench-tiny-clip"
-TINY_CONFIG_FILE = Path(__file__).resolve().parent / "model_configs" / f"{TINY_ARCH}.json"
+MODEL_CONFIGS = Path(__file__).resolve().parent / "model_configs"  # bench's own architectures
+TINY_CONFIG_FILE = MODEL_CONFIGS / f"{TINY_ARCH}.json"
 WEIGHTS_FILENAME = "open_clip_model.safetensors"
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".npz")
@@ -68,11 +69,13 @@ def clear_model_cache() -> None:
 
 
 def _register_tiny_config() -> None:
+    """Make bench's own architectures (the tiny test CLIP, the toy world's CLIP) known to
+    open_clip."""
     global _registered_tiny
     if not _registered_tiny:
         import open_clip
 
-        open_clip.add_model_config(TINY_CONFIG_FILE)
+        open_clip.add_model_config(MODEL_CONFIGS)
         _registered_tiny = True
 
 
@@ -204,7 +207,7 @@ def load_clip_model(
         return _MODELS[key]
 
     arch = str(model or DEFAULT_MODEL)
-    if arch == TINY_ARCH:  # a weights file of the tiny architecture (the tests make some)
+    if (MODEL_CONFIGS / f"{arch}.json").is_file():  # one of bench's own architectures
         _register_tiny_config()
     if arch not in open_clip.list_models():
         raise ValueError(f"unknown open_clip architecture {arch!r}")
