@@ -1,3 +1,3 @@
-"""The toy world: a world the project draws itself (`render`), with an oracle that reads each
-picture's ground truth back (`oracle`) and a CLIP trained on it (`clip`), so that models trained on it on a CPU can show
-personalization that works and metrics that can be checked against the truth."""
+"""The toy world: a world the project draws itself (`render`), an oracle that reads each
+picture's ground truth back (`oracle`) and a CLIP trained on it (`clip`), so that models trained
+on it on a CPU can show personalization that works and metrics checked against the truth."""
