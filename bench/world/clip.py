@@ -25,8 +25,10 @@ from bench.world.render import (
     SCARVES,
     Scene,
     caption,
+    look,
     random_scene,
     render,
+    setting,
 )
 
 ARCH = "bench-world-clip"
@@ -38,21 +40,9 @@ def describe_scene(scene: Scene) -> str:
     """The scene in full: what the object is and looks like, where it is, what it wears."""
     instance = scene.instance
     part = {True: "with", False: "without"}[instance.part]
-    look = {
-        "plain": f"{scene.secondary} trim",
-        "stripes": f"{scene.secondary} stripes",
-        "dots": f"{scene.secondary} dots",
-    }[instance.pattern]
-    words = [f"a {scene.body} {instance.cls} with {look}, {part} {CLASSES[instance.cls][1]}"]
-    for phrase in (
-        CONTEXTS[scene.context],
-        HATS[scene.hat],
-        GLASSES[scene.glasses],
-        SCARVES[scene.scarf],
-    ):
-        if phrase:
-            words.append(phrase)
-    return ", ".join(words)
+    pattern = look(instance.pattern, scene.secondary)
+    what = f"a {scene.body} {instance.cls} with {pattern}, {part} {CLASSES[instance.cls][1]}"
+    return ", ".join([what, *setting(scene)])
 
 
 def twin(scene: Scene, rng: np.random.Generator) -> Scene:

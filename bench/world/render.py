@@ -192,26 +192,33 @@ def caption(scene: Scene, token: str | None = None) -> str:
     if scene.recolour:
         words.append(scene.recolour)
     words.append(scene.instance.cls)
-    for phrase in (
+    return " ".join(words + setting(scene))
+
+
+def setting(scene: Scene) -> list[str]:
+    """Where the object is and what it wears, in DreamBench's phrases ("on the beach", "wearing
+    a santa hat"); the plain backdrop and nothing worn say nothing."""
+    phrases = (
         CONTEXTS[scene.context],
         HATS[scene.hat],
         GLASSES[scene.glasses],
         SCARVES[scene.scarf],
-    ):
-        if phrase:
-            words.append(phrase)
-    return " ".join(words)
+    )
+    return [p for p in phrases if p]
+
+
+def look(pattern: str, colour: str) -> str:
+    """A pattern in words: "white trim", "white stripes", "white dots"."""
+    return {"plain": f"{colour} trim", "stripes": f"{colour} stripes", "dots": f"{colour} dots"}[
+        pattern
+    ]
 
 
 def describe(instance: Instance) -> str:
-    """What tells this instance from others of its class: "a blue mug with white stripes and a
+    """What tells this instance from others of its class: "a blue mug with white stripes, with a
     handle"."""
     part = CLASSES[instance.cls][1]
-    pattern = {
-        "plain": f"{instance.secondary} trim",
-        "stripes": f"{instance.secondary} stripes",
-        "dots": f"{instance.secondary} dots",
-    }[instance.pattern]
+    pattern = look(instance.pattern, instance.secondary)
     has = f"a {part}" if not part.endswith("s") else part
     part_words = f"with {has}" if instance.part else f"without {has}"
     return f"a {instance.body} {instance.cls} with {pattern}, {part_words}"
