@@ -36,6 +36,13 @@ def test_wheel_carries_the_data_and_finds_it(tmp_path):
         "bench/_data/baselines/seed-study.sweep.toml",
         "bench/world/weights/oracle.safetensors",
         "bench/world/weights/clip.safetensors",
+        "bench/world/weights/dino.safetensors",
+        "bench/world/weights/pipeline/unet/diffusion_pytorch_model.safetensors",
+        "bench/world/weights/pipeline/unet/config.json",
+        "bench/world/weights/pipeline/vae/diffusion_pytorch_model.safetensors",
+        "bench/_data/subjects/world/red_mug/00.png",
+        "bench/_data/prompts/world_live.toml",
+        "bench/_data/suites/world.toml",
         "bench/scorers/model_configs/bench-world-clip.json",
     ):
         assert expected in names, expected

@@ -159,7 +159,17 @@ def test_world_commands_train_and_check(tmp_path):
     weights = tmp_path / "oracle.safetensors"
     trained = runner.invoke(app, ["world", "train", "--quick", "--out", str(tmp_path)])
     assert trained.exit_code == 0, trained.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.safetensors", weights.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "clip.safetensors",
+        "dino.safetensors",
+        weights.name,
+        "pipeline",
+    ]
+    # the pipeline's trained parts in diffusers' subfolders, loadable as such
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    UNet2DConditionModel.from_pretrained(tmp_path / "pipeline" / "unet", use_safetensors=True)
+    AutoencoderKL.from_pretrained(tmp_path / "pipeline" / "vae", use_safetensors=True)
     checked = runner.invoke(
         app, ["world", "check", "--weights", str(weights), "--renders", "40", "--json"]
     )
@@ -168,8 +178,8 @@ def test_world_commands_train_and_check(tmp_path):
     assert reported == accuracy(load_oracle(weights), training_scenes(seed=20261126, n=40))
     missing = runner.invoke(app, ["world", "check", "--weights", str(tmp_path / "none")])
     assert missing.exit_code == 2 and "bench world train --only oracle --out" in missing.output
-    wrong = runner.invoke(app, ["world", "train", "--only", "dino"])
-    assert wrong.exit_code == 2 and "--only 'dino'" in wrong.output
+    wrong = runner.invoke(app, ["world", "train", "--only", "unet"])
+    assert wrong.exit_code == 2 and "--only 'unet'" in wrong.output
 
 
 # --------------------------------------------------------------------------- the world's CLIP

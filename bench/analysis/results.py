@@ -39,6 +39,11 @@ class RunResults:
         """Made on a random-weight backbone or scored with a random-weight scorer."""
         return self.record.random_weights or any(s["random_weights"] for s in self.scorers.values())
 
+    @property
+    def toy_world(self) -> bool:
+        """Made in the toy world, on the backbone bench trained on it (bench/world)."""
+        return self.record.toy_world
+
 
 def checkpoint_steps(run_root: Path) -> list[int]:
     """Training steps of the intermediate adapters that were generated and scored."""

@@ -3,7 +3,7 @@
     running.py   run, score, sweep, generate     (make or import images)
     analysis.py  compare, leaderboard, runs      (read the store)
     catalog.py   methods, suites, subjects, check-method
-    world.py     world train, world check           (the toy world's models)
+    world.py     world train, check, report         (the toy world's models)
     common.py    consoles, errors, progress bars, the shared option declarations
 
 Every error is one line on stderr and exit code 2.

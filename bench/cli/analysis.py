@@ -41,10 +41,12 @@ def compare(
     loaded = [api.load_run(ref, runs=runs, convention=convention) for ref in run_refs]
     comparisons = api.compare(loaded, stats=stats_options(prompts, resamples, ci_method, seed=seed))
     random_weights = any(r.random_weights for r in loaded)
+    toy_world = any(r.toy_world for r in loaded)
+    convention = loaded[0].convention
     if as_json:
-        out.print_json(json.dumps(compare_json(comparisons, random_weights, loaded[0].convention)))
+        out.print_json(json.dumps(compare_json(comparisons, random_weights, convention, toy_world)))
     else:
-        out.print(compare_table(comparisons, random_weights, loaded[0].convention))
+        out.print(compare_table(comparisons, random_weights, convention, toy_world))
 
 
 def leaderboard(

@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bench.cli.common import JsonOption, out
+from bench.cli.common import DeviceOption, JsonOption, RunsOption, SuiteOption, out
 
-MODELS = ("oracle", "clip")
+MODELS = ("oracle", "clip", "dino", "pipeline")  # the pipeline's text encoder is the CLIP's
 
 
 def train(
@@ -28,10 +28,11 @@ def train(
         bool, typer.Option("--quick", help="A seconds-long training (for CI), not the shipped one.")
     ] = False,
 ) -> None:
-    """Rebuild the world's models from renders: the oracle (about 15 minutes on 2 CPU cores)
-    and CLIP (about 12)."""
+    """Rebuild the world's models from renders, in this order: the oracle (about 15 minutes on
+    2 CPU cores), CLIP (about 15), DINO (about 10) and the text-to-image pipeline (VAE and UNet,
+    about 60; its text encoder is the CLIP's)."""
     from bench.errors import BenchError
-    from bench.world import clip, oracle
+    from bench.world import clip, dino, oracle, pipeline
 
     if only is not None and only not in MODELS:
         raise BenchError(f"--only {only!r}: use {' or '.join(MODELS)}")
@@ -45,10 +46,22 @@ def train(
             target = (out_dir / oracle.WEIGHTS.name) if out_dir else oracle.WEIGHTS
             sizes = {"n_train": 256, "epochs": 1} if quick else {}
             oracle.save_oracle(oracle.train_oracle(seed=seed, log=log, **sizes), target)
-        else:
+        elif name == "clip":
             target = (out_dir / clip.WEIGHTS.name) if out_dir else clip.WEIGHTS
             sizes = {"n_pairs": 128, "epochs": 1} if quick else {}
             clip.save_clip(clip.train_clip(seed=seed, log=log, **sizes), target)
+        elif name == "dino":
+            target = (out_dir / dino.WEIGHTS.name) if out_dir else dino.WEIGHTS
+            sizes = {"n_instances": 64, "views": 2, "steps": 2} if quick else {}
+            dino.save_dino(dino.train_dino(seed=seed, log=log, **sizes), target)
+        else:
+            target = (out_dir / pipeline.DIRECTORY.name) if out_dir else pipeline.DIRECTORY
+            clip_file = out_dir / clip.WEIGHTS.name if out_dir else clip.WEIGHTS
+            if not clip_file.is_file():
+                clip_file = clip.WEIGHTS  # --only pipeline into --out: the shipped CLIP
+            quick_sizes = {"n_scenes": 128, "vae_images": 64, "vae_epochs": 1, "unet_steps": 2}
+            sizes = quick_sizes if quick else {}
+            pipeline.train_pipeline(target, seed=seed, clip_file=clip_file, log=log, **sizes)
         log(f"wrote {target} in {time.perf_counter() - started:.0f} s")
 
 
@@ -80,4 +93,67 @@ def check(
     out.print(table)
 
 
-COMMANDS = {"train": train, "check": check}
+# label -> (method, options): the rows of the world report, the paper's comparisons
+REPORT_RUNS = {
+    "real": ("real", {}),
+    "base": ("base", {}),
+    "textual_inversion": ("textual_inversion", {}),
+    "dreambooth_lora": ("dreambooth_lora", {}),
+    "dreambooth_lora+prior": ("dreambooth_lora", {"prior_preservation": True}),
+}
+
+
+def report(
+    suite: SuiteOption = "smoke",
+    runs: RunsOption = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for world-report.md, .json and the contact sheet.")
+    ] = Path("world-report"),
+    only: Annotated[
+        str | None,
+        typer.Option(
+            "--only", help=f"Comma-separated rows (default all: {', '.join(REPORT_RUNS)})."
+        ),
+    ] = None,
+    contact_prompt: Annotated[
+        str, typer.Option("--contact-prompt", help="The prompt id the contact sheet shows.")
+    ] = "on_the_beach",
+    device: DeviceOption = "auto",
+) -> None:
+    """The world report: run each method on a world suite (finished runs are reused), then
+    read every image back with the oracle: the oracle's own accuracy, the base model's prompt
+    following, each method's subject and prompt fidelity beside its metrics, and a contact
+    sheet."""
+    from bench import api
+    from bench.diffusion.backbone import load_backbone
+    from bench.errors import BenchError
+    from bench.world.oracle import load_oracle
+    from bench.world.report import write_report
+
+    labels = [s.strip() for s in only.split(",")] if only else list(REPORT_RUNS)
+    unknown = [label for label in labels if label not in REPORT_RUNS]
+    if unknown:
+        raise BenchError(f"--only {','.join(unknown)}: rows are {', '.join(REPORT_RUNS)}")
+    loaded = api.load_suite(suite)
+    if loaded.backbone != "world":
+        raise BenchError(f"--suite {suite}: the report reads world suites (smoke, world)")
+    done = []
+    for label in labels:
+        method, options = REPORT_RUNS[label]
+        out.print(f"{label}: bench run --method {method} --suite {suite}", highlight=False)
+        result = api.run(method, loaded, options=options, runs=runs, device=device)
+        done.append((label, Path(result.run_dir)))
+    backbone = load_backbone("world", device=device)
+    subjects = [s.id for s in loaded.subjects][:6]
+    data = write_report(
+        out_dir, loaded.name, done, load_oracle(), backbone, contact_prompt, subjects
+    )
+    for row in data["runs"]:
+        out.print(
+            f"{row['label']}: subject {row['subject']:.0%}, prompt {row['prompt']:.0%}",
+            highlight=False,
+        )
+    out.print(f"wrote {out_dir / 'world-report.md'}", highlight=False)
+
+
+COMMANDS = {"train": train, "check": check, "report": report}

@@ -1,9 +1,9 @@
-"""Loading the diffusion backbone: a Stable Diffusion pipeline by hub id, local directory, or a
-built-in random-weight backbone (`tiny`, `sd15-random`).
+"""Loading the diffusion backbone: a Stable Diffusion pipeline by hub id, local directory, the toy
+world's trained backbone (`world`) or a built-in random-weight one (`tiny`, `sd15-random`).
 
-All go through `StableDiffusionPipeline.from_pretrained`; a random-weight backbone is first built
-and saved in diffusers' layout (see random_backbones.py). The safety checker is always off, as in
-the seed study, so every image is generated and scored.
+All go through `StableDiffusionPipeline.from_pretrained`; a built-in backbone is first assembled
+and saved in diffusers' layout (see world_backbone.py and random_backbones.py). The safety
+checker is always off, as in the seed study, so every image is generated and scored.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class Backbone:
     device: Any  # torch.device
     dtype: Any  # torch.dtype
     random_weights: bool
+    toy_world: bool = False  # the toy world's backbone (bench.diffusion.world_backbone)
 
     @property
     def latent_channels(self) -> int:
@@ -43,6 +44,7 @@ class Backbone:
             "revision": self.revision,
             "path": str(self.path),
             "random_weights": self.random_weights,
+            "toy_world": self.toy_world,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
         }
@@ -106,9 +108,11 @@ def quiet_libraries() -> None:
 def check_available(spec: str, revision: str | None = None) -> None:
     """Raise MissingModel when `spec` is a hub id with nothing cached and the network off, so a
     run can name every missing model before it loads any."""
-    from bench.diffusion import random_backbones
+    from bench.diffusion import random_backbones, world_backbone
 
-    if random_backbones.is_random_backbone(spec) or Path(spec).exists():
+    if random_backbones.is_random_backbone(spec) or spec == world_backbone.WORLD:
+        return
+    if Path(spec).exists():
         return
     from huggingface_hub import constants, try_to_load_from_cache
 
@@ -134,18 +138,22 @@ def load_backbone(
     device: str = "auto",
     dtype: str = "auto",
 ) -> Backbone:
-    """Load `spec` (hub id, local directory, `tiny` or `sd15-random`) onto `device` with frozen
-    weights."""
+    """Load `spec` (hub id, local directory, `world`, `tiny` or `sd15-random`) onto `device`
+    with frozen weights."""
     import diffusers
     from diffusers import StableDiffusionPipeline
 
     quiet_libraries()
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    random_weights = False
-    from bench.diffusion import random_backbones
+    random_weights = toy_world = False
+    from bench.diffusion import random_backbones, world_backbone
 
-    if random_backbones.is_random_backbone(spec):
+    if spec == world_backbone.WORLD:
+        path = world_backbone.world_backbone_dir()
+        source, rev, toy_world = str(path), None, True
+        resolved_revision = world_backbone.revision()
+    elif random_backbones.is_random_backbone(spec):
         path = random_backbones.random_backbone_dir(spec)
         source, rev, random_weights = str(path), None, True
         resolved_revision = random_backbones.revision(spec)
@@ -167,7 +175,11 @@ def load_backbone(
             use_safetensors=True,  # never unpickle: a pickled weight file can run code
         )
     except Exception as e:  # a local folder that is no pipeline, or has no safetensors weights
-        if Path(spec).exists() or random_backbones.is_random_backbone(spec):
+        if (
+            Path(spec).exists()
+            or spec == world_backbone.WORLD
+            or random_backbones.is_random_backbone(spec)
+        ):
             lines = str(e).strip().splitlines()
             raise BenchError(
                 f"backbone {spec}: cannot load it as a diffusers pipeline with safetensors "
@@ -193,7 +205,9 @@ def load_backbone(
         module.eval()
     pipe.to(torch_device)
     pipe.set_progress_bar_config(disable=True)
-    return Backbone(pipe, spec, resolved_revision, path, torch_device, torch_dtype, random_weights)
+    return Backbone(
+        pipe, spec, resolved_revision, path, torch_device, torch_dtype, random_weights, toy_world
+    )
 
 
 def _hub_commit(repo_id: str, revision: str | None) -> str | None:

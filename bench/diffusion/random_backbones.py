@@ -63,7 +63,7 @@ def build_random_backbone(name: str, directory: Path, seed: int = 0) -> None:
         SD15_RANDOM: _sd15_modules,
     }
     modules = builders[name](seed, len(tokenizer))
-    _save_pipeline(directory, tokenizer=tokenizer, **modules)
+    save_pipeline(directory, tokenizer=tokenizer, **modules)
     for f in tokenizer_dir.iterdir():
         f.unlink()
     tokenizer_dir.rmdir()
@@ -148,7 +148,7 @@ def _sd15_modules(seed: int, vocab_size: int) -> dict[str, Any]:
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "scheduler": scheduler}
 
 
-def _save_pipeline(directory: Path, **modules: Any) -> None:
+def save_pipeline(directory: Path, **modules: Any) -> None:
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(

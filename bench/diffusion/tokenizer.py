@@ -32,8 +32,9 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(printable, map(chr, chars), strict=True))
 
 
-def write_clip_tokenizer_files(directory: Path) -> None:
-    """Write vocab.json, merges.txt and the tokenizer config that CLIPTokenizer reads."""
+def write_clip_tokenizer_files(directory: Path, max_length: int = 77) -> None:
+    """Write vocab.json, merges.txt and the tokenizer config that CLIPTokenizer reads; prompts
+    pad to `max_length` tokens (SD-1.x's 77, the text encoder's positions)."""
     import open_clip
 
     with gzip.open(open_clip.tokenizer.default_bpe(), "rt", encoding="utf-8") as f:
@@ -52,7 +53,7 @@ def write_clip_tokenizer_files(directory: Path) -> None:
     config = {
         "tokenizer_class": "CLIPTokenizer",
         # Without model_max_length, transformers 5 overflows when padding to max_length.
-        "model_max_length": 77,
+        "model_max_length": max_length,
         "bos_token": "<|startoftext|>",
         "eos_token": "<|endoftext|>",
         "unk_token": "<|endoftext|>",

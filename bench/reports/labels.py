@@ -18,6 +18,11 @@ METRIC_NAMES = {
 LOWER_IS_BETTER = frozenset({"pres"})  # prior collapse: the less the class looks like the subject
 
 RANDOM_WEIGHTS_NOTE = "RANDOM WEIGHTS: these numbers test the pipeline and mean nothing"
+TOY_WORLD_NOTE = (
+    "TOY WORLD: made in bench's drawn world by models bench trained on it (bench/world); they "
+    "show whether a method learns a subject and the metrics follow the truth there, not how it "
+    "does on photos"
+)
 CI_METHOD_NAMES = {
     "studentized": "studentized bootstrap (bootstrap-t)",
     "percentile": "percentile bootstrap",
@@ -59,7 +64,9 @@ def interval_notes(results: Iterable) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-def caveats(random_weights: bool, results: Iterable = ()) -> list[str]:
-    """The notes a table of these numbers must carry: random weights, and how its intervals were
-    made (or why there are none)."""
-    return ([RANDOM_WEIGHTS_NOTE] if random_weights else []) + interval_notes(results)
+def caveats(random_weights: bool, results: Iterable = (), toy_world: bool = False) -> list[str]:
+    """The notes a table of these numbers must carry: random weights or the toy world, and how
+    its intervals were made (or why there are none)."""
+    notes = [RANDOM_WEIGHTS_NOTE] if random_weights else []
+    notes += [TOY_WORLD_NOTE] if toy_world else []
+    return notes + interval_notes(results)

@@ -48,6 +48,9 @@ HOW_TO_READ = """\
   (crossed with subjects), and the estimand is the mean over a population of prompts as well.
 - **Rows marked random weights** come from the tiny random-weight models of the smoke and micro
   suites: they check the pipeline and mean nothing about any method.
+- **Rows marked toy world** come from bench's drawn world (the smoke and world suites): images
+  made by a text-to-image model, CLIP and DINO that bench trained on it, so that a method that
+  learns shows it on a CPU; they say how methods and metrics behave there, not on photos.
 - **Published rows** are copied from their papers, not re-measured, and carry no intervals.
 - **`real`** is the Real Images row: each photo scored against the subject's other photos
   (leave-one-out); CLIP-T is not defined for it."""
@@ -62,6 +65,11 @@ def scored_runs(runs_root: Path, convention: str | None = None) -> list[RunResul
         for c in RunPaths(run_dir).conventions()
         if convention in (None, c)
     ]
+
+
+def _marks(results: RunResults) -> str:
+    marks = [" (random weights)"] if results.random_weights else []
+    return "".join(marks + ([" (toy world)"] if results.toy_world else []))
 
 
 def _config_summary(results: RunResults) -> str:
@@ -85,7 +93,7 @@ def run_rows(runs: list[RunResults], **stats) -> pd.DataFrame:
         notes += [iv for iv in intervals.values() if iv.n_subjects]
         first = next(iter(intervals.values()))
         row = {
-            "run": f"`{results.run_id}`" + (" (random weights)" if results.random_weights else ""),
+            "run": f"`{results.run_id}`" + _marks(results),
             "method": results.record.method,
             "options": _config_summary(results),
         }

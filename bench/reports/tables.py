@@ -14,8 +14,8 @@ from bench.analysis.stats import Interval
 from bench.reports.labels import caveats, ordered
 
 
-def caption(random_weights: bool, results) -> str | None:
-    return "\n".join(caveats(random_weights, results)) or None
+def caption(random_weights: bool, results, toy_world: bool = False) -> str | None:
+    return "\n".join(caveats(random_weights, results, toy_world)) or None
 
 
 def fmt(x: float) -> str:
@@ -36,7 +36,7 @@ def score_table(results: RunResults, intervals: dict[str, Interval]) -> Table:
         "images",
         "scorer model",
         title=title,
-        caption=caption(results.random_weights, intervals.values()),
+        caption=caption(results.random_weights, intervals.values(), results.toy_world),
         caption_style="bold red",
     )
     for metric in ordered(intervals):
@@ -60,6 +60,7 @@ def score_json(results: RunResults, intervals: dict[str, Interval]) -> dict[str,
         "run_id": results.run_id,
         "run_dir": str(results.root),
         "random_weights": results.random_weights,
+        "toy_world": results.toy_world,
         "convention": results.convention,
         "scorers": results.scorers,
         "metrics": {m: _finite(asdict(iv)) for m, iv in intervals.items()},
@@ -71,7 +72,9 @@ def _finite(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
 
-def compare_table(comparisons: list, random_weights: bool, convention: str) -> Table:
+def compare_table(
+    comparisons: list, random_weights: bool, convention: str, toy_world: bool = False
+) -> Table:
     first = comparisons[0].result
     table = Table(
         "metric",
@@ -88,7 +91,7 @@ def compare_table(comparisons: list, random_weights: bool, convention: str) -> T
         f"convention {convention})",
         caption="\n".join(
             [f"p: {m}" for m in dict.fromkeys(c.result.p_method for c in comparisons)]
-            + caveats(random_weights, [c.result for c in comparisons])
+            + caveats(random_weights, [c.result for c in comparisons], toy_world)
         ),
         caption_style="bold red",
     )
@@ -109,9 +112,12 @@ def compare_table(comparisons: list, random_weights: bool, convention: str) -> T
     return table
 
 
-def compare_json(comparisons: list, random_weights: bool, convention: str) -> dict[str, Any]:
+def compare_json(
+    comparisons: list, random_weights: bool, convention: str, toy_world: bool = False
+) -> dict[str, Any]:
     return {
         "random_weights": random_weights,
+        "toy_world": toy_world,
         "convention": convention,
         "comparisons": [
             {

@@ -10,7 +10,8 @@ Options (both scorers): ``model`` (open_clip architecture, default ``ViT-B-32``)
 random-weight test model; or ``random-full:<seed>`` for the architecture at its real size with
 random weights), ``quick_gelu`` (default: what the tag was trained with; for a local file,
 what the architecture's ``openai`` tag uses, since that file is normally an offline copy of the
-default weights), ``device`` and ``batch_size``.
+default weights), ``device`` and ``batch_size``. ``model=bench-world-clip`` is the toy world's
+CLIP (bench.world.clip), loaded from its shipped file unless ``pretrained`` names another.
 
 Real weights are found the libraries' own way (the Hugging Face hub cache, or a download when the
 network is on). Tiny random weights are written once to ``cache_dir()/scorers/<key>/`` as
@@ -55,6 +56,10 @@ DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "openai"
 TINY_ARCH = "bench-tiny-clip"
 MODEL_CONFIGS = Path(__file__).resolve().parent / "model_configs"  # bench's own architectures
+# The toy world's CLIP (bench.world.clip): `model=bench-world-clip` loads the shipped weights
+# unless `pretrained` names another file.
+WORLD_ARCH = "bench-world-clip"
+WORLD_WEIGHTS = Path(__file__).resolve().parents[1] / "world" / "weights" / "clip.safetensors"
 TINY_CONFIG_FILE = MODEL_CONFIGS / f"{TINY_ARCH}.json"
 WEIGHTS_FILENAME = "open_clip_model.safetensors"
 
@@ -181,6 +186,8 @@ def load_clip_model(
     """The shared CLIP model for these options (loaded once per (arch, weights, device))."""
     import open_clip
 
+    if model == WORLD_ARCH and not pretrained:
+        pretrained = str(WORLD_WEIGHTS)
     pretrained = str(pretrained or DEFAULT_PRETRAINED)
     device = resolve_device(device)
     seed = parse_random_seed(pretrained)

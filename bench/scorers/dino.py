@@ -16,6 +16,8 @@ Options: ``model`` (timm model name), ``weights_file`` (a local weights file, lo
 ``pretrained_cfg_overlay=dict(file=...)``), ``pretrained`` (``random:<seed>`` for a tiny random
 test model of the same architecture family, ``random-full:<seed>`` for the model at its real size
 with random weights; otherwise leave unset), ``device``, ``batch_size``.
+``model=bench-world-dino`` is the toy world's DINO (bench.world.dino) on whole 64 px pictures,
+loaded from its shipped file unless ``weights_file`` names another.
 
 Tiny random weights are written once to ``cache_dir()/scorers/<key>/model.safetensors`` and loaded
 back by path through the same ``pretrained_cfg_overlay=dict(file=...)`` loader as a real file.
@@ -56,6 +58,12 @@ DINOV2_SMALL = "vit_small_patch14_dinov2.lvd142m"
 TINY_MODEL = "vit_small_patch16_224.dino"
 TINY_KWARGS: dict[str, int] = {"depth": 2, "embed_dim": 64, "num_heads": 2}
 WEIGHTS_FILENAME = "model.safetensors"
+# The toy world's DINO (bench.world.dino): DINO ViT-S/8's recipe on 64 px pictures, 4 narrow
+# blocks; `model=bench-world-dino` loads the shipped weights unless weights_file names others.
+WORLD_MODEL = "bench-world-dino"
+WORLD_ARCH = "vit_small_patch8_224.dino"
+WORLD_KWARGS: dict[str, int] = {"img_size": 64, "embed_dim": 96, "depth": 4, "num_heads": 3}
+WORLD_WEIGHTS = Path(__file__).resolve().parents[1] / "world" / "weights" / "dino.safetensors"
 
 RESIZE = 256
 CROP = 224
@@ -70,14 +78,15 @@ def clear_model_cache() -> None:
     _MODELS.clear()
 
 
-def dino_transform():
-    """Resize shorter side to 256 (bicubic), center crop 224, ToTensor, ImageNet mean/std."""
+def dino_transform(resize: int = RESIZE, crop: int = CROP):
+    """Resize shorter side to 256 (bicubic), center crop 224, ToTensor, ImageNet mean/std (the
+    world's DINO: 64 and 64, the whole picture)."""
     from torchvision import transforms as T
 
     return T.Compose(
         [
-            T.Resize(RESIZE, interpolation=T.InterpolationMode.BICUBIC),
-            T.CenterCrop(CROP),
+            T.Resize(resize, interpolation=T.InterpolationMode.BICUBIC),
+            T.CenterCrop(crop),
             T.ToTensor(),
             T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]
@@ -148,6 +157,7 @@ class DinoModel(EmbeddingModel):
         random_weights: bool,
         device: str,
         extra_kwargs: Mapping[str, Any] | None = None,
+        image_size: int | None = None,
     ) -> None:
         import timm
 
@@ -175,7 +185,7 @@ class DinoModel(EmbeddingModel):
                 local_option=f"--scorer-option {_option_key(model_name)}.weights_file=FILE",
             ) from e
         self.net = net.eval().to(device)
-        self.transform = dino_transform()
+        self.transform = dino_transform(image_size, image_size) if image_size else dino_transform()
 
     def _embed_batch(self, images: list[Image.Image]) -> np.ndarray:
         import torch
@@ -197,8 +207,16 @@ def load_dino_model(
 
     device = resolve_device(device)
     name = str(model or DEFAULT_MODEL)
-    if not timm.is_model(name):
+    arch, image_size = (
+        (WORLD_ARCH, WORLD_KWARGS["img_size"]) if name == WORLD_MODEL else (name, None)
+    )
+    if not timm.is_model(arch):
         raise ValueError(f"unknown timm model {name!r}")
+    if name == WORLD_MODEL and pretrained not in (None, "", "default"):
+        raise ValueError(
+            f"dino model={name} takes no pretrained={pretrained!r}: it loads its shipped weights, "
+            "or weights_file=<path>"
+        )
     seed = parse_random_seed(pretrained)
     full_seed = parse_full_random_seed(pretrained)
     random_weights = seed is not None or full_seed is not None
@@ -224,6 +242,9 @@ def load_dino_model(
             f"dino pretrained={pretrained!r}: use random:<seed>, random-full:<seed>, or "
             "weights_file=<path> for a local weights file"
         )
+    elif name == WORLD_MODEL:  # its shipped weights, or a retrained file
+        file, label = local_weights(str(weights_file or WORLD_WEIGHTS), "DINO", "dino.weights_file")
+        model_id, kwargs = f"timm:{name}/{label}", WORLD_KWARGS
     elif weights_file:
         file, label = local_weights(weights_file, "DINO", "dino.weights_file")
         model_id = f"timm:{name}/{label}"
@@ -232,12 +253,13 @@ def load_dino_model(
     key = (name, file, device, model_id)  # the id holds a file's digest
     if key not in _MODELS:
         _MODELS[key] = DinoModel(
-            model_name=name,
+            model_name=arch,
             weights_file=file,
             model_id=model_id,
             random_weights=random_weights,
             device=device,
             extra_kwargs=kwargs,
+            image_size=image_size,
         )
     return _MODELS[key]
 

@@ -87,6 +87,7 @@ class RunRecord:
     random_weights: bool  # generated on a random-weight backbone (scorers say their own)
     provenance: dict[str, Any]
     generation_batch_size: int | None = None  # None: nothing is generated (reference, external)
+    toy_world: bool = False  # generated on the toy world's backbone (bench/world)
     format: int = FORMAT
 
     def __post_init__(self) -> None:

@@ -225,6 +225,7 @@ def _run_record(prepared: PreparedRun, options: ExecutionOptions, backbone) -> R
         random_weights=bool(backbone and backbone.random_weights),
         provenance=provenance(),
         generation_batch_size=None if reference else options.batch_size,
+        toy_world=bool(backbone and backbone.toy_world),
     )
 
 

@@ -28,6 +28,7 @@ from bench.reports import plots
 from bench.reports.labels import (
     LOWER_IS_BETTER,
     RANDOM_WEIGHTS_NOTE,
+    TOY_WORLD_NOTE,
     interval,
     interval_notes,
     metric_name,
@@ -181,18 +182,29 @@ def report(
         summaries.append((overrides, results, intervals))
     metrics = ordered(summaries[0][2])
     random = any(r.random_weights for _, r, _ in summaries)
+    toy_world = any(r.toy_world for _, r, _ in summaries)
     if random:
         title += " (random weights)"
+    if toy_world:
+        title += " (toy world)"
 
     lines = [f"# {title}", ""]
     if random:
         lines += [f"**{RANDOM_WEIGHTS_NOTE}**.", ""]
+    if toy_world:
+        lines += [f"**{TOY_WORLD_NOTE}**.", ""]
     lines += ["Metric means with their intervals, final checkpoint.", ""]
     lines += [
         f"{note[0].upper()}{note[1:]}."
         for note in interval_notes(iv for _, _, ivs in summaries for iv in ivs.values())
     ] + [""]
-    data: dict[str, Any] = {"title": title, "random_weights": random, "runs": [], "tables": {}}
+    data: dict[str, Any] = {
+        "title": title,
+        "random_weights": random,
+        "toy_world": toy_world,
+        "runs": [],
+        "tables": {},
+    }
     for overrides, results, intervals in summaries:
         data["runs"].append(
             {

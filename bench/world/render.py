@@ -219,9 +219,13 @@ def describe(instance: Instance) -> str:
     handle"."""
     part = CLASSES[instance.cls][1]
     pattern = look(instance.pattern, instance.secondary)
-    has = f"a {part}" if not part.endswith("s") else part
+    has = f"{_article(part)} {part}" if not part.endswith("s") else part
     part_words = f"with {has}" if instance.part else f"without {has}"
-    return f"a {instance.body} {instance.cls} with {pattern}, {part_words}"
+    return f"{_article(instance.body)} {instance.body} {instance.cls} with {pattern}, {part_words}"
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
 
 
 def labels(scene: Scene) -> dict[str, object]:
@@ -240,6 +244,17 @@ def labels(scene: Scene) -> dict[str, object]:
 
 
 # --------------------------------------------------------------------------- drawing
+
+
+def render_many(scenes: list[Scene], processes: int = 2) -> list[np.ndarray]:
+    """`render` over many scenes, in `processes` processes when there are many (drawing is
+    single-threaded); the same pictures either way."""
+    if len(scenes) < 2000:
+        return [render(s) for s in scenes]
+    from multiprocessing import get_context
+
+    with get_context("spawn").Pool(processes) as pool:
+        return pool.map(render, scenes, chunksize=500)
 
 
 def render(scene: Scene, size: int = SIZE) -> np.ndarray:

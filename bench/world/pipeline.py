@@ -1,0 +1,301 @@
+"""The toy world's text-to-image model: Stable Diffusion 1.x's shape at toy size, trained on
+renders and their captions, saved in diffusers' layout and loaded by the same
+`StableDiffusionPipeline.from_pretrained` as real weights (`--backbone world`).
+
+- text encoder: the world CLIP's text tower, converted to `transformers.CLIPTextModel` and
+  frozen, as SD-1.x uses OpenAI CLIP's; the tokenizer is CLIP's real BPE (32 positions).
+- VAE: `AutoencoderKL`, 64 px to 16 x 16 x 4 latents, trained on renders first.
+- UNet: `UNet2DConditionModel` with cross-attention at its two lower levels, trained on the
+  VAE's latents with SD's noise schedule and objective (epsilon), one caption in ten dropped for
+  classifier-free guidance; the shipped weights are an exponential moving average.
+
+Captions are DreamBench's short ones ("a red mug on the beach") or the full description ("a red
+mug with white stripes, with a handle, on the beach"), so the base model draws a class in a
+context with any look, and a personalization method has something to learn. The identifier
+token never appears in them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+
+from bench.diffusion.world_backbone import (
+    CLIP_FILE,
+    CONTEXT_LENGTH,
+    PARTS,
+    SCHEDULE,
+    load_text_encoder,
+    tokenizer,
+)
+from bench.world.clip import describe_scene
+from bench.world.render import Scene, caption, random_scene, render_many
+
+DIRECTORY = PARTS  # where the trained VAE and UNet are shipped
+LATENT_SIZE = 16  # 64 px / 4
+DROP_CAPTION = 0.1  # the unconditional share, for classifier-free guidance
+FULL_DESCRIPTION = 0.25  # the share of captions that describe the whole look
+
+
+# --------------------------------------------------------------------------- modules
+
+
+def build_vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(16, 32, 64),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=64,
+        mid_block_add_attention=False,  # a fifth of the VAE's time at this size, for little
+    )
+
+
+def build_unet():
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=LATENT_SIZE,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64, 96),
+        # attention only where it is cheap: at 8 x 8 and 4 x 4
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        cross_attention_dim=64,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _pixels(images):
+    """uint8 renders as SD's VAE takes them: channels first, in [-1, 1]."""
+    import torch
+
+    array = np.stack(images).astype(np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+
+
+def training_caption(scene: Scene, rng: np.random.Generator) -> str:
+    draw = rng.random()
+    if draw < DROP_CAPTION:
+        return ""
+    if draw < DROP_CAPTION + FULL_DESCRIPTION:
+        return describe_scene(scene)
+    return caption(scene)
+
+
+def training_scenes(seed: int, n: int) -> list[Scene]:
+    rng = np.random.default_rng(seed)
+    return [random_scene(rng) for _ in range(n)]
+
+
+def _embed(text_encoder, tokenizer, texts: list[str]):
+    import torch
+
+    ids = tokenizer(
+        texts, padding="max_length", max_length=CONTEXT_LENGTH, truncation=True, return_tensors="pt"
+    ).input_ids
+    with torch.no_grad():
+        return text_encoder(ids)[0]
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train_vae(images, seed: int = 0, epochs: int = 3, batch_size: int = 16, log=print):
+    """Reconstruction (L1 + L2) with a light KL term, then the latent scale (SD's
+    `scaling_factor`) set so the scaled latents have unit variance."""
+    import torch
+
+    torch.manual_seed(seed)
+    vae = build_vae()
+    pixels = _pixels(images)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3, weight_decay=0.0)
+    per_epoch = len(pixels) // batch_size
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=2e-3, total_steps=max(1, epochs * per_epoch)
+    )
+    generator = torch.Generator().manual_seed(seed)
+    vae.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(pixels), generator=generator)
+        total = 0.0
+        for start in range(0, per_epoch * batch_size, batch_size):
+            batch = pixels[order[start : start + batch_size]]
+            posterior = vae.encode(batch).latent_dist
+            decoded = vae.decode(posterior.sample(generator)).sample
+            error = decoded - batch
+            loss = error.abs().mean() + error.pow(2).mean() + 1e-6 * posterior.kl().mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach())
+        log(f"vae epoch {epoch + 1}/{epochs}: loss {total / max(1, per_epoch):.4f}")
+    vae.eval().requires_grad_(False)
+    latents = encode(vae, images[:2048])
+    vae.register_to_config(scaling_factor=round(float(1.0 / latents.std()), 5))
+    return vae
+
+
+def encode(vae, images, batch_size: int = 256):
+    """The posterior means of `images`, unscaled."""
+    import torch
+
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            parts.append(vae.encode(_pixels(images[start : start + batch_size])).latent_dist.mean)
+    return torch.cat(parts)
+
+
+def decode(vae, latents, batch_size: int = 256) -> list[np.ndarray]:
+    """uint8 pictures from unscaled latents."""
+    import torch
+
+    pictures = []
+    with torch.no_grad():
+        for start in range(0, len(latents), batch_size):
+            sample = vae.decode(latents[start : start + batch_size]).sample
+            array = ((sample.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+            pictures += list(array.permute(0, 2, 3, 1).numpy())
+    return pictures
+
+
+def train_unet(
+    latents,
+    captions: list[str],
+    text_encoder,
+    tokenizer,
+    seed: int = 0,
+    steps: int = 8000,
+    batch_size: int = 64,
+    log=print,
+    checkpoint=None,
+):
+    """SD's objective: predict the noise added at a random timestep, given the caption's
+    hidden states. Returns the moving average of the weights."""
+    import torch
+    import torch.nn.functional as F
+    from diffusers import DDPMScheduler
+
+    torch.manual_seed(seed)
+    unet = build_unet()
+    average = copy.deepcopy(unet).requires_grad_(False)
+    noise_schedule = DDPMScheduler(**SCHEDULE)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-3, weight_decay=0.01)
+    warmup = max(1, steps // 20)
+
+    def rate(step: int) -> float:  # linear warm-up, then cosine to a tenth
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
+    generator = torch.Generator().manual_seed(seed)
+    unet.train()
+    total = 0.0
+    for step in range(steps):
+        index = torch.randint(len(latents), (batch_size,), generator=generator)
+        clean = latents[index]
+        noise = torch.randn(clean.shape, generator=generator)
+        timesteps = torch.randint(
+            0, SCHEDULE["num_train_timesteps"], (batch_size,), generator=generator
+        )
+        noisy = noise_schedule.add_noise(clean, noise, timesteps)
+        hidden = _embed(text_encoder, tokenizer, [captions[i] for i in index.tolist()])
+        loss = F.mse_loss(unet(noisy, timesteps, hidden).sample, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        decay = min(0.999, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for mine, live in zip(average.parameters(), unet.parameters(), strict=True):
+                mine.lerp_(live, 1 - decay)
+        total += float(loss.detach())
+        if (step + 1) % 200 == 0 or step + 1 == steps:
+            log(f"unet step {step + 1}/{steps}: loss {total / ((step % 200) + 1):.4f}")
+            total = 0.0
+        if checkpoint and (step + 1) % 1000 == 0:
+            checkpoint(average)
+    return average.eval()
+
+
+def train_pipeline(
+    directory: Path = DIRECTORY,
+    seed: int = 0,
+    n_scenes: int = 40_000,
+    vae_images: int = 24_000,
+    vae_epochs: int = 3,
+    unet_steps: int = 7000,
+    clip_file: Path = CLIP_FILE,
+    log=print,
+) -> None:
+    """Render `n_scenes` captioned scenes, train the VAE on the first `vae_images`, the UNet on
+    all of their latents, and save both (half precision) in `directory`, checkpointing the
+    UNet every 1000 steps."""
+    scenes = training_scenes(seed, n_scenes)
+    images = render_many(scenes)
+    log(f"rendered {len(images)} scenes")
+    vae = train_vae(images[:vae_images], seed=seed, epochs=vae_epochs, log=log)
+    save_parts(directory, vae=vae)
+    latents = encode(vae, images) * vae.config.scaling_factor
+    del images
+    rng = np.random.default_rng(seed + 2)
+    captions = [training_caption(s, rng) for s in scenes]
+    text_encoder = load_text_encoder(clip_file)
+
+    def checkpoint(unet) -> None:
+        save_parts(directory, vae=vae, unet=unet)
+
+    unet = train_unet(
+        latents,
+        captions,
+        text_encoder,
+        tokenizer(),
+        seed=seed,
+        steps=unet_steps,
+        log=log,
+        checkpoint=checkpoint,
+    )
+    checkpoint(unet)
+
+
+def save_parts(directory: Path, **modules) -> None:
+    """The trained parts (`vae`, `unet`) in half precision, each in its diffusers subfolder,
+    each swapped in whole."""
+    import os
+    import shutil
+
+    import torch
+
+    from bench.atomic import apply_umask
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, module in modules.items():
+        target = directory / name
+        staging, old = (directory / f".{name}.{s}" for s in ("new", "old"))
+        for leftover in (staging, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+        copy.deepcopy(module).to(torch.float16).save_pretrained(staging, safe_serialization=True)
+        apply_umask(staging)  # safetensors writes owner-only files
+        if target.exists():
+            os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,407 @@
+"""The world report: what the toy world's models do, measured against the truth by the oracle.
+
+- the oracle itself, on held-out renders and on their VAE reconstructions;
+- the base model's prompt following: for "a {class} {context}", is the class drawn, the context?
+- per run of a world suite: how often the oracle finds the subject (its colours, pattern and part,
+  as the prompt leaves them) and what the prompt asked for (context, colour, something worn),
+  beside the run's metrics;
+- a contact sheet: each subject's photos, then each run's image of one prompt, same noise.
+
+Every number here comes from the oracle reading PNGs back, never from a scorer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.world.render import (
+    CLASSES,
+    CONTEXTS,
+    GLASSES,
+    HATS,
+    RECOLOURS,
+    SCARVES,
+    Instance,
+    Scene,
+    caption,
+    labels,
+    render,
+)
+
+HELD_OUT_SEED = 20261126  # renders no world model was trained on
+TRAITS = ("body", "secondary", "pattern", "part")  # what tells a subject from its class
+
+
+# --------------------------------------------------------------------------- the oracle
+
+
+def oracle_on_renders(oracle, n: int = 2000) -> dict[str, float]:
+    from bench.world.oracle import accuracy, training_scenes
+
+    return accuracy(oracle, training_scenes(seed=HELD_OUT_SEED, n=n))
+
+
+def oracle_on_reconstructions(oracle, vae, n: int = 1000) -> dict[str, float]:
+    """The oracle's accuracy on held-out renders after the world VAE's round trip: what the
+    latent space keeps of each label."""
+    import torch
+
+    from bench.world.oracle import HEADS, training_scenes
+
+    scenes = training_scenes(seed=HELD_OUT_SEED, n=n)
+    pixels = torch.from_numpy(np.stack([render(s) for s in scenes])).float() / 127.5 - 1.0
+    pixels = pixels.permute(0, 3, 1, 2).to(vae.device, vae.dtype)
+    with torch.no_grad():
+        decoded = vae.decode(vae.encode(pixels).latent_dist.mean).sample
+    pictures = ((decoded.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    read = oracle.read(list(pictures.permute(0, 2, 3, 1).cpu().numpy()))
+    truth = [labels(s) for s in scenes]
+    return {
+        k: float(np.mean([r[k] == t[k] for r, t in zip(read, truth, strict=True)])) for k in HEADS
+    }
+
+
+# --------------------------------------------------------------------------- the base model
+
+
+def base_prompt_following(backbone, oracle, per_pair: int = 2, steps: int = 25, guidance=7.5):
+    """For every class and context, `per_pair` images of "a {class} {context}" from seeded noise:
+    the share where the oracle reads the class, and the context (all contexts, and those other
+    than the plain backdrop)."""
+    import torch
+
+    prompts, truth = [], []
+    for cls in CLASSES:
+        for context in CONTEXTS:
+            for _ in range(per_pair):
+                prompts.append(caption(Scene(_any(cls), context=context)))
+                truth.append((cls, context))
+    pictures = []
+    generator = torch.Generator().manual_seed(0)
+    for start in range(0, len(prompts), 32):
+        batch = prompts[start : start + 32]
+        out = backbone.pipe(
+            batch,
+            height=64,
+            width=64,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=generator,
+            output_type="np",
+        ).images
+        pictures += list((out * 255).round().astype(np.uint8))
+    read = oracle.read(pictures)
+    found_class = [r["class"] == c for r, (c, _) in zip(read, truth, strict=True)]
+    found_context = [r["context"] == x for r, (_, x) in zip(read, truth, strict=True)]
+    placed = [f for f, (_, x) in zip(found_context, truth, strict=True) if x != "plain"]
+    return {
+        "images": len(prompts),
+        "class": float(np.mean(found_class)),
+        "context": float(np.mean(found_context)),
+        "context_not_plain": float(np.mean(placed)),
+        "pictures": pictures,
+        "prompts": prompts,
+    }
+
+
+def _any(cls: str) -> Instance:
+    """Some instance of `cls`: only its class and the scene reach the caption."""
+    return Instance(cls, "red", "white", "plain", True, 1.0)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def prompt_scene(instance: Instance, text: str) -> Scene | None:
+    """The scene a prompt asks for (the text without identifier, "a red mug", "a mug on the
+    beach"), with `instance` in it; None when the world has no such caption."""
+    variants = [Scene(instance, context=c) for c in CONTEXTS]
+    variants += [Scene(instance, recolour=c) for c in RECOLOURS]
+    for worn, options in (("hat", HATS), ("glasses", GLASSES), ("scarf", SCARVES)):
+        variants += [Scene(instance, **{worn: o}) for o in list(options)[1:]]
+    for scene in variants:
+        if caption(scene) == text:
+            return scene
+    return None
+
+
+def asked(scene: Scene) -> str:
+    """The label a prompt changes: its context, its colour or what is worn."""
+    if scene.recolour:
+        return "body"
+    for worn in ("hat", "glasses", "scarf"):
+        if getattr(scene, worn) != "none":
+            return worn
+    return "context"
+
+
+@dataclass(frozen=True)
+class RunTruth:
+    """What the oracle finds in one run's images."""
+
+    run_id: str
+    method: str
+    images: int
+    subject: float  # share with every trait the prompt leaves the subject (TRAITS)
+    traits: dict[str, float]  # share per trait
+    prompt: float  # share with what the prompt asked for (context, colour or worn)
+    context: float  # on the prompts that ask for a context: share in it
+    prior: float  # of the plain class images ("a mug", for PRES): share showing the subject
+
+
+def run_truth(run_dir: Path, oracle) -> RunTruth:
+    """Read every image of a run on world subjects back with the oracle."""
+    from PIL import Image
+
+    from bench.data.plan import PRIOR_PROMPT_ID
+    from bench.store.layout import RunPaths
+    from bench.store.records import RunRecord, UnitManifest
+    from bench.world.subjects import SUBJECTS
+
+    paths = RunPaths(run_dir)
+    record = RunRecord.read(paths.run_json)
+    pictures, expected, asks, priors, prior_truth = [], [], [], [], []
+    for unit in paths.units():
+        manifest = UnitManifest.read(paths.manifest(unit))
+        instance = SUBJECTS[manifest.subject["id"]]
+        for entry in manifest.images:
+            picture = np.asarray(Image.open(unit / entry.file).convert("RGB"))
+            if entry.prompt_id == PRIOR_PROMPT_ID:
+                priors.append(picture)
+                prior_truth.append(labels(Scene(instance)))
+                continue
+            text = entry.scoring_prompt or ""
+            scene = prompt_scene(instance, text) if text else Scene(instance)
+            if scene is None:
+                raise ValueError(f"{run_dir}: prompt {text!r} is not one the world draws")
+            pictures.append(picture)
+            expected.append(labels(scene))
+            asks.append(asked(scene) if text else None)
+    read = oracle.read(pictures)
+    prior = [
+        all(r[t] == e[t] for t in TRAITS)
+        for r, e in zip(oracle.read(priors), prior_truth, strict=True)
+    ]
+    hits = {t: [r[t] == e[t] for r, e in zip(read, expected, strict=True)] for t in TRAITS}
+    subject = [all(hits[t][i] for t in TRAITS) for i in range(len(read))]
+    prompt = [r[a] == e[a] for r, e, a in zip(read, expected, asks, strict=True) if a]
+    context = [
+        r["context"] == e["context"]
+        for r, e, a in zip(read, expected, asks, strict=True)
+        if a == "context"
+    ]
+    return RunTruth(
+        run_id=record.run_id,
+        method=record.method,
+        images=len(read),
+        subject=float(np.mean(subject)),
+        traits={t: float(np.mean(v)) for t, v in hits.items()},
+        prompt=float(np.mean(prompt)) if prompt else float("nan"),
+        context=float(np.mean(context)) if context else float("nan"),
+        prior=float(np.mean(prior)) if prior else float("nan"),
+    )
+
+
+# --------------------------------------------------------------------------- contact sheet
+
+
+def contact_sheet(
+    run_dirs: Sequence[Path],
+    subjects: Sequence[str],
+    prompt_id: str,
+    photos: int = 3,
+    image_index: int = 0,
+    scale: int = 2,
+):
+    """One row per subject: `photos` of its photos, then each run's image of `prompt_id` (the
+    same cell, so the same noise); a PIL image."""
+    from PIL import Image
+
+    from bench.store.layout import RunPaths
+    from bench.store.records import UnitManifest
+    from bench.world.subjects import photos as subject_photos
+
+    size, gap = 64, 4
+    columns = photos + len(run_dirs)
+    sheet = Image.new(
+        "RGB", (columns * (size + gap) - gap, len(subjects) * (size + gap) - gap), "white"
+    )
+    for row, subject in enumerate(subjects):
+        cells = [Image.fromarray(p) for p in subject_photos(subject)[:photos]]
+        for run_dir in run_dirs:
+            paths = RunPaths(run_dir)
+            unit = next(u for u in paths.units() if u.parent.name == subject)
+            manifest = UnitManifest.read(paths.manifest(unit))
+            entry = next(
+                e
+                for e in manifest.images
+                if e.prompt_id == prompt_id and e.image_index == image_index
+            )
+            cells.append(Image.open(unit / entry.file).convert("RGB"))
+        for column, cell in enumerate(cells):
+            sheet.paste(cell.resize((size, size)), (column * (size + gap), row * (size + gap)))
+    return sheet.resize((sheet.width * scale, sheet.height * scale), Image.NEAREST)
+
+
+# --------------------------------------------------------------------------- the report
+
+
+METRICS_BESIDE_TRUTH = ("clip_i", "dino")  # the identity metrics the truth checks
+
+
+def write_report(
+    out_dir: Path,
+    suite: str,
+    runs: Sequence[tuple[str, Path]],
+    oracle,
+    backbone,
+    contact_prompt: str,
+    contact_subjects: Sequence[str],
+    resamples: int = 10_000,
+) -> dict:
+    """The report on `runs` (label, run folder) of `suite`: world-report.md, world-report.json
+    and contact-sheet.png in `out_dir`; returns what the JSON holds."""
+    import json
+
+    from bench.analysis.compare import compare
+    from bench.analysis.results import load_results, summarize
+    from bench.atomic import atomic_path, write_json, write_text
+    from bench.reports.labels import interval, metric_name, ordered
+
+    on_renders = oracle_on_renders(oracle)
+    on_vae = oracle_on_reconstructions(oracle, backbone.pipe.vae)
+    base = base_prompt_following(backbone, oracle)
+    base.pop("pictures"), base.pop("prompts")
+    results = {label: load_results(run_dir) for label, run_dir in runs}
+    truths = {label: run_truth(run_dir, oracle) for label, run_dir in runs}
+    metrics = ordered({m for r in results.values() for m in r.metrics})
+    rows = []
+    for label, truth in truths.items():
+        intervals = summarize(results[label], n_resamples=resamples)
+        rows.append(
+            {
+                "label": label,
+                "run_id": truth.run_id,
+                "images": truth.images,
+                "subject": truth.subject,
+                "traits": truth.traits,
+                "prompt": truth.prompt,
+                "context": truth.context,
+                "prior": truth.prior,
+                "metrics": {
+                    m: [intervals[m].mean, intervals[m].low, intervals[m].high]
+                    for m in metrics
+                    if m in intervals
+                },
+            }
+        )
+    comparisons = []
+    order = [label for label in ("real", "dreambooth_lora", "base") if label in results]
+    for a, b in zip(order, order[1:], strict=False):
+        for c in compare([results[a], results[b]], n_resamples=resamples):
+            if c.metric in METRICS_BESIDE_TRUTH:
+                r = c.result
+                comparisons.append(
+                    {
+                        "metric": c.metric,
+                        "a": a,
+                        "b": b,
+                        "diff": r.diff,
+                        "low": r.low,
+                        "high": r.high,
+                    }
+                )
+    data = {
+        "suite": suite,
+        "backbone": backbone.revision,
+        "oracle": {"renders": on_renders, "vae_reconstructions": on_vae},
+        "base_prompt_following": base,
+        "runs": rows,
+        "metric_differences": comparisons,
+    }
+
+    def pct(x: float) -> str:
+        return "n.a." if x != x else f"{x:.0%}"
+
+    lines = [
+        f"# The toy world report: suite `{suite}`",
+        "",
+        f"Backbone `{backbone.revision}`. Every share below is the oracle reading the PNGs back "
+        "(bench/world/report.py); the metrics are the suite's scorers, with 95% intervals.",
+        "",
+        "## The oracle",
+        "",
+        "| label | held-out renders | after the VAE |",
+        "|---|---|---|",
+        *[f"| {k} | {on_renders[k]:.3f} | {on_vae[k]:.3f} |" for k in on_renders],
+        "",
+        "## The base model follows prompts",
+        "",
+        f'{base["images"]} images of "a {{class}} {{context}}" (every class and context): the '
+        f"oracle finds the class in {pct(base['class'])}, the context in {pct(base['context'])} "
+        f"({pct(base['context_not_plain'])} of those that name a place).",
+        "",
+        "## Methods, by the truth and by the metrics",
+        "",
+        "Subject: the oracle finds every trait of the subject (body and trim colour, pattern, "
+        "part; a recolour prompt changes the body). Prompt: it finds what the prompt asks "
+        "(context, colour or thing worn). Prior: of the plain class images, the share that show "
+        "the subject (prior collapse; lower is better).",
+        "",
+        "| run | images | subject | body | trim | pattern | part | prompt | context | prior | "
+        + " | ".join(metric_name(m) for m in metrics)
+        + " |",
+        "|---" * (10 + len(metrics)) + "|",
+    ]
+    for row in rows:
+        t = row["traits"]
+        cells = [
+            f"`{row['label']}`",
+            str(row["images"]),
+            pct(row["subject"]),
+            *[pct(t[k]) for k in TRAITS],
+            pct(row["prompt"]),
+            pct(row["context"]),
+            pct(row["prior"]),
+        ]
+        cells += [interval(*row["metrics"][m]) if m in row["metrics"] else "n.a." for m in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    if comparisons:
+        lines += [
+            "",
+            "## Do the metrics rank as the truth does?",
+            "",
+            "Paired differences (subjects resampled), real photos over DreamBooth-LoRA over the "
+            "base model:",
+            "",
+            "| metric | A | B | A - B | 95% interval |",
+            "|---|---|---|---|---|",
+            *[
+                f"| {metric_name(c['metric'])} | `{c['a']}` | `{c['b']}` | {c['diff']:+.4f} | "
+                f"[{c['low']:+.4f}, {c['high']:+.4f}] |"
+                for c in comparisons
+            ],
+        ]
+    sheet_runs = [run_dir for label, run_dir in runs if label != "real"]
+    sheet = contact_sheet(sheet_runs, contact_subjects, contact_prompt)
+    labels_row = ", ".join(label for label, _ in runs if label != "real")
+    lines += [
+        "",
+        "## Contact sheet",
+        "",
+        f"Each row: three of the subject's photos, then {labels_row} for prompt "
+        f"`{contact_prompt}` from the same noise.",
+        "",
+        "![contact sheet](contact-sheet.png)",
+        "",
+    ]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "contact-sheet.png") as tmp:
+        sheet.save(tmp, format="PNG")
+    write_json(out_dir / "world-report.json", json.loads(json.dumps(data, default=float)))
+    write_text(out_dir / "world-report.md", "\n".join(lines))
+    return data
