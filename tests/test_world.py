@@ -180,6 +180,10 @@ def test_world_commands_train_and_check(tmp_path):
     assert missing.exit_code == 2 and "bench world train --only oracle --out" in missing.output
     wrong = runner.invoke(app, ["world", "train", "--only", "unet"])
     assert wrong.exit_code == 2 and "--only 'unet'" in wrong.output
+    not_world = runner.invoke(app, ["world", "report", "--suite", "micro", "--out", str(tmp_path)])
+    assert not_world.exit_code == 2 and "its backbone is tiny" in not_world.output
+    no_row = runner.invoke(app, ["world", "report", "--only", "dreambooth"])
+    assert no_row.exit_code == 2 and "--only dreambooth: rows are real, base" in no_row.output
 
 
 # --------------------------------------------------------------------------- the world's CLIP

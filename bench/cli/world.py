@@ -29,8 +29,8 @@ def train(
     ] = False,
 ) -> None:
     """Rebuild the world's models from renders, in this order: the oracle (about 15 minutes on
-    2 CPU cores), CLIP (about 15), DINO (about 10) and the text-to-image pipeline (VAE and UNet,
-    about 60; its text encoder is the CLIP's)."""
+    2 CPU cores), CLIP (about 15), DINO (about 7) and the text-to-image pipeline (VAE and UNet,
+    about 80; its text encoder is the CLIP's)."""
     from bench.errors import BenchError
     from bench.world import clip, dino, oracle, pipeline
 
@@ -104,7 +104,7 @@ REPORT_RUNS = {
 
 
 def report(
-    suite: SuiteOption = "smoke",
+    suite: SuiteOption = "world",
     runs: RunsOption = None,
     out_dir: Annotated[
         Path, typer.Option("--out", help="Folder for world-report.md, .json and the contact sheet.")
@@ -136,7 +136,10 @@ def report(
         raise BenchError(f"--only {','.join(unknown)}: rows are {', '.join(REPORT_RUNS)}")
     loaded = api.load_suite(suite)
     if loaded.backbone != "world":
-        raise BenchError(f"--suite {suite}: the report reads world suites (smoke, world)")
+        raise BenchError(
+            f"--suite {suite}: its backbone is {loaded.backbone}; the report reads suites on the "
+            'toy world\'s backbone (backbone = "world", e.g. --suite world)'
+        )
     done = []
     for label in labels:
         method, options = REPORT_RUNS[label]

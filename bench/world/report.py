@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.images import read_image
 from bench.world.render import (
     CLASSES,
     CONTEXTS,
@@ -155,7 +156,6 @@ class RunTruth:
 
 def run_truth(run_dir: Path, oracle) -> RunTruth:
     """Read every image of a run on world subjects back with the oracle."""
-    from PIL import Image
 
     from bench.data.plan import PRIOR_PROMPT_ID
     from bench.store.layout import RunPaths
@@ -169,7 +169,7 @@ def run_truth(run_dir: Path, oracle) -> RunTruth:
         manifest = UnitManifest.read(paths.manifest(unit))
         instance = SUBJECTS[manifest.subject["id"]]
         for entry in manifest.images:
-            picture = np.asarray(Image.open(unit / entry.file).convert("RGB"))
+            picture = np.asarray(read_image(unit / entry.file))
             if entry.prompt_id == PRIOR_PROMPT_ID:
                 priors.append(picture)
                 prior_truth.append(labels(Scene(instance)))
@@ -241,7 +241,7 @@ def contact_sheet(
                 for e in manifest.images
                 if e.prompt_id == prompt_id and e.image_index == image_index
             )
-            cells.append(Image.open(unit / entry.file).convert("RGB"))
+            cells.append(read_image(unit / entry.file))
         for column, cell in enumerate(cells):
             sheet.paste(cell.resize((size, size)), (column * (size + gap), row * (size + gap)))
     return sheet.resize((sheet.width * scale, sheet.height * scale), Image.NEAREST)
