@@ -150,9 +150,9 @@ def load_backbone(
     from bench.diffusion import random_backbones, world_backbone
 
     if spec == world_backbone.WORLD:
-        path = world_backbone.world_backbone_dir()
+        path = world_backbone.world_backbone_dir()  # named by its revision
         source, rev, toy_world = str(path), None, True
-        resolved_revision = world_backbone.revision()
+        resolved_revision = path.name
     elif random_backbones.is_random_backbone(spec):
         path = random_backbones.random_backbone_dir(spec)
         source, rev, random_weights = str(path), None, True
