@@ -76,7 +76,8 @@ def _network():
     return OracleNet()
 
 
-def _tensor(images: Sequence[np.ndarray]):
+def pixel_tensor(images: Sequence[np.ndarray]):
+    """uint8 pictures as the oracle and the world VAE take them: channels first, in [-1, 1]."""
     import torch
 
     array = np.stack([np.asarray(im, dtype=np.float32) for im in images]) / 127.5 - 1.0
@@ -102,7 +103,7 @@ class Oracle:
         found: list[dict] = []
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
-                logits = self.net(_tensor(images[start : start + batch_size]))
+                logits = self.net(pixel_tensor(images[start : start + batch_size]))
                 picks = {k: v.argmax(1).tolist() for k, v in logits.items()}
                 for i in range(len(picks["class"])):
                     found.append({k: HEADS[k][picks[k][i]] for k in HEADS})
@@ -131,7 +132,7 @@ def train_oracle(
 
     torch.manual_seed(seed)
     scenes = training_scenes(seed, n_train)
-    pixels = _tensor([render(s) for s in scenes])
+    pixels = pixel_tensor([render(s) for s in scenes])
     targets = _targets(scenes)
     net = _network()
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)

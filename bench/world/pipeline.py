@@ -32,6 +32,7 @@ from bench.diffusion.world_backbone import (
     tokenizer,
 )
 from bench.world.clip import describe_scene
+from bench.world.oracle import pixel_tensor
 from bench.world.render import Scene, caption, random_scene, render_many
 
 DIRECTORY = PARTS  # where the trained VAE and UNet are shipped
@@ -81,14 +82,6 @@ def build_unet():
 # --------------------------------------------------------------------------- data
 
 
-def _pixels(images):
-    """uint8 renders as SD's VAE takes them: channels first, in [-1, 1]."""
-    import torch
-
-    array = np.stack(images).astype(np.float32) / 127.5 - 1.0
-    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
-
-
 def training_caption(scene: Scene, rng: np.random.Generator) -> str:
     draw = rng.random()
     if draw < DROP_CAPTION:
@@ -123,7 +116,7 @@ def train_vae(images, seed: int = 0, epochs: int = 3, batch_size: int = 16, log=
 
     torch.manual_seed(seed)
     vae = build_vae()
-    pixels = _pixels(images)
+    pixels = pixel_tensor(images)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3, weight_decay=0.0)
     per_epoch = len(pixels) // batch_size
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -159,7 +152,8 @@ def encode(vae, images, batch_size: int = 256):
     parts = []
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
-            parts.append(vae.encode(_pixels(images[start : start + batch_size])).latent_dist.mean)
+            batch = pixel_tensor(images[start : start + batch_size]).to(vae.device, vae.dtype)
+            parts.append(vae.encode(batch).latent_dist.mean)
     return torch.cat(parts)
 
 
@@ -170,7 +164,7 @@ def decode(vae, latents, batch_size: int = 256) -> list[np.ndarray]:
     pictures = []
     with torch.no_grad():
         for start in range(0, len(latents), batch_size):
-            sample = vae.decode(latents[start : start + batch_size]).sample
+            sample = vae.decode(latents[start : start + batch_size]).sample.float().cpu()
             array = ((sample.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
             pictures += list(array.permute(0, 2, 3, 1).numpy())
     return pictures

@@ -49,17 +49,11 @@ def oracle_on_renders(oracle, n: int = 2000) -> dict[str, float]:
 def oracle_on_reconstructions(oracle, vae, n: int = 1000) -> dict[str, float]:
     """The oracle's accuracy on held-out renders after the world VAE's round trip: what the
     latent space keeps of each label."""
-    import torch
-
     from bench.world.oracle import HEADS, training_scenes
+    from bench.world.pipeline import decode, encode
 
     scenes = training_scenes(seed=HELD_OUT_SEED, n=n)
-    pixels = torch.from_numpy(np.stack([render(s) for s in scenes])).float() / 127.5 - 1.0
-    pixels = pixels.permute(0, 3, 1, 2).to(vae.device, vae.dtype)
-    with torch.no_grad():
-        decoded = vae.decode(vae.encode(pixels).latent_dist.mean).sample
-    pictures = ((decoded.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    read = oracle.read(list(pictures.permute(0, 2, 3, 1).cpu().numpy()))
+    read = oracle.read(decode(vae, encode(vae, [render(s) for s in scenes])))
     truth = [labels(s) for s in scenes]
     return {
         k: float(np.mean([r[k] == t[k] for r, t in zip(read, truth, strict=True)])) for k in HEADS
