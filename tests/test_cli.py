@@ -196,7 +196,7 @@ def test_smoke_suite_end_to_end(tmp_path):
     # The printed score is the README's: subjects, then prompts, then images, equally weighted.
     rows = stored_rows(run_dir)
     assert len(rows) == 24
-    for metric, images in (("clip_i", 18), ("clip_t", 18), ("dino", 18), ("div", 18), ("pres", 6)):
+    for metric, images in (("clip_i", 18), ("clip_t", 18), ("dino", 18), ("pres", 6)):
         summary = result["scores"]["metrics"][metric]
         assert summary["n_subjects"] == 3 and summary["n_images"] == images
         by_hand = run_score({k: r[metric] for k, r in rows.items() if r[metric] is not None})
@@ -204,7 +204,11 @@ def test_smoke_suite_end_to_end(tmp_path):
     again = invoke("run", "--method", "dreambooth_lora", "--suite", "smoke", "--runs", tmp_path)
     assert again.exit_code == 0
     assert "fitted 0, generated 0 images, 3 units already done" in again.stdout
-    assert "clip_t" in again.stdout and "RANDOM WEIGHTS" in again.stdout
+    # The smoke suite is the toy world's: labelled so, and never as random weights.
+    assert "clip_t" in again.stdout and "TOY WORLD" in again.stdout
+    assert "RANDOM WEIGHTS" not in again.stdout
+    provenance = json.loads((run_dir / "run.json").read_text())
+    assert provenance["toy_world"] is True and provenance["random_weights"] is False
 
 
 @pytest.mark.parametrize("method", ["dreambooth_lora", "textual_inversion"])

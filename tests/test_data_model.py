@@ -82,8 +82,13 @@ def test_unknown_prompt_set_lists_shipped():
 
 def test_smoke_and_micro_suites():
     smoke = load_suite("smoke")
-    assert smoke.backbone == "tiny" and smoke.resolution == 64
-    assert len(smoke.subjects) == 3
+    assert smoke.backbone == "world" and smoke.resolution == 64
+    assert [s.id for s in smoke.subjects] == ["blue_robot", "ginger_cat", "red_mug"]
+    world = Path(__file__).resolve().parent.parent / "subjects" / "world"
+    for subject in smoke.subjects:  # the world's photos, as drawn by subjects/world/draw.py
+        assert [p.resolve() for p in subject.images] == sorted(
+            (world / subject.id).resolve().glob("*.png")
+        )
     assert [p.id for p in smoke.prompt_sets["live"].prompts] == [
         "on_the_beach",
         "wearing_a_santa_hat",

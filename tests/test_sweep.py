@@ -171,6 +171,17 @@ def test_presets_are_listed_and_plan(tmp_path):
     assert all(o["checkpoint_every"] == 2 for o in options if "steps" not in o)
     assert len({r["run_id"] for r in plan["runs"]}) == len(plan["runs"])
     assert not list(tmp_path.rglob("*.png"))
+    # The toy world's version: its grids around the world suite's defaults (lr 5e-3, rank 8,
+    # 400 steps), on one subject.
+    world = sweep(
+        "--preset", "seed-study-world", "--suite", "world", "--subject", "blue_robot",
+        "--runs", tmp_path, "--dry-run",
+    )  # fmt: skip
+    options = [r["options"] for r in world["runs"]]
+    assert sorted({o["lr"] for o in options if "lr" in o}) == [2e-4, 1e-3, 5e-3, 2e-2]
+    assert sorted({o["rank"] for o in options if "rank" in o}) == [2, 8, 32, 128]
+    assert all(o["checkpoint_every"] == 80 for o in options)  # ceil(400 / 5)
+    assert not list(tmp_path.rglob("*.png"))
 
 
 def test_bad_grid_is_one_line_exit_2(tmp_path):

@@ -169,7 +169,30 @@ def test_run_on_a_user_subject(home, photos, tmp_path):
     assert manifest["generation"]["steps"] == 4 and manifest["resolution"] == 32
 
     unknown = invoke("run", "--method", "dreambooth_lora", "--suite", "micro", "--subject", "nope")
-    _one_line_error(unknown, "user subject 'nope' not found", "bench subjects add nope")
+    _one_line_error(
+        unknown,
+        "--subject nope: neither a subject of suite 'micro' (red_mug) nor a registered user",
+        "bench subjects add nope",
+    )
+
+
+def test_subject_picks_the_suites_own_subjects_too(home, photos, tmp_path):
+    """`--subject` names one of the suite's subjects (a registered user subject of that name
+    wins), alone or beside user subjects."""
+    assert add("my_mug", photos).exit_code == 0
+    mixed = run_json(
+        "--method", "base", "--suite", "smoke", "--subject", "red_mug", "--subject", "my_mug",
+        "--runs", tmp_path, "--dry-run",
+    )  # fmt: skip
+    assert mixed["suite"] == "smoke-red_mug+my_mug" and mixed["subjects"] == 2
+    assert mixed["cells"] == 2 * (3 * 2 + 2)  # 3 object prompts x 2 images, 2 prior images
+    import bench
+
+    loaded = bench.load_suite("smoke", subjects=["red_mug", "my_mug"])
+    world_mug = Path(__file__).resolve().parents[1] / "subjects" / "world" / "red_mug"
+    assert [s.id for s in loaded.subjects] == ["red_mug", "my_mug"]
+    assert loaded.subjects[0].images[0].resolve() == (world_mug / "00.png").resolve()
+    assert loaded.subjects[1].images[0] == home / "subjects" / "my_mug" / "00.png"
 
 
 def test_prompt_file_replaces_the_suites_prompts(home, tmp_path):

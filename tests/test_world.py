@@ -262,3 +262,37 @@ def test_world_clip_is_a_scorer_model_like_any_file():
     for scorer in (clip_i, clip_t):
         assert scorer.model_id.startswith("open_clip:bench-world-clip/file:clip.safetensors@")
         assert scorer.random_weights is False
+
+
+def test_an_interrupted_pipeline_training_resumes_to_the_same_weights(tmp_path):
+    """`bench world train --only pipeline` keeps its training state: stopped in the second UNet
+    stage and run again, it ends with the weights of a run that was never stopped, byte for
+    byte."""
+    from bench.world.pipeline import train_pipeline
+
+    sizes = {"n_scenes": 48, "vae_images": 32, "vae_epochs": 1, "unet_steps": 4}
+    sizes |= {"refine_steps": 4, "checkpoint_every": 2}
+    train_pipeline(
+        tmp_path / "whole", state=tmp_path / "whole-state", log=lambda line: None, **sizes
+    )
+
+    saved = []
+
+    def stop_in_the_second_stage(line: str) -> None:
+        saved.append(line) if line.endswith("training state saved") else None
+        if len(saved) == 3:  # the first stage's steps 2 and 4, then the second's step 2
+            raise KeyboardInterrupt
+
+    state = tmp_path / "state"
+    with pytest.raises(KeyboardInterrupt):
+        train_pipeline(tmp_path / "resumed", state=state, log=stop_in_the_second_stage, **sizes)
+    lines = []
+    train_pipeline(tmp_path / "resumed", state=state, log=lines.append, **sizes)
+    assert [line.split(" from ")[0] for line in lines if "resumed at" in line] == [
+        "resumed at unet step 4/4",
+        "resumed at unet step 2/4",
+    ]
+    for part in ("vae", "unet"):
+        whole = (tmp_path / "whole" / part / "diffusion_pytorch_model.safetensors").read_bytes()
+        again = (tmp_path / "resumed" / part / "diffusion_pytorch_model.safetensors").read_bytes()
+        assert whole == again, part

@@ -1,11 +1,8 @@
 """What a benchmark exists to detect, asserted in the toy world with the oracle as the judge
-(issue 9): the base model follows prompts, and the world report reads runs back as the oracle
-does. The shares are computed here from the PNGs and the subjects' definitions, not by the
-report's code.
-
-Still to come with a stronger world UNet (issue 9's done-when): DreamBooth-LoRA finding the
-subject's traits in 60% of its images, and CLIP-I and DINO ranking photos over it over the base
-model with intervals."""
+(issue 9): the base model follows prompts, DreamBooth-LoRA learns the subject and keeps the
+prompt, the metrics rank what the oracle sees, and the world report reads runs back as the
+oracle does. The shares are computed here from the PNGs and the subjects' definitions, not by
+the report's code."""
 
 from pathlib import Path
 
@@ -15,9 +12,12 @@ from PIL import Image
 
 from bench.world.render import CLASSES, CONTEXTS, Instance, Scene, caption
 
-# Measured on the shipped backbone (README): class .77, context .92 of 88 images; the issue's
+# Measured on the shipped backbone (README): class .90, context .93 of 88 images; the issue's
 # targets are .80 and .70.
-BASE_CLASS, BASE_CONTEXT = 0.65, 0.80
+BASE_CLASS, BASE_CONTEXT = 0.80, 0.80
+# Of the smoke suite's 18 prompt images (README): DreamBooth-LoRA's pattern .56 (base .22),
+# context .90; DINO .50 (base .21).
+PATTERN_GAIN, DB_CONTEXT, DINO_GAIN = 0.15, 0.70, 0.15
 
 
 @pytest.fixture(scope="module")
@@ -60,49 +60,16 @@ def test_the_base_model_draws_the_class_and_the_context_a_prompt_names(world, or
     )
 
 
-# One world subject, two prompts, two images each, a short DreamBooth-LoRA: the report's
-# machinery on real runs in seconds.
-SMALL_WORLD = """
-name = "world-small"
-backbone = "world"
-resolution = 64
-images_per_prompt = 2
-prior_images = 2
-replicates = [0]
-scorers = ["clip_i", "clip_t", "dino", "pres"]
-[subjects]
-set = "world"
-ids = ["red_mug", "ginger_cat"]
-[prompts]
-object = { set = "world_object", ids = ["on_the_beach", "red"] }
-live = { set = "world_live", ids = ["on_the_beach", "wearing_a_santa_hat"] }
-[generation]
-scheduler = "DDIMScheduler"
-steps = 10
-guidance_scale = 7.5
-[method_defaults.dreambooth_lora]
-rank = 8
-lr = 5e-3
-steps = 20
-batch_size = 2
-[scorer_options]
-clip = { model = "bench-world-clip" }
-dino = { model = "bench-world-dino" }
-pres = { model = "bench-world-dino" }
-"""
-
-
 @pytest.fixture(scope="module")
-def small_runs(tmp_path_factory):
-    """The small world suite made by the base model, by DreamBooth-LoRA, and its photos."""
+def smoke_runs(tmp_path_factory):
+    """The smoke suite, the README's first command, made by the base model, by
+    DreamBooth-LoRA with the suite's defaults, and its photos."""
     import bench
 
-    root = tmp_path_factory.mktemp("world")
-    suite = root / "world-small.toml"
-    suite.write_text(SMALL_WORLD)
-    made = {"runs": root / "runs", "suite": suite}
+    runs = tmp_path_factory.mktemp("world") / "runs"
+    made = {"runs": runs}
     for method in ("real", "base", "dreambooth_lora"):
-        made[method] = bench.run(method, suite, runs=made["runs"], device="cpu").run_dir
+        made[method] = bench.run(method, "smoke", runs=runs, device="cpu").run_dir
     return made
 
 
@@ -142,7 +109,7 @@ def _subject_truth(run_dir: Path, oracle) -> tuple[list[bool], list[bool], dict]
     return subject, placed, traits
 
 
-def test_the_world_report_reads_the_runs_back(small_runs, oracle, tmp_path):
+def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
     """`bench world report` reuses the finished runs and reports what the oracle finds in them,
     beside the metrics, with a contact sheet of every subject."""
     import json
@@ -156,9 +123,9 @@ def test_the_world_report_reads_the_runs_back(small_runs, oracle, tmp_path):
         "world",
         "report",
         "--suite",
-        str(small_runs["suite"]),
+        "smoke",
         "--runs",
-        str(small_runs["runs"]),
+        str(smoke_runs["runs"]),
     ]
     result = CliRunner().invoke(app, [*args, "--only", only, "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -166,23 +133,44 @@ def test_the_world_report_reads_the_runs_back(small_runs, oracle, tmp_path):
     rows = {row["label"]: row for row in report["runs"]}
     assert list(rows) == ["real", "base", "dreambooth_lora"]
     for label in ("base", "dreambooth_lora"):
-        subject, placed, traits = _subject_truth(small_runs[label], oracle)
+        subject, placed, traits = _subject_truth(smoke_runs[label], oracle)
         assert rows[label]["subject"] == pytest.approx(np.mean(subject))
         assert rows[label]["traits"] == pytest.approx({k: np.mean(v) for k, v in traits.items()})
         assert rows[label]["context"] == pytest.approx(np.mean(placed))
-        assert rows[label]["run_id"] == Path(small_runs[label]).name
+        assert rows[label]["run_id"] == Path(smoke_runs[label]).name
     import bench
 
-    learned = bench.summarize(small_runs["dreambooth_lora"])["dino"]
+    learned = bench.summarize(smoke_runs["dreambooth_lora"])["dino"]
     assert rows["dreambooth_lora"]["metrics"]["dino"][0] == pytest.approx(learned.mean)
     assert all(v >= 0.95 for v in report["oracle"]["renders"].values())
     sheet = Image.open(tmp_path / "contact-sheet.png")
-    assert rows["dreambooth_lora"]["images"] == 2 * 2 * 2  # subjects x prompts x images
-    assert sheet.size == (2 * (5 * 68 - 4), 2 * (2 * 68 - 4))  # 3 photos + 2 runs, 2 subjects
+    assert rows["dreambooth_lora"]["images"] == 3 * 3 * 2  # subjects x prompts x images
+    assert sheet.size == (2 * (5 * 68 - 4), 2 * (3 * 68 - 4))  # 3 photos + 2 runs, 3 subjects
     # what the tables say of these runs: the toy world, not random weights
     shown = CliRunner().invoke(
-        app, ["compare", *map(str, [small_runs["base"], small_runs["dreambooth_lora"]])]
+        app, ["compare", *map(str, [smoke_runs["base"], smoke_runs["dreambooth_lora"]])]
     )
     assert shown.exit_code == 0, shown.output
     assert "TOY WORLD" in shown.output and "RANDOM WEIGHTS" not in shown.output
-    assert len(list(Path(small_runs["runs"]).glob("*/*/run.json"))) == 3  # reused, none new
+    assert len(list(Path(smoke_runs["runs"]).glob("*/*/run.json"))) == 3  # reused, none new
+
+
+def test_dreambooth_lora_learns_the_subject_and_keeps_the_prompt(smoke_runs, oracle):
+    """On the smoke suite, as the oracle reads the PNGs: DreamBooth-LoRA draws the subject's
+    pattern far more often than the base model and keeps the context the prompt names; CLIP-I and
+    DINO rank the photos above DreamBooth-LoRA above the base model.
+
+    Not yet issue 9's bar (every trait of the subject in 60% of the images: measured 3%, README):
+    the world's UNet draws body, pattern and part, not yet the trim colour."""
+    import bench
+
+    _, placed, learned = _subject_truth(smoke_runs["dreambooth_lora"], oracle)
+    _, _, base = _subject_truth(smoke_runs["base"], oracle)
+    gain = np.mean(learned["pattern"]) - np.mean(base["pattern"])
+    assert gain >= PATTERN_GAIN, (np.mean(learned["pattern"]), np.mean(base["pattern"]))
+    assert np.mean(placed) >= DB_CONTEXT, np.mean(placed)
+    means = {m: bench.summarize(smoke_runs[m]) for m in ("real", "dreambooth_lora", "base")}
+    for metric in ("clip_i", "dino"):
+        real, lora, plain = (means[m][metric].mean for m in ("real", "dreambooth_lora", "base"))
+        assert real > lora > plain, (metric, real, lora, plain)
+    assert means["dreambooth_lora"]["dino"].mean >= means["base"]["dino"].mean + DINO_GAIN

@@ -29,8 +29,9 @@ def train(
     ] = False,
 ) -> None:
     """Rebuild the world's models from renders, in this order: the oracle (about 15 minutes on
-    2 CPU cores), CLIP (about 15), DINO (about 7) and the text-to-image pipeline (VAE and UNet,
-    about 80; its text encoder is the CLIP's)."""
+    2 CPU cores), CLIP (about 25), DINO (about 7) and the text-to-image pipeline (VAE and UNet in
+    two stages, about 3 hours; its text encoder is the CLIP's). The pipeline keeps its training
+    state in the cache: stopped, the same command resumes it to the same weights."""
     from bench.errors import BenchError
     from bench.world import clip, dino, oracle, pipeline
 
@@ -59,7 +60,13 @@ def train(
             clip_file = out_dir / clip.WEIGHTS.name if out_dir else clip.WEIGHTS
             if not clip_file.is_file():
                 clip_file = clip.WEIGHTS  # --only pipeline into --out: the shipped CLIP
-            quick_sizes = {"n_scenes": 128, "vae_images": 64, "vae_epochs": 1, "unet_steps": 2}
+            quick_sizes = {
+                "n_scenes": 128,
+                "vae_images": 64,
+                "vae_epochs": 1,
+                "unet_steps": 2,
+                "refine_steps": 2,
+            }
             sizes = quick_sizes if quick else {}
             pipeline.train_pipeline(target, seed=seed, clip_file=clip_file, log=log, **sizes)
         log(f"wrote {target} in {time.perf_counter() - started:.0f} s")

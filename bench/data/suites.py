@@ -185,17 +185,18 @@ def load_suite(
 ) -> Suite:
     """Load and validate a suite. `backbone` overrides the suite's (and so changes the run id).
 
-    `subjects` (user subject names, `bench subjects add`) replace the suite's subjects, keeping
-    its prompts and protocol; the suite is then named `<suite>-<id>+<id>...` so that its runs
-    are stored apart. `prompt_file` (a prompt-set TOML) replaces the prompt set of every kind.
-    Both change the suite's identity, and so the run id.
+    `subjects` (names of the suite's own subjects or of user subjects, `bench subjects add`;
+    a registered user subject wins) replace the suite's subjects, keeping its prompts and
+    protocol; the suite is then named `<suite>-<id>+<id>...` so that its runs are stored
+    apart. `prompt_file` (a prompt-set TOML) replaces the prompt set of every kind. Both change
+    the suite's identity, and so the run id.
     """
     path = suite_path(name_or_path)
     table = read_toml(path)
     reject_unknown(table, _KEYS, path)
     name = table.get("name", path.stem)
     if subjects is not None:
-        chosen, dreambench_prompts = _user_subjects(subjects, "--subject"), {}
+        chosen, dreambench_prompts = _chosen_subjects(subjects, table, path, data_root)
         name = f"{name}-{'+'.join(s.id for s in chosen)}"
     else:
         chosen, dreambench_prompts = _load_subjects(
@@ -289,15 +290,47 @@ def _load_subjects(spec: dict, path: Path, data_root) -> tuple[tuple[Subject, ..
     return subjects + user, dreambench_prompts
 
 
+def _chosen_subjects(
+    names: Sequence[str], table: dict, path: Path, data_root
+) -> tuple[tuple[Subject, ...], dict]:
+    """`--subject`: registered user subjects, and the suite's own subjects for the other names
+    (read only when some name needs them, as DreamBench's need the dataset)."""
+    from bench.data.user_subjects import registered_names
+
+    registered = set(registered_names())
+    if not names or all(n in registered for n in names):
+        return _user_subjects(names, "--subject"), {}
+    _named_once(names, "--subject")
+    spec = require(table, "subjects", dict, path)
+    own, dreambench_prompts = _load_subjects(spec, path, data_root)
+    by_id = {s.id: s for s in own}
+    unknown = [n for n in names if n not in registered and n not in by_id]
+    if unknown:
+        listing = ", ".join(sorted(by_id))
+        raise BenchError(
+            f"--subject {unknown[0]}: neither a subject of suite '{path.stem}' ({listing}) nor a "
+            f"registered user subject; register it with `bench subjects add {unknown[0]} --class "
+            "NOUN --images DIR`"
+        )
+    chosen = tuple(
+        _user_subjects([n], "--subject")[0] if n in registered else by_id[n] for n in names
+    )
+    return chosen, dreambench_prompts
+
+
 def _user_subjects(names: Sequence[str], where: str) -> tuple[Subject, ...]:
     from bench.data.user_subjects import load_user_subject
 
     if not names:
         raise BenchError(f"{where}: no subject names given")
+    _named_once(names, where)
+    return tuple(load_user_subject(n) for n in names)
+
+
+def _named_once(names: Sequence[str], where: str) -> None:
     repeated = sorted({n for n in names if list(names).count(n) > 1})
     if repeated:
         raise BenchError(f"{where}: subject(s) {', '.join(repeated)} given twice; name each once")
-    return tuple(load_user_subject(n) for n in names)
 
 
 def _load_prompt_file(prompt_file: str | Path) -> PromptSet:

@@ -18,7 +18,11 @@ token never appears in them.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +35,7 @@ from bench.diffusion.world_backbone import (
     load_text_encoder,
     tokenizer,
 )
+from bench.paths import cache_dir
 from bench.world.clip import describe_scene
 from bench.world.oracle import pixel_tensor
 from bench.world.render import Scene, caption, random_scene, render_many
@@ -178,20 +183,30 @@ def train_unet(
     seed: int = 0,
     steps: int = 8000,
     batch_size: int = 64,
+    lr: float = 1e-3,
+    start=None,
     log=print,
     checkpoint=None,
+    checkpoint_every: int = 1000,
+    state: Path | None = None,
 ):
     """SD's objective: predict the noise added at a random timestep, given the caption's
-    hidden states. Returns the moving average of the weights."""
+    hidden states, from a new UNet or from `start`. Returns the moving average of the
+    weights.
+
+    Every `checkpoint_every` steps the average goes to `checkpoint` and, with `state`, the
+    whole training state (weights, average, optimizer, schedule, random generator) to that
+    folder, from which a later call with the same arguments resumes to the same weights."""
     import torch
     import torch.nn.functional as F
     from diffusers import DDPMScheduler
 
     torch.manual_seed(seed)
-    unet = build_unet()
+    unet = build_unet() if start is None else copy.deepcopy(start).float().train()
+    unet.requires_grad_(True)
     average = copy.deepcopy(unet).requires_grad_(False)
     noise_schedule = DDPMScheduler(**SCHEDULE)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-3, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
 
     def rate(step: int) -> float:  # linear warm-up, then cosine to a tenth
@@ -201,9 +216,13 @@ def train_unet(
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
     generator = torch.Generator().manual_seed(seed)
+    first = 0
+    if state is not None and (state / "state.json").is_file():
+        first = _load_state(state, unet, average, optimizer, schedule, generator)
+        log(f"resumed at unet step {first}/{steps} from {state}")
     unet.train()
     total = 0.0
-    for step in range(steps):
+    for step in range(first, steps):
         index = torch.randint(len(latents), (batch_size,), generator=generator)
         clean = latents[index]
         noise = torch.randn(clean.shape, generator=generator)
@@ -226,9 +245,63 @@ def train_unet(
         if (step + 1) % 200 == 0 or step + 1 == steps:
             log(f"unet step {step + 1}/{steps}: loss {total / ((step % 200) + 1):.4f}")
             total = 0.0
-        if checkpoint and (step + 1) % 1000 == 0:
-            checkpoint(average)
+        if (step + 1) % checkpoint_every == 0:
+            if checkpoint:
+                checkpoint(average)
+            if state is not None:
+                _save_state(state, step + 1, unet, average, optimizer, schedule, generator)
+                log(f"unet step {step + 1}/{steps}: training state saved")
     return average.eval()
+
+
+def _save_state(state: Path, step: int, unet, average, optimizer, schedule, generator) -> None:
+    from safetensors.torch import save_file
+
+    staging = state.parent / f".{state.name}.new"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    tensors = {f"unet.{k}": v for k, v in unet.state_dict().items()}
+    tensors |= {f"average.{k}": v for k, v in average.state_dict().items()}
+    tensors["generator"] = generator.get_state()
+    moments = optimizer.state_dict()  # tensors to safetensors, the rest to JSON: nothing pickled
+    for index, values in moments["state"].items():
+        tensors |= {f"optimizer.{index}.{name}": value for name, value in values.items()}
+    save_file(tensors, staging / "weights.safetensors")
+    saved = {"step": step, "schedule": schedule.state_dict()}
+    saved["optimizer_groups"] = moments["param_groups"]
+    (staging / "state.json").write_text(json.dumps(saved))
+    _swap_in(staging, state)
+
+
+def _load_state(state: Path, unet, average, optimizer, schedule, generator) -> int:
+    """Restore what `_save_state` wrote; returns the number of steps done."""
+    from safetensors.torch import load_file
+
+    saved = json.loads((state / "state.json").read_text())
+    tensors = load_file(state / "weights.safetensors")
+    for prefix, module in (("unet.", unet), ("average.", average)):
+        module.load_state_dict(
+            {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+        )
+    generator.set_state(tensors["generator"])
+    moments: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".")
+            moments.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": moments, "param_groups": saved["optimizer_groups"]})
+    schedule.load_state_dict(saved["schedule"])
+    return int(saved["step"])
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Replace the folder `target` by `staging` whole: a reader sees one or the other."""
+    old = target.parent / f".{target.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def train_pipeline(
@@ -238,35 +311,129 @@ def train_pipeline(
     vae_images: int = 24_000,
     vae_epochs: int = 3,
     unet_steps: int = 7000,
+    refine_steps: int = 12_000,
     clip_file: Path = CLIP_FILE,
+    checkpoint_every: int = 1000,
+    state: Path | None = None,
     log=print,
 ) -> None:
     """Render `n_scenes` captioned scenes, train the VAE on the first `vae_images`, the UNet on
     all of their latents, and save both (half precision) in `directory`, checkpointing the
-    UNet every 1000 steps."""
+    UNet every `checkpoint_every` steps; then refine the saved UNet (`refine_unet`).
+
+    The training state is kept in `state` (default: the cache, one folder per recipe), so an
+    interrupted call resumes where it stopped and ends with the same weights."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    recipe = {
+        "seed": seed,
+        "n_scenes": n_scenes,
+        "vae_images": vae_images,
+        "vae_epochs": vae_epochs,
+        "unet_steps": unet_steps,
+        "refine_steps": refine_steps,
+        "clip": hashlib.sha256(Path(clip_file).read_bytes()).hexdigest(),
+    }
+    if state is None:
+        digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+        state = cache_dir() / "world-training" / f"pipeline-{digest}"
+    log(f"training state: {state}")
     scenes = training_scenes(seed, n_scenes)
     images = render_many(scenes)
     log(f"rendered {len(images)} scenes")
-    vae = train_vae(images[:vae_images], seed=seed, epochs=vae_epochs, log=log)
+    if (state / "vae").is_dir():
+        vae = AutoencoderKL.from_pretrained(state / "vae", torch_dtype=torch.float32)
+        log(f"resumed with the VAE trained before ({state / 'vae'})")
+    else:
+        vae = train_vae(images[:vae_images], seed=seed, epochs=vae_epochs, log=log)
+        staging = state / ".vae.new"
+        shutil.rmtree(staging, ignore_errors=True)
+        vae.save_pretrained(staging, safe_serialization=True)
+        _swap_in(staging, state / "vae")
     save_parts(directory, vae=vae)
-    latents = encode(vae, images) * vae.config.scaling_factor
-    del images
-    rng = np.random.default_rng(seed + 2)
-    captions = [training_caption(s, rng) for s in scenes]
-    text_encoder = load_text_encoder(clip_file)
-
-    def checkpoint(unet) -> None:
-        save_parts(directory, vae=vae, unet=unet)
-
-    unet = train_unet(
-        latents,
-        captions,
-        text_encoder,
-        tokenizer(),
+    _unet_stage(
+        directory,
+        vae,
+        scenes,
+        images,
+        caption_seed=seed + 2,
+        clip_file=clip_file,
+        log=log,
         seed=seed,
         steps=unet_steps,
+        checkpoint_every=checkpoint_every,
+        state=state / "unet",
+    )
+    del images
+    if refine_steps:
+        refine_unet(
+            directory,
+            seed=seed,
+            n_scenes=n_scenes,
+            steps=refine_steps,
+            clip_file=clip_file,
+            checkpoint_every=checkpoint_every,
+            state=state / "refine",
+            log=log,
+        )
+
+
+def refine_unet(
+    directory: Path = DIRECTORY,
+    seed: int = 0,
+    n_scenes: int = 40_000,
+    steps: int = 12_000,
+    lr: float = 5e-4,
+    clip_file: Path = CLIP_FILE,
+    checkpoint_every: int = 1000,
+    state: Path | None = None,
+    log=print,
+) -> None:
+    """The second stage of the UNet's training, at a lower rate on a fresh draw of scenes,
+    starting from the UNet saved in `directory` (half precision, as shipped) and encoding with
+    its VAE; with `state`, resumable as `train_unet` is. A stage of its own so that the first
+    stage's weights, once saved, need not be trained again."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    vae = AutoencoderKL.from_pretrained(directory / "vae", torch_dtype=torch.float32)
+    start = build_unet()  # a new module, so that no path of this machine reaches the config
+    shipped = UNet2DConditionModel.from_pretrained(directory / "unet", torch_dtype=torch.float32)
+    start.load_state_dict(shipped.state_dict())
+    scenes = training_scenes(seed + 3, n_scenes)
+    images = render_many(scenes)
+    log(f"rendered {len(scenes)} fresh scenes")
+    _unet_stage(
+        directory,
+        vae,
+        scenes,
+        images,
+        caption_seed=seed + 4,
+        clip_file=clip_file,
         log=log,
-        checkpoint=checkpoint,
+        seed=seed + 5,
+        steps=steps,
+        lr=lr,
+        start=start,
+        checkpoint_every=checkpoint_every,
+        state=state,
+    )
+
+
+def _unet_stage(directory: Path, vae, scenes, images, caption_seed: int, clip_file, log, **how):
+    """Train the UNet (`train_unet(**how)`) on the latents of `images` and captions of their
+    `scenes`, saving it in `directory` at every checkpoint and at the end."""
+    latents = encode(vae, images) * vae.config.scaling_factor
+    rng = np.random.default_rng(caption_seed)
+    captions = [training_caption(s, rng) for s in scenes]
+
+    def checkpoint(unet) -> None:
+        save_parts(directory, unet=unet)
+
+    text_encoder = load_text_encoder(clip_file)
+    unet = train_unet(
+        latents, captions, text_encoder, tokenizer(), log=log, checkpoint=checkpoint, **how
     )
     checkpoint(unet)
 
@@ -274,22 +441,14 @@ def train_pipeline(
 def save_parts(directory: Path, **modules) -> None:
     """The trained parts (`vae`, `unet`) in half precision, each in its diffusers subfolder,
     each swapped in whole."""
-    import os
-    import shutil
-
     import torch
 
     from bench.atomic import apply_umask
 
     directory.mkdir(parents=True, exist_ok=True)
     for name, module in modules.items():
-        target = directory / name
-        staging, old = (directory / f".{name}.{s}" for s in ("new", "old"))
-        for leftover in (staging, old):
-            shutil.rmtree(leftover, ignore_errors=True)
+        staging = directory / f".{name}.new"
+        shutil.rmtree(staging, ignore_errors=True)
         copy.deepcopy(module).to(torch.float16).save_pretrained(staging, safe_serialization=True)
         apply_umask(staging)  # safetensors writes owner-only files
-        if target.exists():
-            os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
+        _swap_in(staging, directory / name)
