@@ -143,6 +143,9 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
     learned = bench.summarize(smoke_runs["dreambooth_lora"])["dino"]
     assert rows["dreambooth_lora"]["metrics"]["dino"][0] == pytest.approx(learned.mean)
     assert all(v >= 0.95 for v in report["oracle"]["renders"].values())
+    # 3 subjects: no interval, said so rather than printed as NaN
+    written = (tmp_path / "world-report.md").read_text()
+    assert "none: fewer than 5 subjects" in written and "nan" not in written.lower()
     sheet = Image.open(tmp_path / "contact-sheet.png")
     assert rows["dreambooth_lora"]["images"] == 3 * 3 * 2  # subjects x prompts x images
     assert sheet.size == (2 * (5 * 68 - 4), 2 * (3 * 68 - 4))  # 3 photos + 2 runs, 3 subjects

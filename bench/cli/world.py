@@ -135,7 +135,7 @@ def report(
     from bench.diffusion.backbone import load_backbone
     from bench.errors import BenchError
     from bench.world.oracle import load_oracle
-    from bench.world.report import write_report
+    from bench.world.report import share, write_report
 
     labels = [s.strip() for s in only.split(",")] if only else list(REPORT_RUNS)
     unknown = [label for label in labels if label not in REPORT_RUNS]
@@ -160,7 +160,7 @@ def report(
     )
     for row in data["runs"]:
         out.print(
-            f"{row['label']}: subject {row['subject']:.0%}, prompt {row['prompt']:.0%}",
+            f"{row['label']}: subject {share(row['subject'])}, prompt {share(row['prompt'])}",
             highlight=False,
         )
     out.print(f"wrote {out_dir / 'world-report.md'}", highlight=False)

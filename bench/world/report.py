@@ -247,6 +247,11 @@ def contact_sheet(
 METRICS_BESIDE_TRUTH = ("clip_i", "dino")  # the identity metrics the truth checks
 
 
+def share(x: float) -> str:
+    """A share as a percentage, "n.a." where nothing was asked (NaN)."""
+    return "n.a." if x != x else f"{x:.0%}"
+
+
 def write_report(
     out_dir: Path,
     suite: str,
@@ -263,6 +268,7 @@ def write_report(
 
     from bench.analysis.compare import compare
     from bench.analysis.results import load_results, summarize
+    from bench.analysis.stats import MIN_INTERVAL_SUBJECTS
     from bench.atomic import atomic_path, write_json, write_text
     from bench.reports.labels import interval, metric_name, ordered
 
@@ -318,9 +324,6 @@ def write_report(
         "metric_differences": comparisons,
     }
 
-    def pct(x: float) -> str:
-        return "n.a." if x != x else f"{x:.0%}"
-
     lines = [
         f"# The toy world report: suite `{suite}`",
         "",
@@ -336,8 +339,9 @@ def write_report(
         "## The base model follows prompts",
         "",
         f'{base["images"]} images of "a {{class}} {{context}}" (every class and context): the '
-        f"oracle finds the class in {pct(base['class'])}, the context in {pct(base['context'])} "
-        f"({pct(base['context_not_plain'])} of those that name a place).",
+        f"oracle finds the class in {share(base['class'])}, the context in "
+        f"{share(base['context'])} ({share(base['context_not_plain'])} of those that name a "
+        "place).",
         "",
         "## Methods, by the truth and by the metrics",
         "",
@@ -356,11 +360,11 @@ def write_report(
         cells = [
             f"`{row['label']}`",
             str(row["images"]),
-            pct(row["subject"]),
-            *[pct(t[k]) for k in TRAITS],
-            pct(row["prompt"]),
-            pct(row["context"]),
-            pct(row["prior"]),
+            share(row["subject"]),
+            *[share(t[k]) for k in TRAITS],
+            share(row["prompt"]),
+            share(row["context"]),
+            share(row["prior"]),
         ]
         cells += [interval(*row["metrics"][m]) if m in row["metrics"] else "n.a." for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
@@ -376,7 +380,11 @@ def write_report(
             "|---|---|---|---|---|",
             *[
                 f"| {metric_name(c['metric'])} | `{c['a']}` | `{c['b']}` | {c['diff']:+.4f} | "
-                f"[{c['low']:+.4f}, {c['high']:+.4f}] |"
+                + (
+                    f"[{c['low']:+.4f}, {c['high']:+.4f}] |"
+                    if c["low"] == c["low"]
+                    else f"none: fewer than {MIN_INTERVAL_SUBJECTS} subjects |"
+                )
                 for c in comparisons
             ],
         ]
