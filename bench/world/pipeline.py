@@ -347,10 +347,7 @@ def train_pipeline(
         log(f"resumed with the VAE trained before ({state / 'vae'})")
     else:
         vae = train_vae(images[:vae_images], seed=seed, epochs=vae_epochs, log=log)
-        staging = state / ".vae.new"
-        shutil.rmtree(staging, ignore_errors=True)
-        vae.save_pretrained(staging, safe_serialization=True)
-        _swap_in(staging, state / "vae")
+        save_parts(state, dtype=torch.float32, vae=vae)
     save_parts(directory, vae=vae)
     _unet_stage(
         directory,
@@ -438,17 +435,18 @@ def _unet_stage(directory: Path, vae, scenes, images, caption_seed: int, clip_fi
     checkpoint(unet)
 
 
-def save_parts(directory: Path, **modules) -> None:
-    """The trained parts (`vae`, `unet`) in half precision, each in its diffusers subfolder,
-    each swapped in whole."""
+def save_parts(directory: Path, dtype=None, **modules) -> None:
+    """The trained parts (`vae`, `unet`) in `dtype` (default: half precision, as shipped), each
+    in its diffusers subfolder, each swapped in whole."""
     import torch
 
     from bench.atomic import apply_umask
 
+    dtype = dtype or torch.float16
     directory.mkdir(parents=True, exist_ok=True)
     for name, module in modules.items():
         staging = directory / f".{name}.new"
         shutil.rmtree(staging, ignore_errors=True)
-        copy.deepcopy(module).to(torch.float16).save_pretrained(staging, safe_serialization=True)
+        copy.deepcopy(module).to(dtype).save_pretrained(staging, safe_serialization=True)
         apply_umask(staging)  # safetensors writes owner-only files
         _swap_in(staging, directory / name)
