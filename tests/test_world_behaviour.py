@@ -12,12 +12,12 @@ from PIL import Image
 
 from bench.world.render import CLASSES, CONTEXTS, Instance, Scene, caption
 
-# Measured on the shipped backbone (README): class .90, context .93 of 88 images; the issue's
+# Measured on the shipped backbone (README): class 1.0, context 1.0 of 88 images; the issue's
 # targets are .80 and .70.
 BASE_CLASS, BASE_CONTEXT = 0.80, 0.80
-# Of the smoke suite's 18 prompt images (README): DreamBooth-LoRA's pattern .56 (base .22),
-# context .90; DINO .50 (base .21).
-PATTERN_GAIN, DB_CONTEXT, DINO_GAIN = 0.15, 0.70, 0.15
+# Of the smoke suite's 18 prompt images (README): DreamBooth-LoRA's body colour .94 (base .33),
+# context .80; DINO .66 (base .16).
+BODY_GAIN, DB_CONTEXT, DINO_GAIN = 0.30, 0.65, 0.30
 
 
 @pytest.fixture(scope="module")
@@ -160,17 +160,17 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
 
 def test_dreambooth_lora_learns_the_subject_and_keeps_the_prompt(smoke_runs, oracle):
     """On the smoke suite, as the oracle reads the PNGs: DreamBooth-LoRA draws the subject's
-    pattern far more often than the base model and keeps the context the prompt names; CLIP-I and
-    DINO rank the photos above DreamBooth-LoRA above the base model.
+    body colour far more often than the base model and keeps the context the prompt names; CLIP-I
+    and DINO rank the photos above DreamBooth-LoRA above the base model.
 
-    Not yet issue 9's bar (every trait of the subject in 60% of the images: measured 3%, README):
-    the world's UNet draws body, pattern and part, not yet the trim colour."""
+    Not yet issue 9's bar (every trait of the subject in 60% of the images: measured 0% without
+    prior preservation, 39% with it, README)."""
     import bench
 
     _, placed, learned = _subject_truth(smoke_runs["dreambooth_lora"], oracle)
     _, _, base = _subject_truth(smoke_runs["base"], oracle)
-    gain = np.mean(learned["pattern"]) - np.mean(base["pattern"])
-    assert gain >= PATTERN_GAIN, (np.mean(learned["pattern"]), np.mean(base["pattern"]))
+    gain = np.mean(learned["body"]) - np.mean(base["body"])
+    assert gain >= BODY_GAIN, (np.mean(learned["body"]), np.mean(base["body"]))
     assert np.mean(placed) >= DB_CONTEXT, np.mean(placed)
     means = {m: bench.summarize(smoke_runs[m]) for m in ("real", "dreambooth_lora", "base")}
     for metric in ("clip_i", "dino"):

@@ -89,6 +89,45 @@ def test_the_shipped_parts_are_safetensors_in_half_precision_within_budget():
     assert total <= 25 * 2**20, total  # the issue's budget for CLIP, DINO and the pipeline
 
 
+def test_the_unet_loss_is_weighted_by_min_snr():
+    """Each timestep's weight is min(SNR, 5) / SNR, with SNR from SD's scaled-linear betas
+    recomputed here: 1 at the noisy end, where SNR < 5, and 5 / SNR at the clean end."""
+    from diffusers import DDPMScheduler
+
+    from bench.diffusion.world_backbone import SCHEDULE
+    from bench.world.pipeline import SNR_GAMMA, timestep_weights
+
+    betas = np.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2
+    alpha_bar = np.cumprod(1 - betas)
+    snr = alpha_bar / (1 - alpha_bar)
+    expected = np.minimum(snr, 5.0) / snr
+    weights = timestep_weights(DDPMScheduler(**SCHEDULE).alphas_cumprod, SNR_GAMMA).numpy()
+    assert SNR_GAMMA == 5.0
+    np.testing.assert_allclose(weights, expected, rtol=1e-4)
+    assert weights[-1] == 1.0 and weights[0] < 0.01  # the first step's SNR is about 1,200
+
+
+def test_the_unet_training_uses_the_weights_and_without_a_cap_is_the_plain_loss():
+    import torch
+
+    from bench.diffusion.world_backbone import CLIP_FILE, load_text_encoder, tokenizer
+    from bench.world.pipeline import train_unet
+
+    latents = torch.randn(8, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    text_encoder, words = load_text_encoder(CLIP_FILE), tokenizer()
+
+    def trained(gamma):
+        unet = train_unet(
+            latents, ["a mug"] * 8, text_encoder, words, steps=2, batch_size=2,
+            snr_gamma=gamma, log=lambda _: None,
+        )  # fmt: skip
+        return torch.cat([p.flatten() for p in unet.parameters()])
+
+    plain = trained(None)
+    assert torch.equal(trained(1e12), plain)  # a cap above every SNR: every weight is 1
+    assert not torch.equal(trained(5.0), plain)
+
+
 # --------------------------------------------------------------------------- the world DINO
 
 

@@ -29,8 +29,8 @@ def train(
     ] = False,
 ) -> None:
     """Rebuild the world's models from renders, in this order: the oracle (about 15 minutes on
-    2 CPU cores), CLIP (about 25), DINO (about 7) and the text-to-image pipeline (VAE and UNet in
-    two stages, about 3 hours; its text encoder is the CLIP's). The pipeline keeps its training
+    2 CPU cores), CLIP (about 25), DINO (about 7) and the text-to-image pipeline (VAE, then UNet,
+    about 2 hours; its text encoder is the CLIP's). The pipeline keeps its training
     state in the cache: stopped, the same command resumes it to the same weights."""
     from bench.errors import BenchError
     from bench.world import clip, dino, oracle, pipeline

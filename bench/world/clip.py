@@ -30,6 +30,7 @@ from bench.world.render import (
     render,
     setting,
 )
+from bench.world.saving import save_half
 
 ARCH = "bench-world-clip"
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "clip.safetensors"
@@ -161,16 +162,4 @@ def train_clip(
 
 def save_clip(model, path: Path = WEIGHTS) -> None:
     """In half precision (the loader casts back): the token table is most of the model."""
-    from safetensors.torch import save_file
-
-    from bench import atomic
-
-    state = {k: v.detach().to(dtype=_half(v)).contiguous() for k, v in model.state_dict().items()}
-    with atomic.atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"arch": ARCH})
-
-
-def _half(tensor):
-    import torch
-
-    return torch.float16 if tensor.is_floating_point() else tensor.dtype
+    save_half(model.state_dict(), path, metadata={"arch": ARCH})

@@ -27,6 +27,7 @@ from bench.world.render import (
     random_pose,
     render_many,
 )
+from bench.world.saving import save_half
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "dino.safetensors"
 WORN = 0.15  # the chance of each thing worn in a view
@@ -147,13 +148,7 @@ def train_dino(
 
 def save_dino(net, path: Path = WEIGHTS) -> None:
     """In half precision, as timm's file loader reads it (it casts back)."""
-    from safetensors.torch import save_file
-
-    from bench import atomic
-
-    state = {k: v.detach().half().contiguous() for k, v in net.state_dict().items()}
-    with atomic.atomic_path(path) as tmp:
-        save_file(state, str(tmp))
+    save_half(net.state_dict(), path)
 
 
 def instance_accuracy(net, seed: int = 20261126, n_instances: int = 200) -> dict[str, float]:

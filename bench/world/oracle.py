@@ -30,6 +30,7 @@ from bench.world.render import (
     random_scene,
     render,
 )
+from bench.world.saving import save_half
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "oracle.safetensors"
 
@@ -158,13 +159,8 @@ def train_oracle(
 
 
 def save_oracle(oracle: Oracle, path: Path = WEIGHTS) -> None:
-    from safetensors.torch import save_file
-
-    from bench import atomic
-
-    state = {k: v.detach().clone().contiguous() for k, v in oracle.net.state_dict().items()}
-    with atomic.atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"heads": repr(HEADS)})
+    """In half precision (loading casts back), as the other world models."""
+    save_half(oracle.net.state_dict(), path, metadata={"heads": repr(HEADS)})
 
 
 def load_oracle(path: Path = WEIGHTS) -> Oracle:
