@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -28,6 +29,22 @@ def session_cache(tmp_path_factory):
         os.environ.pop("BENCH_CACHE", None)
     else:
         os.environ["BENCH_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def smoke_dreambooth_run(tmp_path_factory) -> dict:
+    """The README's first command, `bench run --method dreambooth_lora --suite smoke --json`,
+    run once per session through the CLI: its printed result, and `runs`, the run store. The
+    tests of the command and of what the run learned share it (minutes on 2 cores)."""
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    runs = tmp_path_factory.mktemp("smoke") / "runs"
+    command = ["run", "--method", "dreambooth_lora", "--suite", "smoke", "--runs", str(runs)]
+    result = CliRunner().invoke(app, [*command, "--json"])
+    assert result.exit_code == 0, result.output
+    return {"runs": runs, **json.loads(result.stdout)}
 
 
 @pytest.fixture

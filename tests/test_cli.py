@@ -180,9 +180,9 @@ def test_listing_commands():
 
 
 @pytest.mark.slow
-def test_smoke_suite_end_to_end(tmp_path):
+def test_smoke_suite_end_to_end(smoke_dreambooth_run):
     """The README's first command: every cell of the smoke suite gets an image and a manifest."""
-    result = run_json("--method", "dreambooth_lora", "--suite", "smoke", "--runs", tmp_path)
+    result, runs = smoke_dreambooth_run, smoke_dreambooth_run["runs"]
     # 3 subjects x 3 prompts x 2 images, and 2 prior images ("a mug") per subject for PRES.
     assert result["fitted"] == 3 and result["generated"] == 3 * 3 * 2 + 3 * 2
     run_dir = Path(result["run_dir"])
@@ -201,7 +201,7 @@ def test_smoke_suite_end_to_end(tmp_path):
         assert summary["n_subjects"] == 3 and summary["n_images"] == images
         by_hand = run_score({k: r[metric] for k, r in rows.items() if r[metric] is not None})
         assert summary["mean"] == pytest.approx(by_hand, abs=1e-12)
-    again = invoke("run", "--method", "dreambooth_lora", "--suite", "smoke", "--runs", tmp_path)
+    again = invoke("run", "--method", "dreambooth_lora", "--suite", "smoke", "--runs", runs)
     assert again.exit_code == 0
     assert "fitted 0, generated 0 images, 3 units already done" in again.stdout
     # The smoke suite is the toy world's: labelled so, and never as random weights.
