@@ -39,6 +39,12 @@ def test_grid_parsing_and_expansion():
         {"steps": 2, "rank": 4},
         {"steps": 2, "rank": 8},
     ]
+    # Grids that share an option (the seed study's rank): each varied option named once, so a
+    # run's label reads "rank=2, prior_preservation=True", not "rank=2, rank=2, ...".
+    shared = SweepSpec(
+        "dreambooth_lora", {}, [{"rank": [2, 8]}, {"rank": [2, 8], "prior_preservation": [0, 1]}]
+    )
+    assert shared.varied() == ["rank", "prior_preservation"]
 
 
 def test_sweep_writes_tables_and_plots_and_resumes(tmp_path):

@@ -28,22 +28,35 @@ def metric_vs_step(curves: dict[str, dict[str, list[tuple]]], path: Path, title:
     plt = _pyplot()
     metrics = sorted({m for per_label in curves.values() for m in per_label})
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    # One colour per config (tab20 past 10 of them), the same in every panel.
+    palette = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
+    colours = {label: palette(i % palette.N) for i, label in enumerate(curves)}
+    lines = {}
     for ax, metric in zip(axes[0], metrics, strict=True):
         for label, per_metric in curves.items():
             points = sorted(per_metric.get(metric, []))
             if not points:
                 continue
             steps, means, lows, highs = zip(*points, strict=True)
-            ax.plot(steps, means, marker="o", label=label)
-            ax.fill_between(steps, lows, highs, alpha=0.2)
+            (lines[label],) = ax.plot(steps, means, marker="o", color=colours[label])
+            ax.fill_between(steps, lows, highs, alpha=0.2, color=colours[label])
         ax.set_xlabel("training step")
         ax.set_ylabel(metric_name(metric))
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
+    # The legend goes below the panels, so that many configs with long labels squeeze none.
+    fig.legend(
+        [lines[label] for label in curves if label in lines],
+        [label for label in curves if label in lines],
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=max(1, min(len(metrics), 4)),
+        fontsize=8,
+        frameon=False,
+    )
     with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+        fig.savefig(tmp, dpi=100, format="png", bbox_inches="tight")
     plt.close(fig)
 
 

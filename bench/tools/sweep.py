@@ -60,7 +60,9 @@ class SweepSpec:
         return out
 
     def varied(self) -> list[str]:
-        return [k for grid in self.grids for k in grid if len(grid[k]) > 1]
+        """The options some grid varies, each once (grids may share one, as the seed study's
+        rank), in the order they first appear."""
+        return list(dict.fromkeys(k for grid in self.grids for k in grid if len(grid[k]) > 1))
 
 
 def parse_grid(assignments: list[str]) -> dict[str, list[Any]]:
@@ -213,8 +215,8 @@ def report(
                 "metrics": {m: vars(intervals[m]) for m in metrics},
             }
         )
-    for option in dict.fromkeys(varied):
-        others = [k for k in dict.fromkeys(varied) if k != option]
+    for option in varied:
+        others = [k for k in varied if k != option]
         rows = []
         for overrides, results, intervals in summaries:
             if option not in overrides:
