@@ -46,9 +46,10 @@ def metric_vs_step(curves: dict[str, dict[str, list[tuple]]], path: Path, title:
     fig.suptitle(title)
     fig.tight_layout()
     # The legend goes below the panels, so that many configs with long labels squeeze none.
+    shown = [label for label in curves if label in lines]
     fig.legend(
-        [lines[label] for label in curves if label in lines],
-        [label for label in curves if label in lines],
+        [lines[label] for label in shown],
+        shown,
         loc="upper center",
         bbox_to_anchor=(0.5, 0.0),
         ncol=max(1, min(len(metrics), 4)),
