@@ -34,7 +34,8 @@ def session_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smoke_dreambooth_run(tmp_path_factory) -> dict:
     """The README's first command, `bench run --method dreambooth_lora --suite smoke --json`,
-    run once per session through the CLI: its printed result, and `runs`, the run store. The
+    run once per session through the CLI: its printed result, `runs`, the run store, and
+    `stderr`, its progress (lines: the CLI runner is not a terminal). The
     tests of the command and of what the run learned share it (minutes on 2 cores)."""
     from typer.testing import CliRunner
 
@@ -44,7 +45,7 @@ def smoke_dreambooth_run(tmp_path_factory) -> dict:
     command = ["run", "--method", "dreambooth_lora", "--suite", "smoke", "--runs", str(runs)]
     result = CliRunner().invoke(app, [*command, "--json"])
     assert result.exit_code == 0, result.output
-    return {"runs": runs, **json.loads(result.stdout)}
+    return {"runs": runs, "stderr": result.stderr, **json.loads(result.stdout)}
 
 
 @pytest.fixture

@@ -166,6 +166,34 @@ def check_table_values(data: dict, suite_dir: Path) -> None:
             assert best == pytest.approx((iv.mean, iv.low, iv.high), abs=5e-5, nan_ok=True)
 
 
+def test_tables_of_several_grids_read_whole_and_in_value_order(tmp_path):
+    """With several grids (as the seed study's), an option a cell leaves alone shows the value
+    its run used, not a blank; numbers sort by value (2 before 10), not as text."""
+    import bench
+    from bench.methods.dreambooth_lora import Config
+
+    suite = tmp_path / "duo.toml"
+    suite.write_text(DUO)  # its dreambooth_lora defaults: lr 1e-2, no rank (the method's)
+    spec = tmp_path / "two.sweep.toml"
+    spec.write_text(
+        'method = "dreambooth_lora"\n[[grid]]\nrank = [10, 2]\n[[grid]]\nlr = [3e-3, 1e-3]\n'
+    )
+    made = bench.sweep(
+        suite=bench.load_suite(suite),
+        sweep_file=spec,
+        runs=tmp_path,
+        stats=bench.StatsOptions(n_resamples=50),
+    )
+    tables = json.loads((Path(made.sweep_dir) / "sweep.json").read_text())["tables"]
+    assert [(r["rank"], r["lr"]) for r in tables["rank"]] == [(2, 1e-2), (10, 1e-2)]
+    assert [(r["lr"], r["rank"]) for r in tables["lr"]] == [
+        (1e-3, Config.rank),
+        (3e-3, Config.rank),
+    ]
+    text = (Path(made.sweep_dir) / "sweep.md").read_text()
+    assert text.index("|      2 |") < text.index("|     10 |")
+
+
 def test_presets_are_listed_and_plan(tmp_path):
     result = runner.invoke(app, ["sweep", "--list-presets"])
     assert result.exit_code == 0 and "seed-study" in result.stdout

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from bench import registry
-from bench.cli.common import DataRootOption, RichReporter, err, out
+from bench.cli.common import DataRootOption, err, out, progress_reporter
 from bench.errors import BenchError
 
 
@@ -30,7 +30,7 @@ def check_method(
     reloads from its saved artifacts."""
     from bench.tools.conformance import check_method as run_checks
 
-    with RichReporter() as reporter:
+    with progress_reporter() as reporter:
         checks = run_checks(name, suite, device=device, reporter=reporter)
     table = Table("check", "result", "detail", title=f"bench check-method {name}")
     for c in checks:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import functools
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -109,6 +110,73 @@ class RichReporter:
 
     def message(self, text: str) -> None:
         self.progress.console.print(Text(text, style="bold"))
+
+
+class _LineTask:
+    def __init__(self, reporter: LineReporter, label: str, total: int | None) -> None:
+        self.reporter, self.label, self.total = reporter, label, total
+        self.done, self.info = 0, ""
+        self.started = self.last = reporter.clock()
+        reporter.line(f"{label}: started" + (f", {total} to do" if total else ""))
+
+    def advance(self, steps: int = 1, info: str = "") -> None:
+        self.done += steps
+        self.info = info or self.info
+        now = self.reporter.clock()
+        if now - self.last >= self.reporter.every:
+            self.last = now
+            self.reporter.line(f"{self.label}: {self._count()}{self._took(now)}{self._info()}")
+
+    def finish(self) -> None:
+        now = self.reporter.clock()
+        count = f"{self.done}/{self.total}" if self.total else str(self.done)
+        self.reporter.line(f"{self.label}: done, {count}{self._took(now)}{self._info()}")
+
+    def _count(self) -> str:
+        if not self.total:
+            return str(self.done)
+        return f"{self.done}/{self.total} ({100 * self.done // self.total}%)"
+
+    def _took(self, now: float) -> str:
+        return f" in {_duration(now - self.started)}"
+
+    def _info(self) -> str:
+        return f", {self.info}" if self.info else ""
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class LineReporter:
+    """Progress as plain lines on stderr, for a log (a batch job, CI, `2> log`), where rich
+    draws no bars and a long run would otherwise say nothing until it ends: a line when a stage
+    starts, one every `every` seconds while it runs, and one when it ends."""
+
+    def __init__(self, console: Console = err, every: float = 30.0, clock=time.monotonic) -> None:
+        self.console, self.every, self.clock = console, every, clock
+
+    def __enter__(self) -> LineReporter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def task(self, label: str, total: int | None) -> _LineTask:
+        return _LineTask(self, label, total)
+
+    def message(self, text: str) -> None:
+        self.line(text)
+
+    def line(self, text: str) -> None:
+        self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def progress_reporter() -> RichReporter | LineReporter:
+    """Bars on a terminal, lines in a log."""
+    return RichReporter() if err.is_terminal else LineReporter()
 
 
 def scorer_table(assignments: list[str] | None) -> dict[str, dict[str, Any]]:

@@ -19,12 +19,12 @@ from bench.cli.common import (
     JsonOption,
     PromptsOption,
     ResamplesOption,
-    RichReporter,
     RunsOption,
     ScorerOption,
     SetOption,
     SuiteOption,
     out,
+    progress_reporter,
     scorer_table,
     stats_options,
 )
@@ -109,7 +109,7 @@ def run(
             for key, value in info.items():
                 out.print(f"{key}: {value}", highlight=False)
         return
-    with RichReporter() as reporter:
+    with progress_reporter() as reporter:
         result = api.run(
             method,
             loaded,
@@ -205,7 +205,7 @@ def score(
         raise BenchError("bench score needs --images DIR (outside images) or --run RUN, not both")
     get_convention(convention)
     stats = stats_options(prompts, resamples, ci_method)
-    with RichReporter() as reporter:
+    with progress_reporter() as reporter:
         if run is not None:
             result = api.rescore(
                 run,
@@ -315,7 +315,7 @@ def sweep(
     if dry_run:
         result = api.sweep(method, loaded, **arguments)
     else:
-        with RichReporter() as reporter:
+        with progress_reporter() as reporter:
             result = api.sweep(method, loaded, **arguments, reporter=reporter)
     info = {
         "sweep_dir": str(result.sweep_dir),

@@ -171,6 +171,16 @@ def _interval_text(iv) -> str:
     return interval(iv.mean, iv.low, iv.high, digits=4)
 
 
+def _in_value_order(column: pd.Series) -> pd.Series:
+    """Sort keys: numbers by value (rank 2 before 32 before 128), then anything else by text."""
+
+    def key(value):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return (0, float(value), "") if number else (1, 0.0, str(value))
+
+    return column.map(key)
+
+
 def report(
     spec: SweepSpec, cells: list[tuple[dict, Path]], out_dir: Path, title: str, **stats
 ) -> dict[str, Any]:
@@ -221,12 +231,15 @@ def report(
         for overrides, results, intervals in summaries:
             if option not in overrides:
                 continue
-            row = {k: overrides.get(k, "") for k in others}
+            # An option this cell leaves alone shows the value its run used (the suite's or the
+            # method's default), so that every row reads whole.
+            config = results.record.config
+            row = {k: overrides[k] if k in overrides else config.get(k, "") for k in others}
             row[option] = overrides[option]
             row.update({metric_name(m): _interval_text(intervals[m]) for m in metrics})
             row["run"] = results.run_id
             rows.append(row)
-        frame = pd.DataFrame(rows).sort_values(by=[*others, option], key=lambda c: c.astype(str))
+        frame = pd.DataFrame(rows).sort_values(by=[*others, option], key=_in_value_order)
         lines += [f"## {option}", "", frame.to_markdown(index=False), ""]
         data["tables"][option] = frame.to_dict(orient="records")
 
