@@ -143,6 +143,12 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
     learned = bench.summarize(smoke_runs["dreambooth_lora"])["dino"]
     assert rows["dreambooth_lora"]["metrics"]["dino"][0] == pytest.approx(learned.mean)
     assert all(v >= 0.95 for v in report["oracle"]["renders"].values())
+    # What the shipped metrics see: CLIP-I and DINO the subject's colours, CLIP-T the place and
+    # colour a prompt asks for (the measure itself is tested in test_world.py).
+    seen = report["metrics_see"]
+    for metric in ("clip_i", "dino"):
+        assert seen[metric]["body"] >= 0.9 and seen[metric]["secondary"] >= 0.8, seen
+    assert seen["clip_t"]["context"] >= 0.9 and seen["clip_t"]["colour"] >= 0.9, seen
     # 3 subjects: no interval, said so rather than printed as NaN
     written = (tmp_path / "world-report.md").read_text()
     assert "none: fewer than 5 subjects" in written and "nan" not in written.lower()

@@ -1,6 +1,8 @@
 """The world report: what the toy world's models do, measured against the truth by the oracle.
 
 - the oracle itself, on held-out renders and on their VAE reconstructions;
+- what the metrics can see: how often CLIP-I and DINO tell a subject from a twin that differs in
+  one trait, and CLIP-T a prompt from one that asks for one other thing;
 - the base model's prompt following: for "a {class} {context}", is the class drawn, the context?
 - per run of a world suite: how often the oracle finds the subject (its colours, pattern and part,
   as the prompt leaves them) and what the prompt asked for (context, colour, something worn),
@@ -13,7 +15,7 @@ Every number here comes from the oracle reading PNGs back, never from a scorer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +23,19 @@ import numpy as np
 from bench.images import read_image
 from bench.world.render import (
     CLASSES,
+    COLOURS,
     CONTEXTS,
     GLASSES,
     HATS,
+    PATTERNS,
     RECOLOURS,
     SCARVES,
     Instance,
     Scene,
     caption,
     labels,
+    random_instance,
+    random_scene,
     render,
 )
 
@@ -57,6 +63,110 @@ def oracle_on_reconstructions(oracle, vae, n: int = 1000) -> dict[str, float]:
     truth = [labels(s) for s in scenes]
     return {
         k: float(np.mean([r[k] == t[k] for r, t in zip(read, truth, strict=True)])) for k in HEADS
+    }
+
+
+# --------------------------------------------------------------------------- what metrics see
+
+SEEN_SEED = HELD_OUT_SEED + 1
+ASKED = ("class", "context", "colour", "worn")  # what a DreamBench prompt asks for
+
+
+def identity_twin(instance: Instance, trait: str, rng: np.random.Generator) -> Instance:
+    """`instance` with one trait (TRAITS) changed, the rest kept."""
+
+    def other(options, *avoid):
+        return str(rng.choice([o for o in options if o not in avoid]))
+
+    if trait == "body":
+        return replace(instance, body=other(COLOURS, instance.body, instance.secondary))
+    if trait == "secondary":
+        return replace(instance, secondary=other(COLOURS, instance.body, instance.secondary))
+    if trait == "pattern":
+        return replace(instance, pattern=other(PATTERNS, instance.pattern))
+    return replace(instance, part=not instance.part)
+
+
+def image_metric_sees(embed, n: int = 300) -> dict[str, float]:
+    """What an image-similarity metric (CLIP-I, DINO) sees of identity: per trait, the share of
+    held-out instances for which `embed` (images to unit vectors) puts a second photo of the
+    instance (another pose and place) nearer its first photo than the same second photo of a
+    twin that differs in that trait alone. 50% is blind to the trait; 100% always sees it."""
+
+    rng = np.random.default_rng(SEEN_SEED)
+    firsts, seconds, twins = [], [], {t: [] for t in TRAITS}
+    for _ in range(n):
+        instance = random_instance(rng)
+        firsts.append(render(random_scene(rng, instance, modifiers=0)))
+        second = random_scene(rng, instance, modifiers=0)
+        seconds.append(render(second))
+        for trait in TRAITS:
+            twin = identity_twin(instance, trait, rng)
+            twins[trait].append(render(replace(second, instance=twin)))
+    first, same = embed(firsts), embed(seconds)
+    own = np.sum(first * same, axis=1)
+    return {t: float(np.mean(own > np.sum(first * embed(twins[t]), axis=1))) for t in TRAITS}
+
+
+def prompt_twin(scene: Scene, asked: str, rng: np.random.Generator) -> Scene:
+    """`scene` with one thing its DreamBench prompt asks for (ASKED) changed."""
+
+    def other(options, current):
+        return str(rng.choice([o for o in options if o != current]))
+
+    if asked == "class":
+        return replace(
+            scene, instance=replace(scene.instance, cls=other(CLASSES, scene.instance.cls))
+        )
+    if asked == "context":
+        return replace(scene, context=other(CONTEXTS, scene.context))
+    if asked == "colour":
+        return replace(scene, recolour=other(RECOLOURS, scene.recolour))
+    return replace(scene, hat=other(list(HATS)[1:], scene.hat))
+
+
+def text_metric_sees(embed_images, embed_texts, n: int = 300) -> dict[str, float]:
+    """What CLIP-T sees of a prompt: per thing a DreamBench prompt asks for (class, context, a
+    colour, something worn), the share of held-out pictures whose own caption scores above the
+    caption that asks for one other such thing. 50% is blind; 100% always sees it."""
+
+    rng = np.random.default_rng(SEEN_SEED + 1)
+    seen = {}
+    for asked in ASKED:
+        scenes = [random_scene(rng, modifiers=0) for _ in range(n)]
+        if asked == "colour":
+            scenes = [replace(s, recolour=str(rng.choice(RECOLOURS))) for s in scenes]
+        if asked == "worn":
+            scenes = [replace(s, hat=str(rng.choice(list(HATS)[1:]))) for s in scenes]
+        pictures = embed_images([render(s) for s in scenes])
+        own = np.sum(pictures * embed_texts([caption(s) for s in scenes]), axis=1)
+        twins = embed_texts([caption(prompt_twin(s, asked, rng)) for s in scenes])
+        seen[asked] = float(np.mean(own > np.sum(pictures * twins, axis=1)))
+    return seen
+
+
+def metrics_see(batch_size: int = 64) -> dict[str, dict[str, float]]:
+    """`image_metric_sees` for the world's CLIP (CLIP-I) and DINO, `text_metric_sees` for its
+    CLIP (CLIP-T), each model loaded as the scorers load it."""
+    from PIL import Image
+
+    from bench.scorers.clip import WORLD_ARCH, load_clip_model
+    from bench.scorers.dino import WORLD_MODEL, load_dino_model
+
+    clip, dino = (
+        load_clip_model(WORLD_ARCH, device="cpu"),
+        load_dino_model(WORLD_MODEL, device="cpu"),
+    )
+
+    def images(model):
+        return lambda pictures: model.embed_images(
+            [Image.fromarray(p) for p in pictures], batch_size
+        )
+
+    return {
+        "clip_i": image_metric_sees(images(clip)),
+        "dino": image_metric_sees(images(dino)),
+        "clip_t": text_metric_sees(images(clip), lambda t: clip.embed_texts(t, batch_size)),
     }
 
 
@@ -274,6 +384,7 @@ def write_report(
 
     on_renders = oracle_on_renders(oracle)
     on_vae = oracle_on_reconstructions(oracle, backbone.pipe.vae)
+    seen = metrics_see()
     base = base_prompt_following(backbone, oracle)
     base.pop("pictures"), base.pop("prompts")
     results = {label: load_results(run_dir) for label, run_dir in runs}
@@ -319,6 +430,7 @@ def write_report(
         "suite": suite,
         "backbone": backbone.revision,
         "oracle": {"renders": on_renders, "vae_reconstructions": on_vae},
+        "metrics_see": seen,
         "base_prompt_following": base,
         "runs": rows,
         "metric_differences": comparisons,
@@ -335,6 +447,25 @@ def write_report(
         "| label | held-out renders | after the VAE |",
         "|---|---|---|",
         *[f"| {k} | {on_renders[k]:.3f} | {on_vae[k]:.3f} |" for k in on_renders],
+        "",
+        "## What the metrics can see",
+        "",
+        "How often a metric tells the right thing from a twin that differs in that one thing "
+        "alone, on held-out renders (50%: blind to it; 100%: always sees it). CLIP-I and DINO: "
+        "a second photo of an instance against the same photo of its twin. CLIP-T: a picture's "
+        "own DreamBench caption against one that asks for another class, context, colour or "
+        "thing worn.",
+        "",
+        "| metric | body | trim | pattern | part |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {metric_name(m)} | " + " | ".join(share(seen[m][t]) for t in TRAITS) + " |"
+            for m in ("clip_i", "dino")
+        ],
+        "",
+        "| metric | " + " | ".join(ASKED) + " |",
+        "|---" * (1 + len(ASKED)) + "|",
+        "| CLIP-T | " + " | ".join(share(seen["clip_t"][a]) for a in ASKED) + " |",
         "",
         "## The base model follows prompts",
         "",
