@@ -2,7 +2,8 @@
 
 Long operations (fitting, generating, scoring, sweeping) take a `Reporter` and open one task per
 stage. The default, `Silent`, shows nothing, which is what a notebook or a test wants; the CLI
-passes `bench.cli.common.RichReporter`, which draws rich progress bars on stderr.
+passes `bench.cli.common.progress_reporter()`: rich progress bars on a terminal, plain lines in
+a log.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ def session_cache(tmp_path_factory):
 def smoke_dreambooth_run(tmp_path_factory) -> dict:
     """The README's first command, `bench run --method dreambooth_lora --suite smoke --json`,
     run once per session through the CLI: its printed result, `runs`, the run store, and
-    `stderr`, its progress (lines: the CLI runner is not a terminal). The
+    `stderr`, its progress (lines, one a second: the CLI runner is not a terminal). The
     tests of the command and of what the run learned share it (minutes on 2 cores)."""
     from typer.testing import CliRunner
 
@@ -43,7 +43,8 @@ def smoke_dreambooth_run(tmp_path_factory) -> dict:
 
     runs = tmp_path_factory.mktemp("smoke") / "runs"
     command = ["run", "--method", "dreambooth_lora", "--suite", "smoke", "--runs", str(runs)]
-    result = CliRunner().invoke(app, [*command, "--json"])
+    # A progress line a second, so that the test of its lines does not hang on the speed here.
+    result = CliRunner().invoke(app, [*command, "--json"], env={"BENCH_PROGRESS_SECONDS": "1"})
     assert result.exit_code == 0, result.output
     return {"runs": runs, "stderr": result.stderr, **json.loads(result.stdout)}
 

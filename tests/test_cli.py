@@ -211,41 +211,52 @@ def test_smoke_suite_end_to_end(smoke_dreambooth_run):
     assert "RANDOM WEIGHTS" not in again.stdout
     provenance = json.loads((run_dir / "run.json").read_text())
     assert provenance["toy_world"] is True and provenance["random_weights"] is False
-    # In a log (not a terminal) the progress is lines: each subject's fit starts and ends.
+    # In a log (not a terminal) the progress is lines, here one a second: each subject's fit
+    # speaks as it goes and when it ends.
     progress = result["stderr"]
-    assert len(re.findall(r"^fit .+: started, 800 to do$", progress, re.M)) == 3
-    assert len(re.findall(r"^fit .+: done, 800/800 in \d+m\d\ds, loss \d", progress, re.M)) == 3
+    took = r"in (\d+h)?\d+m\d\ds, loss \d"
+    assert len(re.findall(rf"^fit .+: \d+/800 \(\d+%\) {took}", progress, re.M)) >= 3
+    assert len(re.findall(rf"^fit .+: done, 800/800 {took}", progress, re.M)) == 3
 
 
-def test_progress_in_a_log_is_timed_lines():
-    """Off a terminal, a stage prints a line when it starts, at most one per interval while it
-    runs (count, share, time since it started, its latest status), and one when it ends."""
+def test_progress_in_a_log_is_timed_lines(monkeypatch):
+    """Off a terminal, a stage speaks once it has run the interval: then at most once per
+    interval as it advances (count, share, time since it started, its latest status), and when
+    it ends. A quicker stage says nothing."""
     from rich.console import Console
 
     from bench.cli.common import LineReporter
+    from bench.errors import BenchError
 
     console, now = Console(file=io.StringIO(), width=200), [100.0]
     reporter = LineReporter(console, every=30.0, clock=lambda: now[0])
     task = reporter.task("fit dog", total=400)
-    for seconds, info in (
-        (10, "loss 0.5"),
-        (25, "loss 0.4"),
-        (40, ""),
-        (50, "loss 0.3"),
-        (75, "loss 0.2"),
-    ):
+    steps = ((10, "loss 0.5"), (25, "loss 0.4"), (40, ""), (50, "loss 0.3"), (75, "loss 0.2"))
+    for seconds, info in steps:
         now[0] = 100.0 + seconds
         task.advance(40, info)
     now[0] = 100.0 + 3725
     task.finish()
-    reporter.message("sweep run 2/4")
+    quick = reporter.task("score", total=None)  # 29 s: nothing
+    now[0] += 29
+    quick.advance(3)
+    quick.finish()
+    slow = reporter.task("load", total=None)  # one long step: only its end
+    now[0] += 45
+    slow.finish()
+    reporter.message("sweep run 2/4 :dog: [b]")
     assert console.file.getvalue().splitlines() == [
-        "fit dog: started, 400 to do",
         "fit dog: 120/400 (30%) in 0m40s, loss 0.4",
         "fit dog: 200/400 (50%) in 1m15s, loss 0.2",
         "fit dog: done, 200/400 in 1h02m05s, loss 0.2",
-        "sweep run 2/4",
+        "load: done, 0 in 0m45s",
+        "sweep run 2/4 :dog: [b]",
     ]
+    monkeypatch.setenv("BENCH_PROGRESS_SECONDS", "5")
+    assert LineReporter(console).every == 5.0
+    monkeypatch.setenv("BENCH_PROGRESS_SECONDS", "soon")
+    with pytest.raises(BenchError, match="BENCH_PROGRESS_SECONDS='soon'"):
+        LineReporter(console)
 
 
 @pytest.mark.parametrize("method", ["dreambooth_lora", "textual_inversion"])

@@ -168,7 +168,8 @@ def check_table_values(data: dict, suite_dir: Path) -> None:
 
 def test_tables_of_several_grids_read_whole_and_in_value_order(tmp_path):
     """With several grids (as the seed study's), an option a cell leaves alone shows the value
-    its run used, not a blank; numbers sort by value (2 before 10), not as text."""
+    its run used (left blank only where that is None, the method's to decide, never NaN);
+    numbers sort by value (2 before 10), not as text."""
     import bench
     from bench.methods.dreambooth_lora import Config
 
@@ -177,6 +178,7 @@ def test_tables_of_several_grids_read_whole_and_in_value_order(tmp_path):
     spec = tmp_path / "two.sweep.toml"
     spec.write_text(
         'method = "dreambooth_lora"\n[[grid]]\nrank = [10, 2]\n[[grid]]\nlr = [3e-3, 1e-3]\n'
+        "[[grid]]\nalpha = [8.0, 4.0]\n"  # alpha's default is None: the method sets it
     )
     made = bench.sweep(
         suite=bench.load_suite(suite),
@@ -190,8 +192,11 @@ def test_tables_of_several_grids_read_whole_and_in_value_order(tmp_path):
         (1e-3, Config.rank),
         (3e-3, Config.rank),
     ]
+    assert [r["alpha"] for r in tables["rank"]] == ["", ""]  # None: no number, no NaN
+    assert [r["alpha"] for r in tables["alpha"]] == [4.0, 8.0]
     text = (Path(made.sweep_dir) / "sweep.md").read_text()
     assert text.index("|      2 |") < text.index("|     10 |")
+    assert "nan" not in text.lower()
 
 
 def test_presets_are_listed_and_plan(tmp_path):

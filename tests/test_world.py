@@ -264,6 +264,38 @@ def _one_hot(values, options):
     return vectors
 
 
+def test_the_twins_of_what_metrics_see_differ_in_exactly_one_thing():
+    """An identity twin changes the one trait it names; a prompt twin asks for another class,
+    place, recolour or thing worn, and nothing else in its caption changes."""
+    from dataclasses import asdict
+
+    from bench.world.report import ASKED, TRAITS, asking, identity_twin, prompt_twin
+
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        instance = random_instance(rng)
+        for trait in TRAITS:
+            twin = identity_twin(instance, trait, rng)
+            changed = {k for k, v in asdict(twin).items() if v != getattr(instance, k)}
+            assert changed == {trait}, (trait, instance, twin)
+        for asked in ASKED:
+            scene = asking(asked, rng)
+            other = prompt_twin(scene, asked, rng)
+            assert caption(scene) != caption(other), (asked, scene)
+            assert (scene.instance.cls != other.instance.cls) == (asked == "class")
+            assert (scene.context != other.context) == (asked == "context")
+            assert (scene.recolour != other.recolour) == (asked == "colour")
+            if asked == "context":
+                assert "plain" not in (scene.context, other.context)
+            if asked == "colour":
+                assert None not in (scene.recolour, other.recolour)
+            wears = [(s.hat, s.glasses, s.scarf) for s in (scene, other)]
+            if asked == "worn":  # one thing worn, swapped for another
+                assert [w.count("none") for w in wears] == [2, 2] and wears[0] != wears[1]
+            else:
+                assert wears[0] == wears[1]
+
+
 def test_what_an_image_metric_sees_is_measured_one_trait_at_a_time():
     """The report's measure of what CLIP-I and DINO see of identity, run with an embedding that
     sees one trait alone (the oracle's reading of it, one-hot): that trait is seen nearly

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import sys
 import time
 from pathlib import Path
@@ -115,22 +116,22 @@ class RichReporter:
 class _LineTask:
     def __init__(self, reporter: LineReporter, label: str, total: int | None) -> None:
         self.reporter, self.label, self.total = reporter, label, total
-        self.done, self.info = 0, ""
+        self.done, self.info, self.spoke = 0, "", False
         self.started = self.last = reporter.clock()
-        reporter.line(f"{label}: started" + (f", {total} to do" if total else ""))
 
     def advance(self, steps: int = 1, info: str = "") -> None:
         self.done += steps
         self.info = info or self.info
         now = self.reporter.clock()
         if now - self.last >= self.reporter.every:
-            self.last = now
+            self.last, self.spoke = now, True
             self.reporter.line(f"{self.label}: {self._count()}{self._took(now)}{self._info()}")
 
     def finish(self) -> None:
         now = self.reporter.clock()
-        count = f"{self.done}/{self.total}" if self.total else str(self.done)
-        self.reporter.line(f"{self.label}: done, {count}{self._took(now)}{self._info()}")
+        if self.spoke or now - self.started >= self.reporter.every:
+            count = f"{self.done}/{self.total}" if self.total else str(self.done)
+            self.reporter.line(f"{self.label}: done, {count}{self._took(now)}{self._info()}")
 
     def _count(self) -> str:
         if not self.total:
@@ -150,13 +151,21 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
 
+PROGRESS_SECONDS = "BENCH_PROGRESS_SECONDS"  # seconds between progress lines in a log
+
+
 class LineReporter:
     """Progress as plain lines on stderr, for a log (a batch job, CI, `2> log`), where rich
-    draws no bars and a long run would otherwise say nothing until it ends: a line when a stage
-    starts, one every `every` seconds while it runs, and one when it ends."""
+    draws no bars and a long run would otherwise say nothing until it ends. A stage speaks once
+    it has run `every` seconds (default: $BENCH_PROGRESS_SECONDS, else 30), then at most once
+    per `every` seconds as it advances, and when it ends; a quicker stage says nothing, so a
+    log is not a list of finished trifles and a quick failure is its one error line."""
 
-    def __init__(self, console: Console = err, every: float = 30.0, clock=time.monotonic) -> None:
-        self.console, self.every, self.clock = console, every, clock
+    def __init__(
+        self, console: Console = err, every: float | None = None, clock=time.monotonic
+    ) -> None:
+        self.console, self.clock = console, clock
+        self.every = progress_seconds() if every is None else every
 
     def __enter__(self) -> LineReporter:
         return self
@@ -171,12 +180,24 @@ class LineReporter:
         self.line(text)
 
     def line(self, text: str) -> None:
-        self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+        self.console.print(text, highlight=False, markup=False, emoji=False, soft_wrap=True)
+
+
+def progress_seconds() -> float:
+    text = os.environ.get(PROGRESS_SECONDS, "30")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise BenchError(f"{PROGRESS_SECONDS}={text!r}: use a number of seconds >= 0")
+    return seconds
 
 
 def progress_reporter() -> RichReporter | LineReporter:
-    """Bars on a terminal, lines in a log."""
-    return RichReporter() if err.is_terminal else LineReporter()
+    """Bars on a terminal, lines in a log. Asked of stderr itself: rich also calls a log a
+    terminal where FORCE_COLOR is set, as it often is in CI, and would draw bars into it."""
+    return RichReporter() if sys.stderr.isatty() else LineReporter()
 
 
 def scorer_table(assignments: list[str] | None) -> dict[str, dict[str, Any]]:

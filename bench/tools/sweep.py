@@ -175,7 +175,7 @@ def _in_value_order(column: pd.Series) -> pd.Series:
     """Sort keys: numbers by value (rank 2 before 32 before 128), then anything else by text."""
 
     def key(value):
-        number = isinstance(value, int | float) and not isinstance(value, bool)
+        number = isinstance(value, int | float) and not isinstance(value, bool) and value == value
         return (0, float(value), "") if number else (1, 0.0, str(value))
 
     return column.map(key)
@@ -234,7 +234,8 @@ def report(
             # An option this cell leaves alone shows the value its run used (the suite's or the
             # method's default), so that every row reads whole.
             config = results.record.config
-            row = {k: overrides[k] if k in overrides else config.get(k, "") for k in others}
+            row = {k: overrides[k] if k in overrides else config.get(k) for k in others}
+            row = {k: "" if v is None else v for k, v in row.items()}  # None: the method decides
             row[option] = overrides[option]
             row.update({metric_name(m): _interval_text(intervals[m]) for m in metrics})
             row["run"] = results.run_id

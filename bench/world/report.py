@@ -91,7 +91,8 @@ def image_metric_sees(embed, n: int = 300) -> dict[str, float]:
     """What an image-similarity metric (CLIP-I, DINO) sees of identity: per trait, the share of
     held-out instances for which `embed` (images to unit vectors) puts a second photo of the
     instance (another pose and place) nearer its first photo than the same second photo of a
-    twin that differs in that trait alone. 50% is blind to the trait; 100% always sees it."""
+    twin that differs in that trait alone. 50% is blind to the trait, 100% always sees it; a
+    tie counts as not seen."""
 
     rng = np.random.default_rng(SEEN_SEED)
     firsts, seconds, twins = [], [], {t: [] for t in TRAITS}
@@ -108,36 +109,58 @@ def image_metric_sees(embed, n: int = 300) -> dict[str, float]:
     return {t: float(np.mean(own > np.sum(first * embed(twins[t]), axis=1))) for t in TRAITS}
 
 
+PLACES = [c for c in CONTEXTS if c != "plain"]  # contexts a prompt names
+WORN = [
+    (kind, item)
+    for kind, items in (("hat", HATS), ("glasses", GLASSES), ("scarf", SCARVES))
+    for item in list(items)[1:]
+]  # (field, value) of everything that can be worn
+
+
+def asking(asked: str, rng: np.random.Generator) -> Scene:
+    """A held-out scene whose DreamBench caption asks for `asked` (ASKED): any class; a named
+    place; a recolour; one thing worn."""
+    scene = random_scene(rng, modifiers=0)
+    if asked == "context":
+        return replace(scene, context=str(rng.choice(PLACES)))
+    if asked == "colour":
+        return replace(scene, recolour=str(rng.choice(RECOLOURS)))
+    if asked == "worn":
+        kind, item = WORN[rng.integers(len(WORN))]
+        return replace(scene, **{kind: item})
+    return scene
+
+
 def prompt_twin(scene: Scene, asked: str, rng: np.random.Generator) -> Scene:
-    """`scene` with one thing its DreamBench prompt asks for (ASKED) changed."""
+    """`scene` asking for another of what it asks for (ASKED): another class, another named
+    place, another recolour, another thing worn in place of its own."""
 
     def other(options, current):
-        return str(rng.choice([o for o in options if o != current]))
+        return rng.choice([o for o in options if o != current])
 
     if asked == "class":
         return replace(
-            scene, instance=replace(scene.instance, cls=other(CLASSES, scene.instance.cls))
+            scene, instance=replace(scene.instance, cls=str(other(CLASSES, scene.instance.cls)))
         )
     if asked == "context":
-        return replace(scene, context=other(CONTEXTS, scene.context))
+        return replace(scene, context=str(other(PLACES, scene.context)))
     if asked == "colour":
-        return replace(scene, recolour=other(RECOLOURS, scene.recolour))
-    return replace(scene, hat=other(list(HATS)[1:], scene.hat))
+        return replace(scene, recolour=str(other(RECOLOURS, scene.recolour)))
+    wears = next(w for w in WORN if getattr(scene, w[0]) == w[1])
+    kind, item = WORN[rng.choice([i for i, w in enumerate(WORN) if w != wears])]
+    return replace(replace(scene, **{wears[0]: "none"}), **{kind: item})
 
 
 def text_metric_sees(embed_images, embed_texts, n: int = 300) -> dict[str, float]:
-    """What CLIP-T sees of a prompt: per thing a DreamBench prompt asks for (class, context, a
+    """What CLIP-T sees of a prompt: per thing a DreamBench prompt asks for (class, a place, a
     colour, something worn), the share of held-out pictures whose own caption scores above the
-    caption that asks for one other such thing. 50% is blind; 100% always sees it."""
+    caption that asks for another such thing (`prompt_twin`). 50% is blind, 100% always sees
+    it; a tie counts as not seen."""
 
     rng = np.random.default_rng(SEEN_SEED + 1)
     seen = {}
     for asked in ASKED:
-        scenes = [random_scene(rng, modifiers=0) for _ in range(n)]
-        if asked == "colour":
-            scenes = [replace(s, recolour=str(rng.choice(RECOLOURS))) for s in scenes]
-        if asked == "worn":
-            scenes = [replace(s, hat=str(rng.choice(list(HATS)[1:]))) for s in scenes]
+        scenes = [asking(asked, rng) for _ in range(n)]
         pictures = embed_images([render(s) for s in scenes])
         own = np.sum(pictures * embed_texts([caption(s) for s in scenes]), axis=1)
         twins = embed_texts([caption(prompt_twin(s, asked, rng)) for s in scenes])
