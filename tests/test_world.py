@@ -302,9 +302,9 @@ def test_what_an_image_metric_sees_is_measured_one_trait_at_a_time():
     always (the oracle is right on both photos), every other almost never (a tie is not seen;
     only the oracle's few misreadings of the trait in a changed picture count)."""
     from bench.world.oracle import load_oracle
-    from bench.world.report import TRAITS, image_metric_sees
+    from bench.world.report import TRAITS, identity_cases, image_metric_sees
 
-    oracle = load_oracle()
+    oracle, cases = load_oracle(), identity_cases(40)
     options = {
         "body": list(COLOURS),
         "secondary": list(COLOURS),
@@ -317,7 +317,7 @@ def test_what_an_image_metric_sees_is_measured_one_trait_at_a_time():
             read = [r[trait] for r in oracle.read(images)]
             return _one_hot(read, options[trait])
 
-        seen = image_metric_sees(embed, n=40)
+        seen = image_metric_sees(embed, cases)
         assert seen[trait] >= 0.9, (trait, seen)
         assert all(seen[t] <= 0.1 for t in TRAITS if t != trait), (trait, seen)
 
@@ -328,7 +328,7 @@ def test_what_an_image_metric_sees_is_measured_one_trait_at_a_time():
         flat -= flat.mean(axis=1, keepdims=True)
         return flat / np.linalg.norm(flat, axis=1, keepdims=True)
 
-    seen = image_metric_sees(pixels, n=40)
+    seen = image_metric_sees(pixels, cases)
     assert all(v >= 0.3 for v in seen.values()), seen
 
 

@@ -127,7 +127,9 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
         "--runs",
         str(smoke_runs["runs"]),
     ]
-    result = CliRunner().invoke(app, [*args, "--only", only, "--out", str(tmp_path)])
+    result = CliRunner().invoke(
+        app, [*args, "--only", only, "--out", str(tmp_path), "--cases", "100"]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "world-report.json").read_text())
     rows = {row["label"]: row for row in report["runs"]}

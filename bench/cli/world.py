@@ -125,6 +125,10 @@ def report(
     contact_prompt: Annotated[
         str, typer.Option("--contact-prompt", help="The prompt id the contact sheet shows.")
     ] = "on_the_beach",
+    cases: Annotated[
+        int,
+        typer.Option("--cases", help="Held-out cases per trait for what the metrics can see."),
+    ] = 300,
     device: DeviceOption = "auto",
 ) -> None:
     """The world report: run each method on a world suite (finished runs are reused), then
@@ -141,6 +145,8 @@ def report(
     unknown = [label for label in labels if label not in REPORT_RUNS]
     if unknown:
         raise BenchError(f"--only {','.join(unknown)}: rows are {', '.join(REPORT_RUNS)}")
+    if cases < 1:
+        raise BenchError(f"--cases {cases}: use a whole number >= 1")
     loaded = api.load_suite(suite)
     if loaded.backbone != "world":
         raise BenchError(
@@ -156,7 +162,14 @@ def report(
     backbone = load_backbone("world", device=device)
     subjects = [s.id for s in loaded.subjects][:6]
     data = write_report(
-        out_dir, loaded.name, done, load_oracle(), backbone, contact_prompt, subjects
+        out_dir,
+        loaded.name,
+        done,
+        load_oracle(),
+        backbone,
+        contact_prompt,
+        subjects,
+        seen_cases=cases,
     )
     for row in data["runs"]:
         out.print(

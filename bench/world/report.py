@@ -87,26 +87,38 @@ def identity_twin(instance: Instance, trait: str, rng: np.random.Generator) -> I
     return replace(instance, part=not instance.part)
 
 
-def image_metric_sees(embed, n: int = 300) -> dict[str, float]:
-    """What an image-similarity metric (CLIP-I, DINO) sees of identity: per trait, the share of
-    held-out instances for which `embed` (images to unit vectors) puts a second photo of the
-    instance (another pose and place) nearer its first photo than the same second photo of a
-    twin that differs in that trait alone. 50% is blind to the trait, 100% always sees it; a
-    tie counts as not seen."""
+@dataclass(frozen=True)
+class IdentityCases:
+    """Held-out pictures for `image_metric_sees`: per instance a first and a second photo (other
+    poses and places), and per trait the second photo of its twin in that trait."""
 
+    firsts: list[np.ndarray]
+    seconds: list[np.ndarray]
+    twins: dict[str, list[np.ndarray]]
+
+
+def identity_cases(n: int = 300) -> IdentityCases:
     rng = np.random.default_rng(SEEN_SEED)
-    firsts, seconds, twins = [], [], {t: [] for t in TRAITS}
+    cases = IdentityCases([], [], {t: [] for t in TRAITS})
     for _ in range(n):
         instance = random_instance(rng)
-        firsts.append(render(random_scene(rng, instance, modifiers=0)))
+        cases.firsts.append(render(random_scene(rng, instance, modifiers=0)))
         second = random_scene(rng, instance, modifiers=0)
-        seconds.append(render(second))
+        cases.seconds.append(render(second))
         for trait in TRAITS:
             twin = identity_twin(instance, trait, rng)
-            twins[trait].append(render(replace(second, instance=twin)))
-    first, same = embed(firsts), embed(seconds)
+            cases.twins[trait].append(render(replace(second, instance=twin)))
+    return cases
+
+
+def image_metric_sees(embed, cases: IdentityCases) -> dict[str, float]:
+    """What an image-similarity metric (CLIP-I, DINO) sees of identity: per trait, the share of
+    `cases` for which `embed` (images to unit vectors) puts the second photo of the instance
+    nearer its first photo than the same second photo of its twin in that trait alone. 50% is
+    blind to the trait, 100% always sees it; a tie counts as not seen."""
+    first, same = embed(cases.firsts), embed(cases.seconds)
     own = np.sum(first * same, axis=1)
-    return {t: float(np.mean(own > np.sum(first * embed(twins[t]), axis=1))) for t in TRAITS}
+    return {t: float(np.mean(own > np.sum(first * embed(cases.twins[t]), axis=1))) for t in TRAITS}
 
 
 PLACES = [c for c in CONTEXTS if c != "plain"]  # contexts a prompt names
@@ -168,9 +180,9 @@ def text_metric_sees(embed_images, embed_texts, n: int = 300) -> dict[str, float
     return seen
 
 
-def metrics_see(batch_size: int = 64) -> dict[str, dict[str, float]]:
+def metrics_see(n: int = 300, batch_size: int = 64) -> dict[str, dict[str, float]]:
     """`image_metric_sees` for the world's CLIP (CLIP-I) and DINO, `text_metric_sees` for its
-    CLIP (CLIP-T), each model loaded as the scorers load it."""
+    CLIP (CLIP-T), each on `n` held-out cases, each model loaded as the scorers load it."""
     from PIL import Image
 
     from bench.scorers.clip import WORLD_ARCH, load_clip_model
@@ -186,10 +198,11 @@ def metrics_see(batch_size: int = 64) -> dict[str, dict[str, float]]:
             [Image.fromarray(p) for p in pictures], batch_size
         )
 
+    cases = identity_cases(n)
     return {
-        "clip_i": image_metric_sees(images(clip)),
-        "dino": image_metric_sees(images(dino)),
-        "clip_t": text_metric_sees(images(clip), lambda t: clip.embed_texts(t, batch_size)),
+        "clip_i": image_metric_sees(images(clip), cases),
+        "dino": image_metric_sees(images(dino), cases),
+        "clip_t": text_metric_sees(images(clip), lambda t: clip.embed_texts(t, batch_size), n),
     }
 
 
@@ -394,6 +407,7 @@ def write_report(
     contact_prompt: str,
     contact_subjects: Sequence[str],
     resamples: int = 10_000,
+    seen_cases: int = 300,
 ) -> dict:
     """The report on `runs` (label, run folder) of `suite`: world-report.md, world-report.json
     and contact-sheet.png in `out_dir`; returns what the JSON holds."""
@@ -407,7 +421,7 @@ def write_report(
 
     on_renders = oracle_on_renders(oracle)
     on_vae = oracle_on_reconstructions(oracle, backbone.pipe.vae)
-    seen = metrics_see()
+    seen = metrics_see(seen_cases)
     base = base_prompt_following(backbone, oracle)
     base.pop("pictures"), base.pop("prompts")
     results = {label: load_results(run_dir) for label, run_dir in runs}
@@ -474,7 +488,8 @@ def write_report(
         "## What the metrics can see",
         "",
         "How often a metric tells the right thing from a twin that differs in that one thing "
-        "alone, on held-out renders (50%: blind to it; 100%: always sees it). CLIP-I and DINO: "
+        f"alone, on {seen_cases} held-out cases (50%: blind to it; 100%: always sees it). "
+        "CLIP-I and DINO: "
         "a second photo of an instance against the same photo of its twin. CLIP-T: a picture's "
         "own DreamBench caption against one that asks for another class, context, colour or "
         "thing worn.",
