@@ -185,6 +185,11 @@ def test_world_commands_train_and_check(tmp_path):
     assert not_world.exit_code == 2 and "its backbone is tiny" in not_world.output
     no_row = runner.invoke(app, ["world", "report", "--only", "dreambooth"])
     assert no_row.exit_code == 2 and "--only dreambooth: rows are real, base" in no_row.output
+    no_cases = runner.invoke(
+        app, ["world", "report", "--cases", "0", "--out", str(tmp_path), "--runs", str(tmp_path)]
+    )
+    assert no_cases.exit_code == 2
+    assert no_cases.output.strip() == "error: --cases 0: use a whole number >= 1"
 
 
 # --------------------------------------------------------------------------- the world's CLIP
