@@ -274,15 +274,18 @@ def test_the_twins_of_what_metrics_see_differ_in_exactly_one_thing():
     place, recolour or thing worn, and nothing else in its caption changes."""
     from dataclasses import asdict
 
-    from bench.world.report import ASKED, TRAITS, asking, identity_twin, prompt_twin
+    from bench.world.clip import twin
+    from bench.world.report import ASKED, TRAITS, asking, prompt_twin
 
     rng = np.random.default_rng(5)
     for _ in range(50):
-        instance = random_instance(rng)
+        scene = random_scene(rng, random_instance(rng), modifiers=0)
         for trait in TRAITS:
-            twin = identity_twin(instance, trait, rng)
-            changed = {k for k, v in asdict(twin).items() if v != getattr(instance, k)}
-            assert changed == {trait}, (trait, instance, twin)
+            other = twin(scene, rng, trait)
+            instance, changed_instance = scene.instance, other.instance
+            changed = {k for k, v in asdict(changed_instance).items() if v != getattr(instance, k)}
+            assert changed == {trait}, (trait, instance, changed_instance)
+            assert replace(other, instance=instance) == scene
         for asked in ASKED:
             scene = asking(asked, rng)
             other = prompt_twin(scene, asked, rng)

@@ -46,10 +46,11 @@ def describe_scene(scene: Scene) -> str:
     return ", ".join([what, *setting(scene)])
 
 
-def twin(scene: Scene, rng: np.random.Generator) -> Scene:
-    """The scene with exactly one attribute changed (ValueError when a new body or trim colour
-    would equal the instance's other colour)."""
-    attribute = str(rng.choice(_TWIN_ATTRIBUTES))
+def twin(scene: Scene, rng: np.random.Generator, attribute: str | None = None) -> Scene:
+    """The scene with exactly one attribute changed: `attribute`, or one drawn from `rng`
+    (ValueError when a new body or trim colour would equal the instance's other colour)."""
+    if attribute is None:
+        attribute = str(rng.choice(_TWIN_ATTRIBUTES))
     instance = scene.instance
 
     def other(options, current):

@@ -21,13 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from bench.images import read_image
+from bench.world.clip import twin
 from bench.world.render import (
     CLASSES,
-    COLOURS,
     CONTEXTS,
     GLASSES,
     HATS,
-    PATTERNS,
     RECOLOURS,
     SCARVES,
     Instance,
@@ -72,21 +71,6 @@ SEEN_SEED = HELD_OUT_SEED + 1
 ASKED = ("class", "context", "colour", "worn")  # what a DreamBench prompt asks for
 
 
-def identity_twin(instance: Instance, trait: str, rng: np.random.Generator) -> Instance:
-    """`instance` with one trait (TRAITS) changed, the rest kept."""
-
-    def other(options, *avoid):
-        return str(rng.choice([o for o in options if o not in avoid]))
-
-    if trait == "body":
-        return replace(instance, body=other(COLOURS, instance.body, instance.secondary))
-    if trait == "secondary":
-        return replace(instance, secondary=other(COLOURS, instance.body, instance.secondary))
-    if trait == "pattern":
-        return replace(instance, pattern=other(PATTERNS, instance.pattern))
-    return replace(instance, part=not instance.part)
-
-
 @dataclass(frozen=True)
 class IdentityCases:
     """Held-out pictures for `image_metric_sees`: per instance a first and a second photo (other
@@ -106,8 +90,7 @@ def identity_cases(n: int = 300) -> IdentityCases:
         second = random_scene(rng, instance, modifiers=0)
         cases.seconds.append(render(second))
         for trait in TRAITS:
-            twin = identity_twin(instance, trait, rng)
-            cases.twins[trait].append(render(replace(second, instance=twin)))
+            cases.twins[trait].append(render(twin(second, rng, trait)))
     return cases
 
 
@@ -151,9 +134,7 @@ def prompt_twin(scene: Scene, asked: str, rng: np.random.Generator) -> Scene:
         return rng.choice([o for o in options if o != current])
 
     if asked == "class":
-        return replace(
-            scene, instance=replace(scene.instance, cls=str(other(CLASSES, scene.instance.cls)))
-        )
+        return twin(scene, rng, "class")
     if asked == "context":
         return replace(scene, context=str(other(PLACES, scene.context)))
     if asked == "colour":
