@@ -172,7 +172,7 @@ def test_dreambooth_lora_learns_the_subject_and_keeps_the_prompt(smoke_runs, ora
     where the base model never does, and keeps the context the prompt names; CLIP-I and DINO rank
     the photos above DreamBooth-LoRA above the base model.
 
-    Not yet issue 9's bar (every trait of the subject in 60% of the images; measured 22%)."""
+    Not yet issue 9's bar (every trait of the subject in 60% of the images; measured 28%)."""
     import bench
 
     whole, placed, learned = _subject_truth(smoke_runs["dreambooth_lora"], oracle)

@@ -79,9 +79,11 @@ def check(
     renders: Annotated[int, typer.Option("--renders", help="Held-out renders to read.")] = 2000,
     as_json: JsonOption = False,
 ) -> None:
-    """The oracle's accuracy per label on held-out renders (a seed training never uses)."""
+    """The oracle's accuracy per label on held-out renders (a seed training never uses), as
+    drawn and blurred as soft as generated pictures are."""
     from bench.errors import BenchError
     from bench.world.oracle import WEIGHTS, accuracy, load_oracle, training_scenes
+    from bench.world.report import BLUR, HELD_OUT_SEED, oracle_on_blurred
 
     if renders < 1:
         raise BenchError(f"--renders {renders}: use a whole number >= 1")
@@ -90,13 +92,17 @@ def check(
         raise BenchError(
             f"{path}: no oracle weights; run `bench world train --only oracle --out {path.parent}`"
         )
-    scores = accuracy(load_oracle(path), training_scenes(seed=20261126, n=renders))
+    oracle = load_oracle(path)
+    scores = accuracy(oracle, training_scenes(seed=HELD_OUT_SEED, n=renders))
+    blurred = oracle_on_blurred(oracle, renders)
     if as_json:
-        out.print_json(json.dumps({"weights": str(path), "renders": renders, "accuracy": scores}))
+        found = {"weights": str(path), "renders": renders, "accuracy": scores}
+        out.print_json(json.dumps(found | {"blur_px": BLUR, "blurred": blurred}))
         return
-    table = Table("label", "accuracy", title=f"oracle on {renders} held-out renders")
+    title = f"oracle on {renders} held-out renders, as drawn and blurred by {BLUR:g} px"
+    table = Table("label", "accuracy", "blurred", title=title)
     for label, value in scores.items():
-        table.add_row(label, f"{value:.3f}")
+        table.add_row(label, f"{value:.3f}", f"{blurred[label]:.3f}")
     out.print(table)
 
 
