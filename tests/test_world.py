@@ -130,6 +130,32 @@ def test_the_shipped_oracle_reads_held_out_renders_at_least_95_percent_right_and
         assert min(scores.values()) >= least, (least, scores)
 
 
+def test_softening_blurs_and_dims_but_keeps_hues_and_some_pictures_as_drawn():
+    """The oracle's training softens renders as generated pictures are soft, never changing a
+    colour's hue (hues are labels): per picture, one contrast and one brightness for all
+    channels, so the gaps between channels scale alike."""
+    import torch
+
+    from bench.world.oracle import SOFTEN_KEEP, soften
+
+    n = 400
+    colour = torch.tensor([0.5, 0.0, -0.4])  # an orange, in [-1, 1], clear of the clamp
+    pixels = colour[None, :, None, None].expand(n, 3, 64, 64).clone()
+    pixels[:, :, :, 32:] = -1.0  # a black right half: an edge to blur
+    soft = soften(pixels, torch.Generator().manual_seed(0))
+    again = soften(pixels, torch.Generator().manual_seed(0))
+    assert torch.equal(soft, again)
+    kept = (soft == pixels).flatten(1).all(1)
+    assert abs(kept.float().mean().item() - SOFTEN_KEEP) < 0.07
+    changed = soft[~kept]
+    left = changed[:, :, 8:56, 4:20].mean(dim=(2, 3))  # away from the edge: the colour itself
+    gaps = (left[:, 0] - left[:, 1]) / (colour[0] - colour[1])
+    assert torch.allclose(gaps, (left[:, 1] - left[:, 2]) / (colour[1] - colour[2]), atol=0.05)
+    assert gaps.min() > 0.85 and gaps.max() < 1.15  # contrast within +-10%
+    edge = changed[:, 0, 8:56, 31].mean(dim=1)  # the last column of colour, next to black
+    assert (edge < 0.5 * 0.85).float().mean() > 0.5  # most softened pictures blur the edge
+
+
 def test_the_oracle_reads_labels_not_the_pose():
     """One instance in several poses and contexts: the oracle finds the same class and colours."""
     from bench.world.oracle import load_oracle
