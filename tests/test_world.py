@@ -216,13 +216,22 @@ def test_world_commands_train_and_check(tmp_path):
     reported = json.loads(checked.stdout)
     held_out = training_scenes(seed=20261126, n=40)
     assert reported["accuracy"] == accuracy(load_oracle(weights), held_out)
-    blur = ImageFilter.GaussianBlur(1)
-    blurred = [np.asarray(Image.fromarray(render(s)).filter(blur)) for s in held_out]
-    read = load_oracle(weights).read(blurred)
-    truth = [labels(s) for s in held_out]
-    assert reported["blurred"] == {
-        k: np.mean([r[k] == t[k] for r, t in zip(read, truth, strict=True)]) for k in truth[0]
-    }
+
+    def read_blurred(oracle, scenes):  # PIL's 1 px Gaussian, as the command says it blurs
+        blur = ImageFilter.GaussianBlur(1)
+        read = oracle.read([np.asarray(Image.fromarray(render(s)).filter(blur)) for s in scenes])
+        truth = [labels(s) for s in scenes]
+        return {
+            k: np.mean([r[k] == t[k] for r, t in zip(read, truth, strict=True)]) for k in truth[0]
+        }
+
+    assert reported["blurred"] == read_blurred(load_oracle(weights), held_out)
+    # the shipped oracle, on enough renders that blurring changes what it reads
+    shipped = runner.invoke(app, ["world", "check", "--renders", "200", "--json"])
+    assert shipped.exit_code == 0, shipped.output
+    reported = json.loads(shipped.stdout)
+    held_out = training_scenes(seed=20261126, n=200)
+    assert reported["blurred"] == read_blurred(load_oracle(), held_out) != reported["accuracy"]
     missing = runner.invoke(app, ["world", "check", "--weights", str(tmp_path / "none")])
     assert missing.exit_code == 2 and "bench world train --only oracle --out" in missing.output
     wrong = runner.invoke(app, ["world", "train", "--only", "unet"])

@@ -83,7 +83,8 @@ def check(
     drawn and blurred as soft as generated pictures are."""
     from bench.errors import BenchError
     from bench.world.oracle import WEIGHTS, accuracy, load_oracle, training_scenes
-    from bench.world.report import BLUR, HELD_OUT_SEED, oracle_on_blurred
+    from bench.world.render import render
+    from bench.world.report import BLUR, HELD_OUT_SEED, blurred
 
     if renders < 1:
         raise BenchError(f"--renders {renders}: use a whole number >= 1")
@@ -92,17 +93,18 @@ def check(
         raise BenchError(
             f"{path}: no oracle weights; run `bench world train --only oracle --out {path.parent}`"
         )
-    oracle = load_oracle(path)
-    scores = accuracy(oracle, training_scenes(seed=HELD_OUT_SEED, n=renders))
-    blurred = oracle_on_blurred(oracle, renders)
+    oracle, scenes = load_oracle(path), training_scenes(seed=HELD_OUT_SEED, n=renders)
+    pictures = [render(s) for s in scenes]  # once, read as drawn and blurred
+    scores = accuracy(oracle, scenes, pictures)
+    soft = accuracy(oracle, scenes, blurred(pictures))
     if as_json:
         found = {"weights": str(path), "renders": renders, "accuracy": scores}
-        out.print_json(json.dumps(found | {"blur_px": BLUR, "blurred": blurred}))
+        out.print_json(json.dumps(found | {"blur_px": BLUR, "blurred": soft}))
         return
     title = f"oracle on {renders} held-out renders, as drawn and blurred by {BLUR:g} px"
     table = Table("label", "accuracy", "blurred", title=title)
     for label, value in scores.items():
-        table.add_row(label, f"{value:.3f}", f"{blurred[label]:.3f}")
+        table.add_row(label, f"{value:.3f}", f"{soft[label]:.3f}")
     out.print(table)
 
 

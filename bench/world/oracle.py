@@ -114,9 +114,12 @@ class Oracle:
         return found
 
 
-def accuracy(oracle: Oracle, scenes: Sequence[Scene]) -> dict[str, float]:
-    """The share of scenes whose label the oracle reads right, per head."""
-    read = oracle.read([render(s) for s in scenes])
+def accuracy(
+    oracle: Oracle, scenes: Sequence[Scene], pictures: Sequence[np.ndarray] | None = None
+) -> dict[str, float]:
+    """The share of scenes whose label the oracle reads right, per head, from `pictures` of
+    them (default: their renders)."""
+    read = oracle.read(pictures if pictures is not None else [render(s) for s in scenes])
     truth = [labels(s) for s in scenes]
     return {
         k: float(np.mean([r[k] == t[k] for r, t in zip(read, truth, strict=True)])) for k in HEADS

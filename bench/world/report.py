@@ -46,9 +46,7 @@ TRAITS = ("body", "secondary", "pattern", "part")  # what tells a subject from i
 
 
 def oracle_on_renders(oracle, n: int = 2000) -> dict[str, float]:
-    from bench.world.oracle import accuracy, training_scenes
-
-    return accuracy(oracle, training_scenes(seed=HELD_OUT_SEED, n=n))
+    return _accuracy_on(oracle, n, lambda pictures: pictures)
 
 
 def oracle_on_reconstructions(oracle, vae, n: int = 1000) -> dict[str, float]:
@@ -62,28 +60,26 @@ def oracle_on_reconstructions(oracle, vae, n: int = 1000) -> dict[str, float]:
 BLUR = 1.0  # px: about as soft as the world model's own pictures
 
 
-def oracle_on_blurred(oracle, n: int = 1000, sigma: float = BLUR) -> dict[str, float]:
-    """The oracle's accuracy on held-out renders blurred (PIL's Gaussian of `sigma` px), as
-    generated pictures are soft: a judge of generated pictures must read them."""
+def blurred(pictures, sigma: float = BLUR) -> list[np.ndarray]:
+    """The pictures blurred by PIL's Gaussian of `sigma` px, as soft as generated pictures."""
     from PIL import Image, ImageFilter
 
-    def blurred(pictures):
-        blur = ImageFilter.GaussianBlur(sigma)
-        return [np.asarray(Image.fromarray(p).filter(blur)) for p in pictures]
+    blur = ImageFilter.GaussianBlur(sigma)
+    return [np.asarray(Image.fromarray(p).filter(blur)) for p in pictures]
 
-    return _accuracy_on(oracle, n, blurred)
+
+def oracle_on_blurred(oracle, n: int = 1000, sigma: float = BLUR) -> dict[str, float]:
+    """The oracle's accuracy on held-out renders blurred: a judge of generated pictures must
+    read soft ones."""
+    return _accuracy_on(oracle, n, lambda pictures: blurred(pictures, sigma))
 
 
 def _accuracy_on(oracle, n: int, change) -> dict[str, float]:
-    """Per label, the share of `n` held-out renders, changed by `change`, read right."""
-    from bench.world.oracle import HEADS, training_scenes
+    """`accuracy` on `n` held-out renders, each changed by `change`."""
+    from bench.world.oracle import accuracy, training_scenes
 
     scenes = training_scenes(seed=HELD_OUT_SEED, n=n)
-    read = oracle.read(change([render(s) for s in scenes]))
-    truth = [labels(s) for s in scenes]
-    return {
-        k: float(np.mean([r[k] == t[k] for r, t in zip(read, truth, strict=True)])) for k in HEADS
-    }
+    return accuracy(oracle, scenes, change([render(s) for s in scenes]))
 
 
 # --------------------------------------------------------------------------- what metrics see
