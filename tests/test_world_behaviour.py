@@ -73,15 +73,16 @@ def smoke_runs(smoke_dreambooth_run):
     return made
 
 
-def _subject_truth(run_dir: Path, oracle) -> tuple[list[bool], list[bool], dict]:
+def _subject_truth(run_dir: Path, oracle) -> tuple[list[bool], list[bool], dict, list[str]]:
     """For each prompt image of a run: does the oracle find every trait of the subject (a
-    recolour prompt changes the body), and the context the prompt names (context prompts)?"""
+    recolour prompt changes the body), and the context the prompt names (context prompts)?
+    Last, whose image it is (the subject id)."""
     import json
 
     from bench.world.render import RECOLOURS
     from bench.world.subjects import SUBJECTS
 
-    pictures, expected, contexts = [], [], []
+    pictures, expected, contexts, whose = [], [], [], []
     for manifest_file in sorted(run_dir.glob("*/replicate-0/manifest.json")):
         manifest = json.loads(manifest_file.read_text())
         instance = SUBJECTS[manifest["subject"]["id"]]
@@ -89,6 +90,7 @@ def _subject_truth(run_dir: Path, oracle) -> tuple[list[bool], list[bool], dict]
             if entry["prompt_id"] == "prior":
                 continue
             pictures.append(np.asarray(Image.open(manifest_file.parent / entry["file"])))
+            whose.append(manifest["subject"]["id"])
             recolour = entry["prompt_id"] if entry["prompt_id"] in RECOLOURS else None
             expected.append(Scene(instance, recolour=recolour))
             named = [
@@ -106,7 +108,7 @@ def _subject_truth(run_dir: Path, oracle) -> tuple[list[bool], list[bool], dict]
     }
     subject = [all(hits[i] for hits in traits.values()) for i in range(len(read))]
     placed = [r["context"] == c for r, c in zip(read, contexts, strict=True) if c]
-    return subject, placed, traits
+    return subject, placed, traits, whose
 
 
 def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
@@ -135,8 +137,11 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
     rows = {row["label"]: row for row in report["runs"]}
     assert list(rows) == ["real", "base", "dreambooth_lora"]
     for label in ("base", "dreambooth_lora"):
-        subject, placed, traits = _subject_truth(smoke_runs[label], oracle)
+        subject, placed, traits, whose = _subject_truth(smoke_runs[label], oracle)
         assert rows[label]["subject"] == pytest.approx(np.mean(subject))
+        assert rows[label]["by_subject"] == pytest.approx(
+            {s: np.mean([h for h, w in zip(subject, whose, strict=True) if w == s]) for s in whose}
+        )
         assert rows[label]["traits"] == pytest.approx({k: np.mean(v) for k, v in traits.items()})
         assert rows[label]["context"] == pytest.approx(np.mean(placed))
         assert rows[label]["run_id"] == Path(smoke_runs[label]).name
@@ -154,6 +159,21 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
     # 3 subjects: no interval, said so rather than printed as NaN
     written = (tmp_path / "world-report.md").read_text()
     assert "none: fewer than 5 subjects" in written and "nan" not in written.lower()
+    # the markdown shows the oracle's three accuracies per label and each run's per-subject share
+    table = [[c.strip() for c in line.strip("|").split("|")] for line in written.splitlines()]
+    oracle_rows = {
+        cells[0]: cells[1:] for cells in table if cells[0] in report["oracle"]["renders"]
+    }
+    for label, cells in oracle_rows.items():
+        read = [report["oracle"][k][label] for k in ("renders", "vae_reconstructions", "blurred")]
+        assert cells == [f"{v:.3f}" for v in read], (label, cells)
+    assert len(oracle_rows) == len(report["oracle"]["renders"])
+    per_subject = [line for line in written.splitlines() if line.startswith("| red_mug |")]
+    assert per_subject == [
+        "| red_mug | "
+        + " | ".join(f"{rows[label]['by_subject']['red_mug']:.0%}" for label in rows)
+        + " |"
+    ]
     sheet = Image.open(tmp_path / "contact-sheet.png")
     assert rows["dreambooth_lora"]["images"] == 3 * 3 * 2  # subjects x prompts x images
     assert sheet.size == (2 * (5 * 68 - 4), 2 * (3 * 68 - 4))  # 3 photos + 2 runs, 3 subjects
@@ -175,8 +195,8 @@ def test_dreambooth_lora_learns_the_subject_and_keeps_the_prompt(smoke_runs, ora
     Not yet issue 9's bar (every trait of the subject in 60% of the images; measured 28%)."""
     import bench
 
-    whole, placed, learned = _subject_truth(smoke_runs["dreambooth_lora"], oracle)
-    whole_base, _, base = _subject_truth(smoke_runs["base"], oracle)
+    whole, placed, learned, _ = _subject_truth(smoke_runs["dreambooth_lora"], oracle)
+    whole_base, _, base, _ = _subject_truth(smoke_runs["base"], oracle)
     gain = np.mean(learned["body"]) - np.mean(base["body"])
     assert gain >= BODY_GAIN, (np.mean(learned["body"]), np.mean(base["body"]))
     assert np.mean(whole) > np.mean(whole_base), (np.mean(whole), np.mean(whole_base))
