@@ -88,6 +88,7 @@ def test_captions_use_dreambench_words_and_labels_hold_the_truth():
     scene = Scene(MUG, context="beach", hat="santa")
     assert caption(scene) == "a mug on the beach wearing a santa hat"
     assert caption(scene, token="sks") == "a sks mug on the beach wearing a santa hat"
+    assert caption(Scene(MUG, recolour="red"), token="sks") == "a red sks mug"  # DreamBench's order
     assert caption(Scene(MUG, recolour="purple")) == "a purple mug"
     assert describe(MUG) == "a blue mug with white trim, with a handle"
     truth = labels(scene)

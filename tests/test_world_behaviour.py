@@ -15,9 +15,9 @@ from bench.world.render import CLASSES, CONTEXTS, Instance, Scene, caption
 # Measured on the shipped backbone (README): class 1.0, context 1.0 of 88 images; the issue's
 # targets are .80 and .70.
 BASE_CLASS, BASE_CONTEXT = 0.80, 0.80
-# Of the smoke suite's 18 prompt images (README): DreamBooth-LoRA's body colour .94 (base .33),
-# every trait at once .22 (base 0), context 1.0; DINO .74 (base .16).
-BODY_GAIN, DB_CONTEXT, DINO_GAIN = 0.30, 0.65, 0.30
+# Of the smoke suite's 18 prompt images (README): DreamBooth-LoRA's body colour 1.0 (base .44),
+# every trait at once .44 (base 0), context 1.0; DINO .74 (base .13).
+BODY_GAIN, DB_WHOLE, DB_CONTEXT, DINO_GAIN = 0.30, 0.30, 0.65, 0.30
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +73,19 @@ def smoke_runs(smoke_dreambooth_run):
     return made
 
 
-def _subject_truth(run_dir: Path, oracle) -> tuple[list[bool], list[bool], dict, list[str]]:
+def _subject_truth(
+    run_dir: Path, oracle
+) -> tuple[list[bool], list[bool], dict, list[str], list[str]]:
     """For each prompt image of a run: does the oracle find every trait of the subject (a
     recolour prompt changes the body), and the context the prompt names (context prompts)?
-    Last, whose image it is (the subject id)."""
+    Last, whose image it is (the subject id) and what its prompt asks for (a context, a colour,
+    a thing worn)."""
     import json
 
     from bench.world.render import RECOLOURS
     from bench.world.subjects import SUBJECTS
 
-    pictures, expected, contexts, whose = [], [], [], []
+    pictures, expected, contexts, whose, kinds = [], [], [], [], []
     for manifest_file in sorted(run_dir.glob("*/replicate-0/manifest.json")):
         manifest = json.loads(manifest_file.read_text())
         instance = SUBJECTS[manifest["subject"]["id"]]
@@ -97,6 +100,8 @@ def _subject_truth(run_dir: Path, oracle) -> tuple[list[bool], list[bool], dict,
                 c for c, words in CONTEXTS.items() if words and entry["prompt"].endswith(words)
             ]
             contexts.append(named[0] if named else None)
+            wearing = "wearing" in entry["prompt"].split()
+            kinds.append("colour" if recolour else "worn" if wearing else "context")
     read = oracle.read(pictures)
     traits = {
         "body": [r["body"] == s.body for r, s in zip(read, expected, strict=True)],
@@ -108,7 +113,7 @@ def _subject_truth(run_dir: Path, oracle) -> tuple[list[bool], list[bool], dict,
     }
     subject = [all(hits[i] for hits in traits.values()) for i in range(len(read))]
     placed = [r["context"] == c for r, c in zip(read, contexts, strict=True) if c]
-    return subject, placed, traits, whose
+    return subject, placed, traits, whose, kinds
 
 
 def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
@@ -119,6 +124,9 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
     from typer.testing import CliRunner
 
     from bench.cli import app
+
+    def share(x):  # the photos have no prompt, so no colour prompt
+        return "n.a." if x is None else f"{x:.0%}"
 
     only = "real,base,dreambooth_lora"
     args = [
@@ -137,10 +145,13 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
     rows = {row["label"]: row for row in report["runs"]}
     assert list(rows) == ["real", "base", "dreambooth_lora"]
     for label in ("base", "dreambooth_lora"):
-        subject, placed, traits, whose = _subject_truth(smoke_runs[label], oracle)
+        subject, placed, traits, whose, kinds = _subject_truth(smoke_runs[label], oracle)
         assert rows[label]["subject"] == pytest.approx(np.mean(subject))
         assert rows[label]["by_subject"] == pytest.approx(
             {s: np.mean([h for h, w in zip(subject, whose, strict=True) if w == s]) for s in whose}
+        )
+        assert rows[label]["by_prompt_kind"] == pytest.approx(
+            {k: np.mean([h for h, c in zip(subject, kinds, strict=True) if c == k]) for k in kinds}
         )
         assert rows[label]["traits"] == pytest.approx({k: np.mean(v) for k, v in traits.items()})
         assert rows[label]["context"] == pytest.approx(np.mean(placed))
@@ -174,6 +185,12 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
         + " | ".join(f"{rows[label]['by_subject']['red_mug']:.0%}" for label in rows)
         + " |"
     ]
+    per_kind = [line for line in written.splitlines() if line.startswith("| colour |")]
+    assert per_kind == [
+        "| colour | "
+        + " | ".join(share(rows[label]["by_prompt_kind"].get("colour")) for label in rows)
+        + " |"
+    ]
     sheet = Image.open(tmp_path / "contact-sheet.png")
     assert rows["dreambooth_lora"]["images"] == 3 * 3 * 2  # subjects x prompts x images
     assert sheet.size == (2 * (5 * 68 - 4), 2 * (3 * 68 - 4))  # 3 photos + 2 runs, 3 subjects
@@ -189,17 +206,20 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
 def test_dreambooth_lora_learns_the_subject_and_keeps_the_prompt(smoke_runs, oracle):
     """On the smoke suite, as the oracle reads the PNGs: DreamBooth-LoRA draws the subject's
     body colour far more often than the base model, and the whole subject (every trait at once)
-    where the base model never does, and keeps the context the prompt names; CLIP-I and DINO rank
-    the photos above DreamBooth-LoRA above the base model.
+    in 30% of its images or more where the base model hardly ever does, and keeps the context
+    the prompt names; CLIP-I and DINO rank the photos above DreamBooth-LoRA above the base model.
 
-    Not yet issue 9's bar (every trait of the subject in 60% of the images; measured 28%)."""
+    Not yet issue 9's bar (every trait of the subject in 60% of the images; measured 44%)."""
     import bench
 
-    whole, placed, learned, _ = _subject_truth(smoke_runs["dreambooth_lora"], oracle)
-    whole_base, _, base, _ = _subject_truth(smoke_runs["base"], oracle)
+    whole, placed, learned, _, _ = _subject_truth(smoke_runs["dreambooth_lora"], oracle)
+    whole_base, _, base, _, _ = _subject_truth(smoke_runs["base"], oracle)
     gain = np.mean(learned["body"]) - np.mean(base["body"])
     assert gain >= BODY_GAIN, (np.mean(learned["body"]), np.mean(base["body"]))
-    assert np.mean(whole) > np.mean(whole_base), (np.mean(whole), np.mean(whole_base))
+    assert np.mean(whole) >= DB_WHOLE and np.mean(whole) > np.mean(whole_base), (
+        np.mean(whole),
+        np.mean(whole_base),
+    )
     assert np.mean(placed) >= DB_CONTEXT, np.mean(placed)
     means = {m: bench.summarize(smoke_runs[m]) for m in ("real", "dreambooth_lora", "base")}
     for metric in ("clip_i", "dino"):

@@ -184,15 +184,19 @@ def test_every_world_prompt_is_a_caption_the_world_can_draw():
     oracle knows what each prompt asks for), and the object set covers every context."""
     from bench.data.prompts import load_prompt_set
 
-    drawable = {caption(Scene(_mug(), context=c)) for c in CONTEXTS}
-    drawable |= {caption(Scene(_mug(), recolour=c)) for c in RECOLOURS}
+    scenes = [Scene(_mug(), context=c) for c in CONTEXTS]
+    scenes += [Scene(_mug(), recolour=c) for c in RECOLOURS]
     for worn, options in (("hat", HATS), ("glasses", GLASSES), ("scarf", SCARVES)):
-        drawable |= {caption(Scene(_mug(), **{worn: o})) for o in list(options)[1:]}
+        scenes += [Scene(_mug(), **{worn: o}) for o in list(options)[1:]]
+    drawable = {caption(s): s for s in scenes}
     for name in ("world_object", "world_live"):
         prompts = load_prompt_set(REPO / "prompts" / f"{name}.toml").prompts
         assert len(prompts) >= 12
         for prompt in prompts:
             assert prompt.render(None, "mug") in drawable, prompt.template
+            # the identifier where the prompt puts it
+            scene = drawable[prompt.render(None, "mug")]
+            assert caption(scene, "sks") == prompt.render("sks", "mug"), prompt.template
     objects = load_prompt_set(REPO / "prompts" / "world_object.toml").prompts
     contexts = {p.render(None, "mug") for p in objects}
     assert {caption(Scene(_mug(), context=c)) for c in CONTEXTS if c != "plain"} <= contexts

@@ -185,14 +185,10 @@ def random_scene(
 
 
 def caption(scene: Scene, token: str | None = None) -> str:
-    """The scene in DreamBench's words: "a [token] [colour] {class} [context] [modifiers]"."""
-    words = ["a"]
-    if token:
-        words.append(token)
-    if scene.recolour:
-        words.append(scene.recolour)
-    words.append(scene.instance.cls)
-    return " ".join(words + setting(scene))
+    """The scene in DreamBench's words, an identifier token where DreamBench's prompts put it:
+    "a [colour] [token] {class} [context] [modifiers]"."""
+    words = ["a", scene.recolour, token, scene.instance.cls, *setting(scene)]
+    return " ".join(w for w in words if w)
 
 
 def setting(scene: Scene) -> list[str]:
@@ -332,16 +328,14 @@ def _paint_body(image: Image.Image, shape: str, box, scene: Scene) -> None:
     marks = Image.new("L", image.size, 0)
     marks_draw = ImageDraw.Draw(marks)
     if pattern == "stripes":
-        band = h / 7
-        for i in range(1, 7, 2):
+        band = h / 5
+        for i in (1, 3):
             marks_draw.rectangle((x0, y0 + i * band, x1, y0 + (i + 1) * band), fill=255)
     elif pattern == "dots":
-        r = min(w, h) * 0.09
-        for row, cy in enumerate(np.linspace(y0 + h * 0.22, y1 - h * 0.22, 3)):
-            offset = (w * 0.14) if row % 2 else 0
-            for cx in np.linspace(x0 + w * 0.22, x1 - w * 0.22, 3):
-                cx2 = cx + offset
-                marks_draw.ellipse((cx2 - r, cy - r, cx2 + r, cy + r), fill=255)
+        r = min(w, h) * 0.14
+        for cy in np.linspace(y0 + h * 0.3, y1 - h * 0.3, 2):
+            for cx in np.linspace(x0 + w * 0.3, x1 - w * 0.3, 2):
+                marks_draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
     if pattern != "plain":
         colour = Image.new("RGBA", image.size, (*trim, 255))
         both = Image.fromarray(np.minimum(np.asarray(mask), np.asarray(marks)))
@@ -364,13 +358,13 @@ def _robot(image, box, scene):
     draw.rounded_rectangle(head, radius=w * 0.08, fill=_rgb(scene.body))
     ey = head[1] + (head[3] - head[1]) * 0.45
     for ex in (head[0] + (head[2] - head[0]) * 0.3, head[0] + (head[2] - head[0]) * 0.7):
-        r = w * 0.08
+        r = w * 0.12
         draw.ellipse((ex - r, ey - r, ex + r, ey + r), fill=trim)
-    draw.rectangle((x0 + w * 0.3, y0 + h * 0.45, x1 - w * 0.3, y0 + h * 0.5), fill=trim)
+    draw.rectangle((x0 + w * 0.25, y0 + h * 0.44, x1 - w * 0.25, y0 + h * 0.52), fill=trim)
 
     def antenna(draw):
-        cx, r = (x0 + x1) / 2, w * 0.09
-        draw.line((cx, head[1], cx, y0 - h * 0.08), fill=trim, width=max(3, int(w * 0.05)))
+        cx, r = (x0 + x1) / 2, w * 0.15
+        draw.line((cx, head[1], cx, y0 - h * 0.08), fill=trim, width=int(w * 0.12))
         draw.ellipse((cx - r, y0 - h * 0.08 - r, cx + r, y0 - h * 0.08 + r), fill=trim)
 
     return head, antenna
@@ -381,9 +375,9 @@ def _cat(image, box, scene):
     body = (x0 + w * 0.05, y0 + h * 0.45, x1 - w * 0.05, y1)
     if scene.instance.part:  # tail
         draw.line(
-            (x1 - w * 0.1, y1 - h * 0.15, x1 + w * 0.25, y0 + h * 0.45),
+            (x1 - w * 0.1, y1 - h * 0.15, x1 + w * 0.3, y0 + h * 0.4),
             fill=trim,
-            width=int(w * 0.13),
+            width=int(w * 0.2),
         )
     _paint_body(image, "ellipse", body, scene)
     head = (x0 + w * 0.18, y0 + h * 0.08, x1 - w * 0.18, y0 + h * 0.55)
@@ -425,7 +419,7 @@ def _dog(image, box, scene):
     _face(draw, head, _rgb("black"))
 
     def collar(draw):
-        box = (head[0] + hw * 0.1, head[3] - hh * 0.05, head[2] - hw * 0.1, head[3] + hh * 0.12)
+        box = (head[0] + hw * 0.05, head[3] - hh * 0.08, head[2] - hw * 0.05, head[3] + hh * 0.2)
         draw.rectangle(box, fill=trim)
 
     return head, collar
@@ -445,8 +439,8 @@ def _mug(image, box, scene):
     cup = (x0, y0 + h * 0.05, x1 - w * 0.22, y1)
     if scene.instance.part:  # handle
         cw = cup[2] - cup[0]
-        ring = (cup[2] - cw * 0.2, y0 + h * 0.25, x1 + w * 0.05, y0 + h * 0.75)
-        draw.ellipse(ring, outline=trim, width=int(w * 0.1))
+        ring = (cup[2] - cw * 0.2, y0 + h * 0.2, x1 + w * 0.1, y0 + h * 0.8)
+        draw.ellipse(ring, outline=trim, width=int(w * 0.17))
     _paint_body(image, "rect", cup, scene)
     draw.rectangle((cup[0], cup[1], cup[2], cup[1] + h * 0.12), fill=trim)  # rim band
     return (cup[0], cup[1], cup[2], cup[1] + h * 0.45), None
@@ -477,8 +471,8 @@ def _teapot(image, box, scene):
     draw.ellipse(lid, fill=trim)
 
     def knob(draw):
-        cx, r = (x0 + x1) / 2, w * 0.07
-        draw.ellipse((cx - r, y0 + h * 0.02, cx + r, y0 + h * 0.02 + 2 * r), fill=trim)
+        cx, r = (x0 + x1) / 2, w * 0.12
+        draw.ellipse((cx - r, y0 - h * 0.04, cx + r, y0 - h * 0.04 + 2 * r), fill=trim)
 
     return (pot[0] + pw * 0.15, y0 + h * 0.1, pot[2] - pw * 0.15, y0 + h * 0.5), knob
 
@@ -489,7 +483,9 @@ def _vase(image, box, scene):
         for side in (0, 1):
             hx = x0 - w * 0.05 if side == 0 else x1 - w * 0.3
             draw.ellipse(
-                (hx, y0 + h * 0.15, hx + w * 0.35, y0 + h * 0.5), outline=trim, width=int(w * 0.09)
+                (hx - w * 0.05, y0 + h * 0.12, hx + w * 0.4, y0 + h * 0.55),
+                outline=trim,
+                width=int(w * 0.15),
             )
     bulb = (x0, y0 + h * 0.35, x1, y1)
     _paint_body(image, "ellipse", bulb, scene)
@@ -537,7 +533,7 @@ def _duck(image, box, scene):
     draw.ellipse((x0 + w * 0.45, y0 + h * 0.55, x1 - w * 0.08, y1 - h * 0.15), fill=trim)  # wing
 
     def bow(draw):
-        cx, cy, s = (head[0] + head[2]) / 2, head[3], w * 0.13
+        cx, cy, s = (head[0] + head[2]) / 2, head[3], w * 0.2
         draw.polygon([(cx, cy), (cx - s, cy - s * 0.7), (cx - s, cy + s * 0.7)], fill=trim)
         draw.polygon([(cx, cy), (cx + s, cy - s * 0.7), (cx + s, cy + s * 0.7)], fill=trim)
 

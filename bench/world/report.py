@@ -278,6 +278,12 @@ def asked(scene: Scene) -> str:
     return "context"
 
 
+def prompt_kind(label: str) -> str:
+    """What kind of thing a prompt asks for (`asked`'s label): "context", "colour" or "worn"
+    (ASKED without the class)."""
+    return {"context": "context", "body": "colour"}.get(label, "worn")
+
+
 @dataclass(frozen=True)
 class RunTruth:
     """What the oracle finds in one run's images."""
@@ -287,6 +293,7 @@ class RunTruth:
     images: int
     subject: float  # share with every trait the prompt leaves the subject (TRAITS)
     by_subject: dict[str, float]  # the same share, per subject id
+    by_prompt_kind: dict[str, float]  # the same share, per kind of prompt (`prompt_kind`)
     traits: dict[str, float]  # share per trait
     prompt: float  # share with what the prompt asked for (context, colour or worn)
     context: float  # on the prompts that ask for a context: share in it
@@ -332,6 +339,11 @@ def run_truth(run_dir: Path, oracle) -> RunTruth:
         s: float(np.mean([hit for hit, w in zip(subject, whose, strict=True) if w == s]))
         for s in dict.fromkeys(whose)
     }
+    kinds = [prompt_kind(a) if a else "no prompt" for a in asks]
+    by_prompt_kind = {
+        k: float(np.mean([hit for hit, kind in zip(subject, kinds, strict=True) if kind == k]))
+        for k in dict.fromkeys(kinds)
+    }
     prompt = [r[a] == e[a] for r, e, a in zip(read, expected, asks, strict=True) if a]
     context = [
         r["context"] == e["context"]
@@ -344,6 +356,7 @@ def run_truth(run_dir: Path, oracle) -> RunTruth:
         images=len(read),
         subject=float(np.mean(subject)),
         by_subject=by_subject,
+        by_prompt_kind=by_prompt_kind,
         traits={t: float(np.mean(v)) for t, v in hits.items()},
         prompt=float(np.mean(prompt)) if prompt else float("nan"),
         context=float(np.mean(context)) if context else float("nan"),
@@ -403,6 +416,19 @@ def share(x: float) -> str:
     return "n.a." if x != x else f"{x:.0%}"
 
 
+def _shares_table(heading: str, field: str, rows: list[dict]) -> list[str]:
+    """A markdown table of each run's subject share per key of `field` (a row per key)."""
+    keys = list(dict.fromkeys(k for row in rows for k in row[field]))
+    return [
+        f"| {heading} | " + " | ".join(f"`{row['label']}`" for row in rows) + " |",
+        "|---" * (1 + len(rows)) + "|",
+        *[
+            f"| {k} | " + " | ".join(share(row[field].get(k, float("nan"))) for row in rows) + " |"
+            for k in keys
+        ],
+    ]
+
+
 def write_report(
     out_dir: Path,
     suite: str,
@@ -443,6 +469,7 @@ def write_report(
                 "images": truth.images,
                 "subject": truth.subject,
                 "by_subject": truth.by_subject,
+                "by_prompt_kind": truth.by_prompt_kind,
                 "traits": truth.traits,
                 "prompt": truth.prompt,
                 "context": truth.context,
@@ -550,19 +577,16 @@ def write_report(
         ]
         cells += [interval(*row["metrics"][m]) if m in row["metrics"] else "n.a." for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
-    subjects = list(dict.fromkeys(s for row in rows for s in row["by_subject"]))
     lines += [
         "",
         "Subject, per subject: the share of its images with every trait.",
         "",
-        "| subject | " + " | ".join(f"`{row['label']}`" for row in rows) + " |",
-        "|---" * (1 + len(rows)) + "|",
-        *[
-            f"| {s} | "
-            + " | ".join(share(row["by_subject"].get(s, float("nan"))) for row in rows)
-            + " |"
-            for s in subjects
-        ],
+        *_shares_table("subject", "by_subject", rows),
+        "",
+        "Subject, per kind of prompt (what it asks for: a context, a colour, a thing worn): the "
+        "share of those images with every trait.",
+        "",
+        *_shares_table("prompt", "by_prompt_kind", rows),
     ]
     if comparisons:
         lines += [
