@@ -6,7 +6,7 @@
 - the base model's prompt following: for "a {class} {context}", is the class drawn, the context?
 - per run of a world suite: how often the oracle finds the subject (its colours, pattern and part,
   as the prompt leaves them) and what the prompt asked for (context, colour, something worn),
-  beside the run's metrics;
+  beside the run's metrics; the subject share per subject and per kind of prompt;
 - a contact sheet: each subject's photos, then each run's image of one prompt, same noise.
 
 Every number here comes from the oracle reading PNGs back, never from a scorer.
