@@ -431,8 +431,8 @@ def test_world_clip_is_a_scorer_model_like_any_file():
 
 def test_an_interrupted_pipeline_training_resumes_to_the_same_weights(tmp_path):
     """`bench world train --only pipeline` keeps its training state: stopped in the second UNet
-    stage and run again, it ends with the weights of a run that was never stopped, byte for
-    byte."""
+    stage and run again, it ends with the weights and configs of a run that was never stopped,
+    byte for byte."""
     from bench.world.pipeline import train_pipeline
 
     sizes = {"n_scenes": 48, "vae_images": 32, "vae_epochs": 1, "unet_steps": 4}
@@ -457,7 +457,8 @@ def test_an_interrupted_pipeline_training_resumes_to_the_same_weights(tmp_path):
         "resumed at unet step 4/4",
         "resumed at unet step 2/4",
     ]
-    for part in ("vae", "unet"):
-        whole = (tmp_path / "whole" / part / "diffusion_pytorch_model.safetensors").read_bytes()
-        again = (tmp_path / "resumed" / part / "diffusion_pytorch_model.safetensors").read_bytes()
-        assert whole == again, part
+    for part in ("vae", "unet"):  # the configs too: no record of the state folder loaded
+        for file in ("diffusion_pytorch_model.safetensors", "config.json"):
+            whole = (tmp_path / "whole" / part / file).read_bytes()
+            again = (tmp_path / "resumed" / part / file).read_bytes()
+            assert whole == again, (part, file)

@@ -4,6 +4,7 @@ prompt, the metrics rank what the oracle sees, and the world report reads runs b
 oracle does. The shares are computed here from the PNGs and the subjects' definitions, not by
 the report's code."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,13 +74,19 @@ def smoke_runs(smoke_dreambooth_run):
     return made
 
 
-def _subject_truth(
-    run_dir: Path, oracle
-) -> tuple[list[bool], list[bool], dict, list[str], list[str]]:
-    """For each prompt image of a run: does the oracle find every trait of the subject (a
-    recolour prompt changes the body), and the context the prompt names (context prompts)?
-    Last, whose image it is (the subject id) and what its prompt asks for (a context, a colour,
-    a thing worn)."""
+@dataclass(frozen=True)
+class SubjectTruth:
+    """Per prompt image of a run, in the run's order."""
+
+    subject: list[bool]  # every trait of the subject (a recolour prompt changes the body)
+    placed: list[bool]  # of context prompts' images: the context they name
+    traits: dict[str, list[bool]]  # per trait
+    whose: list[str]  # the subject id
+    kinds: list[str]  # what the prompt asks for: "context", "colour" or "worn"
+
+
+def _subject_truth(run_dir: Path, oracle) -> SubjectTruth:
+    """What the oracle finds in each prompt image of a run, against the subject's definition."""
     import json
 
     from bench.world.render import RECOLOURS
@@ -113,7 +120,7 @@ def _subject_truth(
     }
     subject = [all(hits[i] for hits in traits.values()) for i in range(len(read))]
     placed = [r["context"] == c for r, c in zip(read, contexts, strict=True) if c]
-    return subject, placed, traits, whose, kinds
+    return SubjectTruth(subject, placed, traits, whose, kinds)
 
 
 def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
@@ -145,7 +152,8 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
     rows = {row["label"]: row for row in report["runs"]}
     assert list(rows) == ["real", "base", "dreambooth_lora"]
     for label in ("base", "dreambooth_lora"):
-        subject, placed, traits, whose, kinds = _subject_truth(smoke_runs[label], oracle)
+        truth = _subject_truth(smoke_runs[label], oracle)
+        subject, whose, kinds = truth.subject, truth.whose, truth.kinds
         assert rows[label]["subject"] == pytest.approx(np.mean(subject))
         assert rows[label]["by_subject"] == pytest.approx(
             {s: np.mean([h for h, w in zip(subject, whose, strict=True) if w == s]) for s in whose}
@@ -153,8 +161,10 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
         assert rows[label]["by_prompt_kind"] == pytest.approx(
             {k: np.mean([h for h, c in zip(subject, kinds, strict=True) if c == k]) for k in kinds}
         )
-        assert rows[label]["traits"] == pytest.approx({k: np.mean(v) for k, v in traits.items()})
-        assert rows[label]["context"] == pytest.approx(np.mean(placed))
+        assert rows[label]["traits"] == pytest.approx(
+            {k: np.mean(v) for k, v in truth.traits.items()}
+        )
+        assert rows[label]["context"] == pytest.approx(np.mean(truth.placed))
         assert rows[label]["run_id"] == Path(smoke_runs[label]).name
     import bench
 
@@ -213,10 +223,12 @@ def test_dreambooth_lora_learns_the_subject_and_keeps_the_prompt(smoke_runs, ora
     Not yet issue 9's bar (every trait of the subject in 60% of the images; measured 44%)."""
     import bench
 
-    whole, placed, learned, _, _ = _subject_truth(smoke_runs["dreambooth_lora"], oracle)
-    whole_base, _, base, _, _ = _subject_truth(smoke_runs["base"], oracle)
-    gain = np.mean(learned["body"]) - np.mean(base["body"])
-    assert gain >= BODY_GAIN, (np.mean(learned["body"]), np.mean(base["body"]))
+    lora = _subject_truth(smoke_runs["dreambooth_lora"], oracle)
+    base = _subject_truth(smoke_runs["base"], oracle)
+    whole, placed, learned = lora.subject, lora.placed, lora.traits
+    whole_base = base.subject
+    gain = np.mean(learned["body"]) - np.mean(base.traits["body"])
+    assert gain >= BODY_GAIN, (np.mean(learned["body"]), np.mean(base.traits["body"]))
     assert np.mean(whole) >= DB_WHOLE and np.mean(whole) > np.mean(whole_base), (
         np.mean(whole),
         np.mean(whole_base),

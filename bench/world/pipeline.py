@@ -469,5 +469,11 @@ def save_parts(directory: Path, dtype=None, **modules) -> None:
         staging = directory / f".{name}.new"
         shutil.rmtree(staging, ignore_errors=True)
         copy.deepcopy(module).to(dtype).save_pretrained(staging, safe_serialization=True)
+        # A part loaded to resume records where it was loaded from: not this machine's paths.
+        config = json.loads((staging / "config.json").read_text())
+        if config.pop("_name_or_path", None) is not None:
+            (staging / "config.json").write_text(
+                json.dumps(config, indent=2, sort_keys=True) + "\n"
+            )
         apply_umask(staging)  # safetensors writes owner-only files
         _swap_in(staging, directory / name)
