@@ -68,19 +68,6 @@ def attention_shares(pipe, prompt: str, steps: int = 10) -> dict[str, float]:
     }
 
 
-def encode(pipe, text: str):
-    import torch
-
-    ids = pipe.tokenizer(
-        [text],
-        padding="max_length",
-        max_length=pipe.tokenizer.model_max_length,
-        return_tensors="pt",
-    ).input_ids
-    with torch.no_grad():
-        return pipe.text_encoder(ids)[0]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subject", default="green_teapot", help="a subject of the world suite")
@@ -96,6 +83,7 @@ def main() -> None:
 
     import bench
     from bench.diffusion.backbone import load_backbone
+    from bench.diffusion.training import encode_text
     from bench.world.oracle import load_oracle
     from bench.world.render import CONTEXTS
     from bench.world.subjects import SUBJECTS
@@ -118,9 +106,14 @@ def main() -> None:
         result = bench.run("dreambooth_lora", suite, runs=runs, device="cpu", score=False)
         unit = Path(result.run_dir) / args.subject / "replicate-0"
         pipe.load_lora_weights(str(unit), weight_name="pytorch_lora_weights.safetensors")
-        training = encode(pipe, f"a sks {instance.cls}")
+
+        def encode(text: str):
+            with torch.no_grad():
+                return encode_text(pipe, [text])
+
+        training = encode(f"a sks {instance.cls}")
         asked = f"a sks {instance.cls} {CONTEXTS[args.context]}"
-        placed = encode(pipe, asked)
+        placed = encode(asked)
         end = len(pipe.tokenizer(asked).input_ids)  # start token .. end-of-text
         swapped_padding, swapped_words = placed.clone(), training.clone()
         swapped_padding[:, end:] = training[:, end:]
@@ -130,7 +123,7 @@ def main() -> None:
             "its words, the training caption's padding": swapped_padding,
             "the training caption's words, its padding": swapped_words,
         }
-        oracle, empty = load_oracle(), encode(pipe, "")
+        oracle, empty = load_oracle(), encode("")
         want = (instance.body, instance.secondary, instance.pattern, instance.part)
         print(f"DreamBooth-LoRA on {args.subject}, {args.images} images per text state:")
         for label, state in states.items():
