@@ -335,15 +335,7 @@ def run_truth(run_dir: Path, oracle) -> RunTruth:
     ]
     hits = {t: [r[t] == e[t] for r, e in zip(read, expected, strict=True)] for t in TRAITS}
     subject = [all(hits[t][i] for t in TRAITS) for i in range(len(read))]
-    by_subject = {
-        s: float(np.mean([hit for hit, w in zip(subject, whose, strict=True) if w == s]))
-        for s in dict.fromkeys(whose)
-    }
     kinds = [prompt_kind(a) if a else "no prompt" for a in asks]
-    by_prompt_kind = {
-        k: float(np.mean([hit for hit, kind in zip(subject, kinds, strict=True) if kind == k]))
-        for k in dict.fromkeys(kinds)
-    }
     prompt = [r[a] == e[a] for r, e, a in zip(read, expected, asks, strict=True) if a]
     context = [
         r["context"] == e["context"]
@@ -355,13 +347,21 @@ def run_truth(run_dir: Path, oracle) -> RunTruth:
         method=record.method,
         images=len(read),
         subject=float(np.mean(subject)),
-        by_subject=by_subject,
-        by_prompt_kind=by_prompt_kind,
+        by_subject=_share_by(subject, whose),
+        by_prompt_kind=_share_by(subject, kinds),
         traits={t: float(np.mean(v)) for t, v in hits.items()},
         prompt=float(np.mean(prompt)) if prompt else float("nan"),
         context=float(np.mean(context)) if context else float("nan"),
         prior=float(np.mean(prior)) if prior else float("nan"),
     )
+
+
+def _share_by(hits: list[bool], groups: list[str]) -> dict[str, float]:
+    """The share of hits within each group, groups in order of first appearance."""
+    return {
+        g: float(np.mean([hit for hit, mine in zip(hits, groups, strict=True) if mine == g]))
+        for g in dict.fromkeys(groups)
+    }
 
 
 # --------------------------------------------------------------------------- contact sheet
