@@ -462,3 +462,34 @@ def test_an_interrupted_pipeline_training_resumes_to_the_same_weights(tmp_path):
             whole = (tmp_path / "whole" / part / file).read_bytes()
             again = (tmp_path / "resumed" / part / file).read_bytes()
             assert whole == again, (part, file)
+
+
+def test_a_swapped_tail_is_another_captions_end_of_text_and_padding_aligned_at_its_end():
+    """`swap_tails` (the UNet's training, README): a chosen row keeps its words and takes, from
+    its own end-of-text on, a donor row's states from the donor's end-of-text on, the donor's
+    last state repeated once they run out; rows not chosen are untouched."""
+    import torch
+
+    from bench.world.pipeline import swap_tails
+
+    eos, length = 7, 10
+    ends = [2, 5, 8, 3]  # where each row's first end-of-text falls
+    ids = torch.zeros(len(ends), length, dtype=torch.long)
+    for row, end in enumerate(ends):
+        ids[row, end:] = eos
+    # every state tells its row and position: 100 * row + position, in all 3 channels
+    states = (100 * torch.arange(len(ends))[:, None] + torch.arange(length)).float()
+    hidden = states[..., None].repeat(1, 1, 3)
+
+    assert torch.equal(swap_tails(hidden, ids, eos, 0.0), hidden)
+    swapped = swap_tails(hidden, ids, eos, 1.0, torch.Generator().manual_seed(0))
+    assert torch.equal(swapped[..., 0], swapped[..., 2])
+    moved = 0
+    for row, end in enumerate(ends):
+        got = swapped[row, :, 0]
+        assert got[:end].tolist() == states[row, :end].tolist()  # the words stay
+        donor = int(got[end]) // 100
+        expected = [100 * donor + min(ends[donor] + k, length - 1) for k in range(length - end)]
+        assert got[end:].tolist() == expected, (row, donor)
+        moved += donor != row
+    assert moved >= 2

@@ -9,7 +9,9 @@ renders and their captions, saved in diffusers' layout and loaded by the same
   latents of the VAE as shipped, with SD's noise schedule and objective (epsilon), each timestep
   weighted by min-SNR (Hang et al., 2023: faster to converge, and at this size the model stopped
   improving without it), one caption in ten dropped for classifier-free guidance; the shipped
-  weights are an exponential moving average.
+  weights are an exponential moving average. A second stage refines it on fresh scenes with
+  every caption's tail (end-of-text and padding states) swapped for another caption's
+  (`swap_tails`), so that it reads the words, as DreamBooth needs (README, the toy world).
 
 Captions are DreamBench's short ones ("a red mug on the beach") or the full description ("a red
 mug with white stripes, with a handle, on the beach"), so the base model draws a class in a
@@ -47,6 +49,7 @@ LATENT_SIZE = 16  # 64 px / 4
 DROP_CAPTION = 0.1  # the unconditional share, for classifier-free guidance
 FULL_DESCRIPTION = 0.4  # the share of captions that describe the whole look
 SNR_GAMMA = 5.0  # min-SNR weighting's cap
+TAIL_SWAP = 1.0  # the refine stage's share of captions trained with another caption's tail
 UNET_SHAPE = {
     "block_out_channels": (64, 96, 128),
     # attention only where it is cheap: at 8 x 8 and 4 x 4
@@ -104,14 +107,40 @@ def training_scenes(seed: int, n: int) -> list[Scene]:
     return [random_scene(rng) for _ in range(n)]
 
 
-def _embed(text_encoder, tokenizer, texts: list[str]):
+def _embed(text_encoder, tokenizer, texts: list[str], tail_swap: float = 0.0, generator=None):
+    """The captions' hidden states; with `tail_swap`, that share of them get the end-of-text and
+    padding states of another caption of the batch in place of their own (`swap_tails`)."""
     import torch
 
     ids = tokenizer(
         texts, padding="max_length", max_length=CONTEXT_LENGTH, truncation=True, return_tensors="pt"
     ).input_ids
     with torch.no_grad():
-        return text_encoder(ids)[0]
+        hidden = text_encoder(ids)[0]
+    if tail_swap:
+        hidden = swap_tails(hidden, ids, tokenizer.eos_token_id, tail_swap, generator)
+    return hidden
+
+
+def swap_tails(hidden, ids, eos_token_id: int, share: float, generator=None):
+    """`hidden` with the tail (end-of-text and padding states) of a `share` of its rows replaced
+    by the tail of another row, aligned at its end-of-text and its last state repeated where it
+    is shorter. A causal text encoder sums the whole sentence up in the tail; a UNet trained on
+    tails that may belong to another caption learns to read the words, where an identifier and
+    the words before it mean the same in any longer prompt (README, the toy world)."""
+    import torch
+
+    rows, length = ids.shape
+    ends = (ids == eos_token_id).int().argmax(dim=1)  # the first end-of-text
+    chosen = torch.rand(rows, generator=generator) < share
+    donors = torch.randperm(rows, generator=generator)
+    swapped = hidden.clone()
+    for row in torch.nonzero(chosen).flatten().tolist():
+        donor = int(donors[row])
+        start, donor_start = int(ends[row]), int(ends[donor])
+        source = (torch.arange(length - start) + donor_start).clamp(max=length - 1)
+        swapped[row, start:] = hidden[donor, source]
+    return swapped
 
 
 # --------------------------------------------------------------------------- training
@@ -193,6 +222,7 @@ def train_unet(
     checkpoint_every: int = 1000,
     state: Path | None = None,
     snr_gamma: float | None = SNR_GAMMA,
+    tail_swap: float = 0.0,
 ):
     """SD's objective: predict the noise added at a random timestep, given the caption's
     hidden states, from a new UNet or from `start`; with `snr_gamma`, each sample's error
@@ -236,7 +266,8 @@ def train_unet(
             0, SCHEDULE["num_train_timesteps"], (batch_size,), generator=generator
         )
         noisy = noise_schedule.add_noise(clean, noise, timesteps)
-        hidden = _embed(text_encoder, tokenizer, [captions[i] for i in index.tolist()])
+        texts = [captions[i] for i in index.tolist()]
+        hidden = _embed(text_encoder, tokenizer, texts, tail_swap, generator)
         error = F.mse_loss(unet(noisy, timesteps, hidden).sample, noise, reduction="none")
         loss = (error.mean(dim=(1, 2, 3)) * weights[timesteps]).mean()
         optimizer.zero_grad(set_to_none=True)
@@ -327,7 +358,7 @@ def train_pipeline(
     vae_images: int = 24_000,
     vae_epochs: int = 3,
     unet_steps: int = 7000,
-    refine_steps: int = 0,
+    refine_steps: int = 3000,
     clip_file: Path = CLIP_FILE,
     checkpoint_every: int = 1000,
     state: Path | None = None,
@@ -354,6 +385,8 @@ def train_pipeline(
         "full_description": FULL_DESCRIPTION,
         "clip": hashlib.sha256(Path(clip_file).read_bytes()).hexdigest(),
     }
+    if refine_steps:
+        recipe["tail_swap"] = TAIL_SWAP
     if state is None:
         digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
         state = cache_dir() / "world-training" / f"pipeline-{digest}"
@@ -391,6 +424,7 @@ def train_pipeline(
             checkpoint_every=checkpoint_every,
             state=state / "refine",
             log=log,
+            tail_swap=TAIL_SWAP,
         )
 
 
@@ -404,11 +438,12 @@ def refine_unet(
     checkpoint_every: int = 1000,
     state: Path | None = None,
     log=print,
+    tail_swap: float = 0.0,
 ) -> None:
     """The second stage of the UNet's training, at a lower rate on a fresh draw of scenes,
     starting from the UNet saved in `directory` (half precision, as shipped) and encoding with
-    its VAE; with `state`, resumable as `train_unet` is. A stage of its own so that the first
-    stage's weights, once saved, need not be trained again."""
+    its VAE, with `tail_swap` (`swap_tails`); with `state`, resumable as `train_unet` is. A
+    stage of its own so that the first stage's weights, once saved, need not be trained again."""
     import torch
     from diffusers import UNet2DConditionModel
 
@@ -431,6 +466,7 @@ def refine_unet(
         start=start,
         checkpoint_every=checkpoint_every,
         state=state,
+        tail_swap=tail_swap,
     )
 
 
