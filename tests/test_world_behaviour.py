@@ -13,12 +13,13 @@ from PIL import Image
 
 from bench.world.render import CLASSES, CONTEXTS, Instance, Scene, caption
 
-# Measured on the shipped backbone (README): class .97, context .89 of 176 images; the issue's
+# Measured on the shipped backbone (README): class .99, context .98 of 176 images; the issue's
 # targets are .80 and .70.
 BASE_CLASS, BASE_CONTEXT = 0.80, 0.80
-# Of the smoke suite's 18 prompt images (README): DreamBooth-LoRA's body colour .94 (base .39),
-# every trait at once .39 (base 0), context .80; DINO .76 (base .21).
-BODY_GAIN, DB_WHOLE, DB_CONTEXT, DINO_GAIN = 0.30, 0.30, 0.65, 0.30
+# Of the smoke suite's 18 prompt images (README): DreamBooth-LoRA's body colour on the 12 that
+# keep it (no recolour) .83 (base .17), every trait at once .56 (base 0), context .70 of 10
+# (the issue's bar: .60); DINO .85 (base .21).
+BODY_GAIN, DB_WHOLE, DB_CONTEXT, DINO_GAIN = 0.30, 0.40, 0.60, 0.30
 
 
 @pytest.fixture(scope="module")
@@ -216,18 +217,24 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
 
 def test_dreambooth_lora_learns_the_subject_and_keeps_the_prompt(smoke_runs, oracle):
     """On the smoke suite, as the oracle reads the PNGs: DreamBooth-LoRA draws the subject's
-    body colour far more often than the base model, and the whole subject (every trait at once)
-    in 30% of its images or more where the base model hardly ever does, and keeps the context
-    the prompt names; CLIP-I and DINO rank the photos above DreamBooth-LoRA above the base model.
+    body colour far more often than the base model where the prompt keeps it, and the whole
+    subject (every trait at once) in 40% of its images or more where the base model hardly ever
+    does, and keeps the context the prompt names; CLIP-I and DINO rank the photos above
+    DreamBooth-LoRA above the base model.
 
-    Not yet issue 9's bar (every trait of the subject in 60% of the images; measured 39%, and
+    Not yet issue 9's bar (every trait of the subject in 60% of the images; measured 56%, and
     61% with prior preservation)."""
     import bench
 
     lora = _subject_truth(smoke_runs["dreambooth_lora"], oracle)
     base = _subject_truth(smoke_runs["base"], oracle)
-    gain = np.mean(lora.traits["body"]) - np.mean(base.traits["body"])
-    assert gain >= BODY_GAIN, (np.mean(lora.traits["body"]), np.mean(base.traits["body"]))
+
+    def body_kept(truth: SubjectTruth) -> float:  # a recolour asks for another body colour
+        pairs = zip(truth.traits["body"], truth.kinds, strict=True)
+        return float(np.mean([hit for hit, kind in pairs if kind != "colour"]))
+
+    gain = body_kept(lora) - body_kept(base)
+    assert gain >= BODY_GAIN, (body_kept(lora), body_kept(base))
     whole, whole_base = np.mean(lora.subject), np.mean(base.subject)
     assert whole >= DB_WHOLE and whole > whole_base, (whole, whole_base)
     assert np.mean(lora.placed) >= DB_CONTEXT, np.mean(lora.placed)

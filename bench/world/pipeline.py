@@ -8,10 +8,11 @@ renders and their captions, saved in diffusers' layout and loaded by the same
 - UNet: `UNet2DConditionModel` with cross-attention at its two lower levels, trained on the
   latents of the VAE as shipped, with SD's noise schedule and objective (epsilon), each timestep
   weighted by min-SNR (Hang et al., 2023: faster to converge, and at this size the model stopped
-  improving without it), one caption in ten dropped for classifier-free guidance; the shipped
-  weights are an exponential moving average. A second stage refines it on fresh scenes with
-  every caption's tail (end-of-text and padding states) swapped for another caption's
-  (`swap_tails`), so that it reads the words, as DreamBooth needs (README, the toy world).
+  improving without it), one caption in ten dropped for classifier-free guidance, every
+  caption's tail (end-of-text and padding states) swapped for another caption's from the first
+  step (`swap_tails`), so that it reads the words, as DreamBooth needs (README, the toy world);
+  the shipped weights are an exponential moving average. An optional second stage
+  (`refine_unet`) trains it further on fresh scenes at a lower rate.
 
 Captions are DreamBench's short ones ("a red mug on the beach") or the full description ("a red
 mug with white stripes, with a handle, on the beach"), so the base model draws a class in a
@@ -49,7 +50,7 @@ LATENT_SIZE = 16  # 64 px / 4
 DROP_CAPTION = 0.1  # the unconditional share, for classifier-free guidance
 FULL_DESCRIPTION = 0.4  # the share of captions that describe the whole look
 SNR_GAMMA = 5.0  # min-SNR weighting's cap
-TAIL_SWAP = 1.0  # the refine stage's share of captions trained with another caption's tail
+TAIL_SWAP = 1.0  # the share of captions trained with another caption's tail
 UNET_SHAPE = {
     "block_out_channels": (64, 96, 128),
     # attention only where it is cheap: at 8 x 8 and 4 x 4
@@ -358,7 +359,7 @@ def train_pipeline(
     vae_images: int = 24_000,
     vae_epochs: int = 3,
     unet_steps: int = 7000,
-    refine_steps: int = 3000,
+    refine_steps: int = 0,
     clip_file: Path = CLIP_FILE,
     checkpoint_every: int = 1000,
     state: Path | None = None,
@@ -384,9 +385,8 @@ def train_pipeline(
         "snr_gamma": SNR_GAMMA,
         "full_description": FULL_DESCRIPTION,
         "clip": hashlib.sha256(Path(clip_file).read_bytes()).hexdigest(),
+        "tail_swap": TAIL_SWAP,
     }
-    if refine_steps:
-        recipe["tail_swap"] = TAIL_SWAP
     if state is None:
         digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
         state = cache_dir() / "world-training" / f"pipeline-{digest}"
@@ -412,6 +412,7 @@ def train_pipeline(
         steps=unet_steps,
         checkpoint_every=checkpoint_every,
         state=state / "unet",
+        tail_swap=TAIL_SWAP,
     )
     del images
     if refine_steps:
