@@ -464,6 +464,29 @@ def test_an_interrupted_pipeline_training_resumes_to_the_same_weights(tmp_path):
             assert whole == again, (part, file)
 
 
+def test_the_pipeline_recipe_trains_its_unet_on_swapped_tails_from_the_first_step(
+    tmp_path, monkeypatch
+):
+    """`bench world train --only pipeline` (README, tail swap): every UNet step of the recipe,
+    from the first, trains on captions whose tails are swapped (`swap_tails` at TAIL_SWAP)."""
+    from bench.world import pipeline
+
+    shares = []
+    real_swap_tails = pipeline.swap_tails
+
+    def spy(hidden, ids, eos_token_id, share, generator=None):
+        shares.append(share)
+        return real_swap_tails(hidden, ids, eos_token_id, share, generator)
+
+    monkeypatch.setattr(pipeline, "swap_tails", spy)
+    sizes = {"n_scenes": 48, "vae_images": 32, "vae_epochs": 1, "unet_steps": 3}
+    pipeline.train_pipeline(
+        tmp_path / "out", state=tmp_path / "state", log=lambda line: None, **sizes
+    )
+    assert pipeline.TAIL_SWAP == 1.0
+    assert shares == [pipeline.TAIL_SWAP] * 3  # one batch per step, no second stage by default
+
+
 def test_a_swapped_tail_is_another_captions_end_of_text_and_padding_aligned_at_its_end():
     """`swap_tails` (the UNet's training, README): a chosen row keeps its words and takes, from
     its own end-of-text on, a donor row's states from the donor's end-of-text on, the donor's
