@@ -215,8 +215,8 @@ def test_smoke_suite_end_to_end(smoke_dreambooth_run):
     # speaks as it goes and when it ends.
     progress = result["stderr"]
     took = r"in (\d+h)?\d+m\d\ds, loss \d"
-    assert len(re.findall(rf"^fit .+: \d+/800 \(\d+%\) {took}", progress, re.M)) >= 3
-    assert len(re.findall(rf"^fit .+: done, 800/800 {took}", progress, re.M)) == 3
+    assert len(re.findall(rf"^fit .+: \d+/400 \(\d+%\) {took}", progress, re.M)) >= 3
+    assert len(re.findall(rf"^fit .+: done, 400/400 {took}", progress, re.M)) == 3
 
 
 def test_progress_in_a_log_is_timed_lines(monkeypatch):

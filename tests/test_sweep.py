@@ -210,7 +210,7 @@ def test_presets_are_listed_and_plan(tmp_path):
     assert all(o["checkpoint_every"] == 2 for o in options if "steps" not in o)
     assert len({r["run_id"] for r in plan["runs"]}) == len(plan["runs"])
     assert not list(tmp_path.rglob("*.png"))
-    # The toy world's version: its grids around the world suite's defaults (lr 5e-3, rank 8,
+    # The toy world's version: its grids around the world suite's defaults (lr 2e-3, rank 16,
     # 400 steps), on one subject.
     world = sweep(
         "--preset", "seed-study-world", "--suite", "world", "--subject", "blue_robot",

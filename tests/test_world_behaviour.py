@@ -17,9 +17,9 @@ from bench.world.render import CLASSES, CONTEXTS, Instance, Scene, caption
 # targets are .80 and .70.
 BASE_CLASS, BASE_CONTEXT = 0.80, 0.80
 # Of the smoke suite's 18 prompt images (README): DreamBooth-LoRA's body colour on the 12 that
-# keep it (no recolour) .83 (base .17), every trait at once .56 (base 0), context .70 of 10
-# (the issue's bar: .60); DINO .85 (base .21).
-BODY_GAIN, DB_WHOLE, DB_CONTEXT, DINO_GAIN = 0.30, 0.40, 0.60, 0.30
+# keep it (no recolour) .92 (base .17), every trait at once .72 (base 0; the issue's bar .60;
+# other fit seeds .61), context .90 of 10 (the issue's bar: .60); DINO .80 (base .21).
+BODY_GAIN, DB_WHOLE, DB_CONTEXT, DINO_GAIN = 0.50, 0.50, 0.60, 0.30
 
 
 @pytest.fixture(scope="module")
@@ -218,12 +218,12 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
 def test_dreambooth_lora_learns_the_subject_and_keeps_the_prompt(smoke_runs, oracle):
     """On the smoke suite, as the oracle reads the PNGs: DreamBooth-LoRA draws the subject's
     body colour far more often than the base model where the prompt keeps it, and the whole
-    subject (every trait at once) in 40% of its images or more where the base model hardly ever
+    subject (every trait at once) in half of its images or more where the base model hardly ever
     does, and keeps the context the prompt names; CLIP-I and DINO rank the photos above
     DreamBooth-LoRA above the base model.
 
-    Not yet issue 9's bar (every trait of the subject in 60% of the images; measured 56%, and
-    61% with prior preservation)."""
+    Issue 9's bar is 60% of the images with every trait; measured 72% (67% with prior
+    preservation), 61% with other fit seeds: the margin covers them and another CPU's rounding."""
     import bench
 
     lora = _subject_truth(smoke_runs["dreambooth_lora"], oracle)
