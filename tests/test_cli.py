@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import bench
 from bench.cli import app
 
 from helpers import run_score, stored_rows
@@ -215,8 +216,9 @@ def test_smoke_suite_end_to_end(smoke_dreambooth_run):
     # speaks as it goes and when it ends.
     progress = result["stderr"]
     took = r"in (\d+h)?\d+m\d\ds, loss \d"
-    assert len(re.findall(rf"^fit .+: \d+/400 \(\d+%\) {took}", progress, re.M)) >= 3
-    assert len(re.findall(rf"^fit .+: done, 400/400 {took}", progress, re.M)) == 3
+    steps = bench.load_suite("smoke").method_defaults["dreambooth_lora"]["steps"]
+    assert len(re.findall(rf"^fit .+: \d+/{steps} \(\d+%\) {took}", progress, re.M)) >= 3
+    assert len(re.findall(rf"^fit .+: done, {steps}/{steps} {took}", progress, re.M)) == 3
 
 
 def test_progress_in_a_log_is_timed_lines(monkeypatch):
