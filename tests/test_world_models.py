@@ -202,6 +202,21 @@ def test_every_world_prompt_is_a_caption_the_world_can_draw():
     assert {caption(Scene(_mug(), context=c)) for c in CONTEXTS if c != "plain"} <= contexts
 
 
+def test_world_prompts_are_dreambenchs_own_in_its_order():
+    """The world suites keep DreamBench's prompt structure: every world prompt is one of
+    DreamBench's prompts for the same kind of subject, word for word and in DreamBench's order
+    (none made up to fill a gap, so the recolours weigh no more than DreamBench lets them)."""
+    from bench.data.prompts import load_prompt_set
+
+    for kind in ("object", "live"):
+        world = load_prompt_set(REPO / "prompts" / f"world_{kind}.toml").prompts
+        dreambench = load_prompt_set(REPO / "prompts" / f"dreambench_{kind}.toml").prompts
+        order = [p.template for p in dreambench]
+        templates = [p.template for p in world]
+        assert set(templates) <= set(order), set(templates) - set(order)
+        assert templates == sorted(templates, key=order.index)
+
+
 def _mug():
     from bench.world.subjects import SUBJECTS
 
