@@ -193,6 +193,11 @@ CASES = [
     ),
     Case("dropout-one", [*LORA, "--set", "dropout=1.0"], "dropout must be"),
     Case("scheduler", [*LORA, "--set", "lr_scheduler=warp"], "lr_scheduler must be one of"),
+    Case(
+        "timestep-sampling",
+        [*LORA, "--set", "timestep_sampling=sorted"],
+        "timestep_sampling must be one of",
+    ),
     Case("unknown-option", [*LORA, "--set", "rnk=4"], "did you mean 'rank'"),
     Case("set-no-equals", [*LORA, "--set", "lr"], "expected key=value"),
     Case(

@@ -95,12 +95,18 @@ def spy_unet(unet):
 
 @contextlib.contextmanager
 def spy_add_noise(monkeypatch):
-    """Record the clean latents, the noise and the timesteps every training step noised."""
+    """Record the clean latents, the noise and the timesteps of every training step."""
     calls = []
     add_noise = DDPMScheduler.add_noise
 
     def spy(self, original_samples, noise, timesteps):
-        calls.append({"latents": original_samples.clone(), "noise": noise.clone()})
+        calls.append(
+            {
+                "latents": original_samples.clone(),
+                "noise": noise.clone(),
+                "timesteps": timesteps.clone(),
+            }
+        )
         return add_noise(self, original_samples, noise, timesteps)
 
     monkeypatch.setattr(DDPMScheduler, "add_noise", spy)
@@ -322,6 +328,49 @@ def test_a_warmup_steps_learning_rate_is_what_the_weights_receive(backbone, suit
     assert max(w.abs().max().item() for w in up_weights(cold, "unet.")) == pytest.approx(
         2e-3, rel=1e-3
     )
+
+
+# --------------------------------------------------------------------------- timestep sampling
+
+
+def bands_covered(timesteps: torch.Tensor, n: int, total: int) -> list[int]:
+    """Which of n equal bands of [0, total) each timestep falls in, sorted."""
+    return sorted(int(t) * n // total for t in timesteps)
+
+
+@pytest.mark.parametrize("prior_preservation", [False, True])
+def test_stratified_sampling_takes_one_timestep_from_each_band_per_batch(
+    backbone, suite, tmp_path, monkeypatch, prior_preservation
+):
+    total = backbone.pipe.scheduler.config.num_train_timesteps
+    with spy_add_noise(monkeypatch) as noised:
+        lora(
+            backbone,
+            suite,
+            tmp_path,
+            steps=6,
+            batch_size=4,
+            timestep_sampling="stratified",
+            prior_preservation=prior_preservation,
+            num_class_images=2,
+        )
+    assert len(noised) == 6
+    for call in noised:  # the instance half and the class half each cover every band
+        halves = call["timesteps"].split(4)
+        assert len(halves) == (2 if prior_preservation else 1)
+        assert all(bands_covered(half, 4, total) == [0, 1, 2, 3] for half in halves)
+    orders = {tuple(int(t) * 4 // total for t in call["timesteps"][:4]) for call in noised}
+    assert len(orders) > 1  # shuffled: the band is not tied to a position in the batch
+
+
+def test_uniform_sampling_is_the_default_and_leaves_bands_to_chance(
+    backbone, suite, tmp_path, monkeypatch
+):
+    total = backbone.pipe.scheduler.config.num_train_timesteps
+    with spy_add_noise(monkeypatch) as noised:
+        lora(backbone, suite, tmp_path, steps=6, batch_size=4)
+    # Independent uniform draws cover all 4 bands with probability 4!/4^4 = 9% per batch.
+    assert any(bands_covered(call["timesteps"], 4, total) != [0, 1, 2, 3] for call in noised)
 
 
 def test_alpha_scales_the_saved_adapter_when_it_is_loaded(backbone, suite, tmp_path):

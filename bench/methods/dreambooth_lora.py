@@ -39,6 +39,7 @@ KOHYA_ARTIFACT = "lora_kohya.safetensors"
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
+TIMESTEP_SAMPLINGS = ("uniform", "stratified")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class Config:
     lr: float = 1e-4
     lr_scheduler: str = "constant"
     lr_warmup_steps: int = 0
+    # "stratified": each batch takes one timestep from each of batch_size equal bands of the
+    # noise schedule, in random order: the same expected loss as "uniform" (diffusers'), with
+    # less variance between batches.
+    timestep_sampling: str = "uniform"
     steps: int = 400
     batch_size: int = 1
     gradient_accumulation: int = 1
@@ -83,6 +88,8 @@ class Config:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.lr_scheduler not in LR_SCHEDULERS:
             raise ValueError(f"lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}")
+        if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
+            raise ValueError(f"timestep_sampling must be one of {', '.join(TIMESTEP_SAMPLINGS)}")
         if "{token}" not in self.instance_prompt:
             raise ValueError("instance_prompt must contain {token}")
         within("num_class_images", self.num_class_images, 1, MAX_CLASS_IMAGES)
@@ -171,6 +178,11 @@ class DreamBoothLoRA:
             eps = torch.randn(mean[index].shape, generator=generator).to(device)
             return mean[index] + std[index] * eps
 
+        def stratified_timesteps(n):  # one from each of n equal bands of [0, T), shuffled
+            total = noise_scheduler.config.num_train_timesteps
+            band = torch.randperm(n, generator=generator) + torch.rand(n, generator=generator)
+            return (band * total / n).long().clamp(max=total - 1)
+
         losses, prior_losses, learning_rates = [], [], []
         n = cfg.batch_size
         unet.train()
@@ -187,11 +199,16 @@ class DreamBoothLoRA:
                     if prior is not None:  # instance and class examples in one batch
                         latents = torch.cat([latents, draw(prior, n)])
                     noise = torch.randn(latents.shape, generator=generator).to(device)
-                    timesteps = torch.randint(
-                        noise_scheduler.config.num_train_timesteps,
-                        (len(latents),),
-                        generator=generator,
-                    ).to(device)
+                    if cfg.timestep_sampling == "stratified":  # instance and class halves each
+                        halves = len(latents) // n
+                        timesteps = torch.cat([stratified_timesteps(n) for _ in range(halves)])
+                    else:
+                        timesteps = torch.randint(
+                            noise_scheduler.config.num_train_timesteps,
+                            (len(latents),),
+                            generator=generator,
+                        )
+                    timesteps = timesteps.to(device)
                     with autocast, torch.set_grad_enabled(True):
                         if frozen_captions is not None:
                             embeddings = frozen_captions
