@@ -410,6 +410,31 @@ def test_constant_scores_give_a_point_interval():
             assert (result.low, result.mean, result.high) == pytest.approx((0.7, 0.7, 0.7))
 
 
+def test_auto_takes_the_percentile_interval_where_the_studentized_one_is_unbounded():
+    # A share: 10 subjects at 100%, 2 at 83% and 71%. One resample in nine draws only the
+    # former, whose t statistic is infinite, so the bootstrap-t lower bound is -inf; "auto"
+    # falls back.
+    values = np.repeat([1.0] * 10 + [0.83, 0.71], 5)
+    subjects, prompts = np.repeat(np.arange(12), 5), np.tile(np.arange(5), 12)
+    options = {"n_resamples": 2000, "seed": 3}
+    strict = bootstrap_interval(values, subjects, prompts, method="studentized", **options)
+    assert strict.low == -np.inf and strict.method == "studentized"
+    auto = bootstrap_interval(values, subjects, prompts, **options)
+    percentile = bootstrap_interval(values, subjects, prompts, method="percentile", **options)
+    assert auto.method == "percentile" and "unbounded" in auto.note
+    from bench.reports.labels import interval_notes  # every table says which and why
+
+    assert interval_notes([auto]) == [
+        f"intervals: 95% percentile bootstrap, subjects resampled ({auto.note})"
+    ]
+    assert (auto.low, auto.high) == (percentile.low, percentile.high)
+    assert 0.71 < auto.low < auto.mean < auto.high == 1.0
+    # Where the bootstrap-t is bounded, "auto" keeps it.
+    spread = values + np.repeat(np.linspace(-0.1, 0.1, 12), 5)
+    kept = bootstrap_interval(spread, subjects, prompts, **options)
+    assert kept.method == "studentized" and kept.note == ""
+
+
 def test_subject_means_weight_prompts_equally_and_drop_nan():
     from bench.analysis.stats import subject_means
 

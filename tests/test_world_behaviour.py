@@ -104,11 +104,10 @@ def _subject_truth(run_dir: Path, oracle) -> SubjectTruth:
             whose.append(manifest["subject"]["id"])
             recolour = entry["prompt_id"] if entry["prompt_id"] in RECOLOURS else None
             expected.append(Scene(instance, recolour=recolour))
-            named = [
-                c for c, words in CONTEXTS.items() if words and entry["prompt"].endswith(words)
-            ]
+            text = entry["prompt"] or ""  # a photo (the `real` run) has none
+            named = [c for c, words in CONTEXTS.items() if words and text.endswith(words)]
             contexts.append(named[0] if named else None)
-            wearing = "wearing" in entry["prompt"].split()
+            wearing = "wearing" in text.split()
             kinds.append("colour" if recolour else "worn" if wearing else "context")
     read = oracle.read(pictures)
     traits = {
@@ -122,6 +121,29 @@ def _subject_truth(run_dir: Path, oracle) -> SubjectTruth:
     subject = [all(hits[i] for hits in traits.values()) for i in range(len(read))]
     placed = [r["context"] == c for r, c in zip(read, contexts, strict=True) if c]
     return SubjectTruth(subject, placed, traits, whose, kinds)
+
+
+def test_the_subject_share_carries_the_interval_the_metrics_carry(oracle, tmp_path):
+    """The report's subject share gets the subject-resampled bootstrap interval of its per-image
+    hits, as every metric does: here on the photos of the world suite's 12 subjects (the `real`
+    run, seconds), where the oracle misses a trait on 2 of 60, so the interval has width."""
+    import bench
+    from bench.analysis.stats import bootstrap_interval
+    from bench.world.report import run_truth
+
+    run_dir = bench.run("real", "world", runs=tmp_path, device="cpu", score=False).run_dir
+    truth = _subject_truth(run_dir, oracle)
+    assert len(set(truth.whose)) == 12 and 0 < np.mean(truth.subject) < 1
+    expected = bootstrap_interval(
+        np.asarray(truth.subject, dtype=float),
+        truth.whose,
+        ["reference"] * len(truth.subject),
+        n_resamples=2000,
+    )
+    found = run_truth(run_dir, oracle, resamples=2000)
+    assert found.subject == pytest.approx(np.mean(truth.subject))
+    assert found.subject_interval == pytest.approx((expected.low, expected.high))
+    assert expected.low < found.subject < expected.high
 
 
 def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
@@ -156,6 +178,7 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
         truth = _subject_truth(smoke_runs[label], oracle)
         subject, whose, kinds = truth.subject, truth.whose, truth.kinds
         assert rows[label]["subject"] == pytest.approx(np.mean(subject))
+        assert np.isnan(rows[label]["subject_interval"]).all()  # 3 subjects: no interval
         assert rows[label]["by_subject"] == pytest.approx(
             {s: np.mean([h for h, w in zip(subject, whose, strict=True) if w == s]) for s in whose}
         )

@@ -55,6 +55,11 @@ Student's t interval, right for normal subject effects, covers 90 % at 3 subject
 skewed. There the mean is reported without an interval, and ``Interval.note`` says why; this holds
 for every ``method``.
 
+Where most subjects score alike (shares at 0 % or 100 %, as the toy world's oracle gives), more
+than a tail's worth of resamples draw no spread at all; their t statistic is infinite, and so is
+a bootstrap-t bound. There ``"auto"`` gives the percentile interval instead, which stays within
+the scores, and ``Interval.note`` says so; ``method="studentized"`` keeps the infinite bound.
+
 Measured coverage of a nominal 95 % interval with fixed prompts (2000 simulated suites per cell,
 the 5, 10 and 30 columns from tests/test_stats.py, the 20 column and the very skewed row from the
 same model simulated outside the tests; subject effects of variance 1, subject x prompt 0.3 over
@@ -93,6 +98,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -134,7 +140,7 @@ class Interval:
     confidence: float
     method: str  # the method that made the interval, or "none" (then low = high = NaN)
     prompt_mode: str
-    note: str = ""  # why there is no interval, when there is none
+    note: str = ""  # why there is no interval, or why "auto" did not take the studentized one
 
 
 @dataclass(frozen=True)
@@ -447,12 +453,21 @@ def _interval(
     design: _Design, method: str, prompt_mode: str, n_resamples: int, confidence: float, seed: int
 ) -> tuple[float, float, str, str]:
     """(low, high, method used, note) of the estimate of a design."""
+    requested = method
     method, note = _resolve_method(method, design.cells.shape[0])
     rng = np.random.default_rng(seed)
     if method == "none":
         return float("nan"), float("nan"), method, note
     if method == "studentized":
-        return (*_studentized(design, prompt_mode, n_resamples, rng, confidence), method, note)
+        low, high = _studentized(design, prompt_mode, n_resamples, rng, confidence)
+        if requested != "auto" or math.isfinite(low) and math.isfinite(high):
+            return low, high, method, note
+        # More than a tail's worth of resamples had no spread (most subjects score alike, as
+        # shares of 0% or 100% do): their t statistic is infinite, and so is a bound. The
+        # percentile interval stays within the scores.
+        method = "percentile"
+        note = "studentized interval unbounded (too many resamples without spread): percentile"
+        rng = np.random.default_rng(seed)
     reps = _replicates(design, prompt_mode, n_resamples, rng)
     reps = reps[np.isfinite(reps)]
     if method == "bca":

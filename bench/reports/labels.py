@@ -60,7 +60,8 @@ def interval_notes(results: Iterable) -> list[str]:
             lines.append(r.note)
         else:
             name = CI_METHOD_NAMES.get(method, method)
-            lines.append(f"intervals: {r.confidence:.0%} {name}, subjects resampled")
+            line = f"intervals: {r.confidence:.0%} {name}, subjects resampled"
+            lines.append(f"{line} ({r.note})" if r.note else line)  # why not the default
     return list(dict.fromkeys(lines))
 
 

@@ -292,6 +292,7 @@ class RunTruth:
     method: str
     images: int
     subject: float  # share with every trait the prompt leaves the subject (TRAITS)
+    subject_interval: tuple[float, float]  # its 95% interval, subjects resampled (NaN below 5)
     by_subject: dict[str, float]  # the same share, per subject id
     by_prompt_kind: dict[str, float]  # the same share, per kind of prompt (`prompt_kind`)
     traits: dict[str, float]  # share per trait
@@ -300,9 +301,12 @@ class RunTruth:
     prior: float  # of the plain class images ("a mug", for PRES): share showing the subject
 
 
-def run_truth(run_dir: Path, oracle) -> RunTruth:
-    """Read every image of a run on world subjects back with the oracle."""
+def run_truth(run_dir: Path, oracle, resamples: int = 10_000) -> RunTruth:
+    """Read every image of a run on world subjects back with the oracle. The subject share gets
+    the interval every metric gets (stats.bootstrap_interval: subjects resampled, prompts
+    fixed), so that a bar on it can be read against the spread between subjects."""
 
+    from bench.analysis.stats import bootstrap_interval
     from bench.data.plan import PRIOR_PROMPT_ID
     from bench.store.layout import RunPaths
     from bench.store.records import RunRecord, UnitManifest
@@ -310,7 +314,7 @@ def run_truth(run_dir: Path, oracle) -> RunTruth:
 
     paths = RunPaths(run_dir)
     record = RunRecord.read(paths.run_json)
-    pictures, expected, asks, priors, prior_truth, whose = [], [], [], [], [], []
+    pictures, expected, asks, priors, prior_truth, whose, prompt_ids = [], [], [], [], [], [], []
     for unit in paths.units():
         manifest = UnitManifest.read(paths.manifest(unit))
         instance = SUBJECTS[manifest.subject["id"]]
@@ -327,6 +331,7 @@ def run_truth(run_dir: Path, oracle) -> RunTruth:
             pictures.append(picture)
             expected.append(labels(scene))
             whose.append(manifest.subject["id"])
+            prompt_ids.append(entry.prompt_id)
             asks.append(asked(scene) if text else None)
     read = oracle.read(pictures)
     prior = [
@@ -335,6 +340,9 @@ def run_truth(run_dir: Path, oracle) -> RunTruth:
     ]
     hits = {t: [r[t] == e[t] for r, e in zip(read, expected, strict=True)] for t in TRAITS}
     subject = [all(hits[t][i] for t in TRAITS) for i in range(len(read))]
+    spread = bootstrap_interval(
+        np.asarray(subject, dtype=float), whose, prompt_ids, n_resamples=resamples
+    )
     kinds = [prompt_kind(a) if a else "no prompt" for a in asks]
     prompt = [r[a] == e[a] for r, e, a in zip(read, expected, asks, strict=True) if a]
     context = [
@@ -347,6 +355,7 @@ def run_truth(run_dir: Path, oracle) -> RunTruth:
         method=record.method,
         images=len(read),
         subject=float(np.mean(subject)),
+        subject_interval=(spread.low, spread.high),
         by_subject=_share_by(subject, whose),
         by_prompt_kind=_share_by(subject, kinds),
         traits={t: float(np.mean(v)) for t, v in hits.items()},
@@ -416,6 +425,11 @@ def share(x: float) -> str:
     return "n.a." if x != x else f"{x:.0%}"
 
 
+def share_with_interval(x: float, low: float, high: float) -> str:
+    """ "55% [44%, 66%]"; the share alone where there is no interval (NaN bounds)."""
+    return share(x) if low != low else f"{share(x)} [{share(low)}, {share(high)}]"
+
+
 def _shares_table(heading: str, field: str, rows: list[dict]) -> list[str]:
     """A markdown table of each run's subject share per key of `field` (a row per key)."""
     keys = list(dict.fromkeys(k for row in rows for k in row[field]))
@@ -457,7 +471,7 @@ def write_report(
     base = base_prompt_following(backbone, oracle)
     base.pop("pictures"), base.pop("prompts")
     results = {label: load_results(run_dir) for label, run_dir in runs}
-    truths = {label: run_truth(run_dir, oracle) for label, run_dir in runs}
+    truths = {label: run_truth(run_dir, oracle, resamples) for label, run_dir in runs}
     metrics = ordered({m for r in results.values() for m in r.metrics})
     rows = []
     for label, truth in truths.items():
@@ -468,6 +482,7 @@ def write_report(
                 "run_id": truth.run_id,
                 "images": truth.images,
                 "subject": truth.subject,
+                "subject_interval": list(truth.subject_interval),
                 "by_subject": truth.by_subject,
                 "by_prompt_kind": truth.by_prompt_kind,
                 "traits": truth.traits,
@@ -555,7 +570,9 @@ def write_report(
         "## Methods, by the truth and by the metrics",
         "",
         "Subject: the oracle finds every trait of the subject (body and trim colour, pattern, "
-        "part; a recolour prompt changes the body). Prompt: it finds what the prompt asks "
+        "part; a recolour prompt changes the body), with its 95% interval (subjects resampled, "
+        "as for the metrics: the studentized bootstrap, or the percentile one where most "
+        "subjects score alike; none below 5 subjects). Prompt: it finds what the prompt asks "
         "(context, colour or thing worn). Prior: of the plain class images, the share that show "
         "the subject (prior collapse; lower is better).",
         "",
@@ -569,7 +586,7 @@ def write_report(
         cells = [
             f"`{row['label']}`",
             str(row["images"]),
-            share(row["subject"]),
+            share_with_interval(row["subject"], *row["subject_interval"]),
             *[share(t[k]) for k in TRAITS],
             share(row["prompt"]),
             share(row["context"]),
