@@ -22,6 +22,7 @@ from bench.analysis.stats import (
     paired_comparison,
     pairwise_comparisons,
 )
+from bench.reports.labels import interval_notes
 
 S, P, K = 30, 25, 4
 SUBJECTS = np.repeat(np.arange(S), P * K)
@@ -422,8 +423,6 @@ def test_auto_takes_the_percentile_interval_where_the_studentized_one_is_unbound
     auto = bootstrap_interval(values, subjects, prompts, **options)
     percentile = bootstrap_interval(values, subjects, prompts, method="percentile", **options)
     assert auto.method == "percentile" and "unbounded" in auto.note
-    from bench.reports.labels import interval_notes  # every table says which and why
-
     assert interval_notes([auto]) == [
         f"intervals: 95% percentile bootstrap, subjects resampled ({auto.note})"
     ]

@@ -138,6 +138,7 @@ class DreamBoothLoRA:
             )
             prior = latent_distribution(pipe.vae, load_images(paths, resolution))
         noise_scheduler = training_scheduler(pipe)
+        num_timesteps = noise_scheduler.config.num_train_timesteps
 
         alpha = cfg.alpha if cfg.alpha is not None else cfg.rank
         adapted = [(unet, UNET_TARGETS, cfg.lr)]
@@ -179,9 +180,8 @@ class DreamBoothLoRA:
             return mean[index] + std[index] * eps
 
         def stratified_timesteps(n):  # one from each of n equal bands of [0, T), shuffled
-            total = noise_scheduler.config.num_train_timesteps
             band = torch.randperm(n, generator=generator) + torch.rand(n, generator=generator)
-            return (band * total / n).long().clamp(max=total - 1)
+            return (band * num_timesteps / n).long().clamp(max=num_timesteps - 1)
 
         losses, prior_losses, learning_rates = [], [], []
         n = cfg.batch_size
@@ -204,9 +204,7 @@ class DreamBoothLoRA:
                         timesteps = torch.cat([stratified_timesteps(n) for _ in range(halves)])
                     else:
                         timesteps = torch.randint(
-                            noise_scheduler.config.num_train_timesteps,
-                            (len(latents),),
-                            generator=generator,
+                            num_timesteps, (len(latents),), generator=generator
                         )
                     timesteps = timesteps.to(device)
                     with autocast, torch.set_grad_enabled(True):
