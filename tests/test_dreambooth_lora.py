@@ -12,7 +12,8 @@ from bench.data.suites import load_suite
 from bench.diffusion.backbone import load_backbone
 from bench.diffusion.generation import render
 from bench.diffusion.training import fixed_noise_loss, load_images
-from bench.methods.dreambooth_lora import ARTIFACT
+from bench.errors import BenchError
+from bench.methods.dreambooth_lora import ARTIFACT, IDENTIFIER_ARTIFACT
 from bench.store.runner import ExecutionOptions, execute, prepare
 
 
@@ -82,6 +83,62 @@ def test_saved_adapter_reproduces_the_images_in_a_fresh_pipeline(micro_run):
         [np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(base, tuned, strict=True)]
     )
     assert diff > 5, diff
+
+
+def test_a_learned_identifier_loads_in_diffusers_as_a_textual_inversion_token(tmp_path):
+    """Pivotal tuning's artifacts, loaded with diffusers' own loaders in a fresh pipeline (the
+    identifier's row as a new token, "<sks>", written where "sks" was), give the run's images."""
+    suite = load_suite("micro")
+    options = {"steps": 4, "lr": 1e-2, "train_identifier": True, "identifier_lr": 5e-2}
+    prepared = prepare("dreambooth_lora", suite, options, tmp_path)
+    execute(prepared, ExecutionOptions(device="cpu"))
+    subject, unit = _unit(prepared)
+    cells = cells_for(suite, subject, 0)
+    fresh = load_backbone("tiny", scheduler=suite.generation.scheduler, device="cpu")
+    latents = initial_latents(cells, fresh.latent_channels, fresh.latent_size(suite.resolution))
+
+    def draw(prompts):
+        return render(fresh.pipe, prompts, latents, cells, suite.generation, suite.resolution)
+
+    fresh.pipe.load_lora_weights(unit, weight_name=ARTIFACT)
+    adapter_only = draw([c.text for c in cells])
+    fresh.pipe.load_textual_inversion(unit / IDENTIFIER_ARTIFACT, token="<sks>")
+    tuned = draw([c.prompt.render("<sks>", subject.class_noun) for c in cells])
+    for cell, image in zip(cells, tuned, strict=True):
+        stored = np.asarray(Image.open(unit / "images" / cell.image_name))
+        assert np.array_equal(stored, image)
+    assert not all(np.array_equal(a, b) for a, b in zip(adapter_only, tuned, strict=True))
+
+
+def test_release_gives_the_text_encoder_its_own_token_table_back(tmp_path):
+    from bench.methods.dreambooth_lora import DreamBoothLoRA
+    from bench.methods.protocol import MethodContext
+
+    suite = load_suite("micro")
+    backbone = load_backbone("tiny", scheduler=suite.generation.scheduler, device="cpu")
+    table = backbone.pipe.text_encoder.get_input_embeddings()
+    ctx = MethodContext(
+        backbone=backbone,
+        suite=suite,
+        subject=suite.subjects[0],
+        config=resolve_config(DreamBoothLoRA.Config, {"steps": 1, "train_identifier": True}),
+        replicate=0,
+        workdir=tmp_path,
+    )
+    method = DreamBoothLoRA()
+    method.fit(ctx)
+    cells = cells_for(suite, ctx.subject, 0)[:1]
+    latents = initial_latents(cells, backbone.latent_channels, backbone.latent_size(32))
+    method.generate(ctx, cells, latents)
+    assert backbone.pipe.text_encoder.get_input_embeddings() is not table  # the learned row in
+    method.release(ctx)
+    assert backbone.pipe.text_encoder.get_input_embeddings() is table
+    # A unit whose learned row is gone: one line naming the file, and no adapter left loaded.
+    (tmp_path / IDENTIFIER_ARTIFACT).unlink()
+    with pytest.raises(BenchError, match=r"identifier_embedding.safetensors: .* fit.json"):
+        method.generate(ctx, cells, latents)
+    assert backbone.pipe.text_encoder.get_input_embeddings() is table
+    assert not any("lora" in key for key in backbone.pipe.unet.state_dict())
 
 
 def _fit(tmp_path, suite, backbone, **options):

@@ -198,6 +198,11 @@ CASES = [
         [*LORA, "--set", "timestep_sampling=sorted"],
         "timestep_sampling must be one of",
     ),
+    Case(
+        "identifier-lr-zero",
+        [*LORA, "--set", "train_identifier=true", "--set", "identifier_lr=0"],
+        "identifier_lr must be finite and > 0",
+    ),
     Case("unknown-option", [*LORA, "--set", "rnk=4"], "did you mean 'rank'"),
     Case("set-no-equals", [*LORA, "--set", "lr"], "expected key=value"),
     Case(

@@ -40,13 +40,26 @@ def spies(monkeypatch):
     return seen
 
 
-@pytest.mark.parametrize("method", ["dreambooth_lora", "textual_inversion"])
-def test_bf16_runs_end_to_end_with_fp32_adapters(method, spies, tmp_path):
+@pytest.mark.parametrize(
+    ("method", "options", "artifacts"),
+    [
+        ("dreambooth_lora", {}, [ARTIFACTS["dreambooth_lora"]]),
+        ("textual_inversion", {}, [ARTIFACTS["textual_inversion"]]),
+        # pivotal tuning: the identifier's row is learned in fp32 beside the adapter
+        (
+            "dreambooth_lora",
+            {"train_identifier": True},
+            [ARTIFACTS["dreambooth_lora"], "identifier_embedding.safetensors"],
+        ),
+    ],
+)
+def test_bf16_runs_end_to_end_with_fp32_adapters(method, options, artifacts, spies, tmp_path):
     import bench
 
     result = bench.run(
         method,
         "micro",
+        options=options,
         dtype="bfloat16",
         runs=tmp_path,
         stats=bench.StatsOptions(n_resamples=100),
@@ -57,18 +70,28 @@ def test_bf16_runs_end_to_end_with_fp32_adapters(method, spies, tmp_path):
     assert result.fitted == 1 and result.generated == 2
     fit = json.loads((unit / "fit.json").read_text())
     assert all(math.isfinite(x) for x in fit["losses"])
-    with safe_open(str(unit / ARTIFACTS[method]), "pt") as f:
-        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}  # noqa: SIM118
+    for artifact in artifacts:
+        with safe_open(str(unit / artifact), "pt") as f:
+            assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}  # noqa: SIM118
     assert spies["params"] == spies["state"] == {torch.float32}
     assert spies["scaled"] and not any(spies["scaled"])  # bf16 needs no loss scaling
     assert all(math.isfinite(iv.mean) for iv in result.intervals.values())
 
 
-@pytest.mark.parametrize("method", ["dreambooth_lora", "textual_inversion"])
-def test_fp16_training_scales_the_loss(method, spies, tmp_path):
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        ("dreambooth_lora", {}),
+        ("textual_inversion", {}),
+        ("dreambooth_lora", {"train_identifier": True}),
+    ],
+)
+def test_fp16_training_scales_the_loss(method, options, spies, tmp_path):
     import bench
 
-    result = bench.run(method, "micro", dtype="float16", runs=tmp_path, score=False)
+    result = bench.run(
+        method, "micro", options=options, dtype="float16", runs=tmp_path, score=False
+    )
     unit = result.run_dir / "red_mug" / "replicate-0"
     steps = len(json.loads((unit / "fit.json").read_text())["losses"])
     assert spies["scaled"] == [True] * steps  # every backward pass went through the scaler

@@ -26,7 +26,8 @@ from transformers.models.clip.modeling_clip import CLIPAttention
 from bench.config import resolve_config
 from bench.data.suites import load_suite
 from bench.diffusion.backbone import load_backbone
-from bench.methods.dreambooth_lora import ARTIFACT, DreamBoothLoRA
+from bench.errors import BenchError
+from bench.methods.dreambooth_lora import ARTIFACT, IDENTIFIER_ARTIFACT, DreamBoothLoRA
 from bench.methods.protocol import MethodContext
 from bench.methods.textual_inversion import ARTIFACT as TI_ARTIFACT
 from bench.methods.textual_inversion import TextualInversion
@@ -371,6 +372,91 @@ def test_uniform_sampling_is_the_default_and_leaves_bands_to_chance(
         lora(backbone, suite, tmp_path, steps=6, batch_size=4)
     # Independent uniform draws cover all 4 bands with probability 4!/4^4 = 9% per batch.
     assert any(bands_covered(call["timesteps"], 4, total) != [0, 1, 2, 3] for call in noised)
+
+
+# --------------------------------------------------------------------------- pivotal tuning
+
+
+def caption_states(pipe, caption: str, identifier_row=None) -> torch.Tensor:
+    """The text encoder's states for `caption`, on a copy of it whose "sks" row of the token
+    table is `identifier_row` (the definition of pivotal tuning's learned identifier)."""
+    encoder = copy.deepcopy(pipe.text_encoder)
+    if identifier_row is not None:
+        (sks,) = pipe.tokenizer("sks", add_special_tokens=False).input_ids
+        with torch.no_grad():
+            encoder.get_input_embeddings().weight[sks] = identifier_row
+    ids = pipe.tokenizer(caption, padding="max_length", max_length=77, return_tensors="pt")
+    with torch.no_grad():
+        return encoder(ids.input_ids)[0]
+
+
+def pivotal(backbone, suite, workdir, **options) -> torch.Tensor:
+    """Fit with train_identifier (UNet lr 1e-4); returns where the identifier's row started:
+    the mean of the class noun's ("mug") rows of the token table."""
+    pipe = backbone.pipe
+    mug = pipe.tokenizer("mug", add_special_tokens=False).input_ids
+    start = pipe.text_encoder.get_input_embeddings().weight[mug].detach().clone().mean(0)
+    fit(DreamBoothLoRA, backbone, suite, workdir, lr=1e-4, train_identifier=True, **options)
+    return start
+
+
+def test_the_identifier_row_starts_from_the_class_noun_and_learns(backbone, suite, tmp_path):
+    pipe = backbone.pipe
+    table = pipe.text_encoder.get_input_embeddings()
+    before = table.weight.detach().clone()
+    with spy_unet(pipe.unet) as forwards:
+        start = pivotal(backbone, suite, tmp_path, steps=2, identifier_lr=5e-2, checkpoint_every=1)
+    first, second = [f["context"] for f in forwards if f["training"]]
+    # Step 1 reads the class noun's row in the identifier's place; step 2 the row after step 1,
+    # which the step-1 checkpoint holds; the final row has moved on again.
+    assert torch.allclose(first, caption_states(pipe, "a sks mug", start), atol=1e-6)
+    after_one = load_file(tmp_path / "checkpoints/step-000001" / IDENTIFIER_ARTIFACT)["sks"]
+    assert after_one.shape == (1, before.shape[1])
+    assert torch.allclose(second, caption_states(pipe, "a sks mug", after_one[0]), atol=1e-6)
+    final = load_file(tmp_path / IDENTIFIER_ARTIFACT)["sks"]
+    assert not torch.allclose(final, after_one) and not torch.allclose(after_one[0], start)
+    # The backbone is as it was found: its own table, unwritten.
+    assert pipe.text_encoder.get_input_embeddings() is table
+    assert torch.equal(table.weight, before)
+
+
+def test_identifier_lr_is_the_step_size_of_the_identifier_row(backbone, suite, tmp_path):
+    start = pivotal(backbone, suite, tmp_path, steps=1, identifier_lr=3e-3)
+    moved = (load_file(tmp_path / IDENTIFIER_ARTIFACT)["sks"][0] - start).abs()
+    # Adam's first step moves every entry with a gradient by the learning rate; weight decay
+    # would add lr * 0.01 * |entry| on top.
+    assert moved.max().item() == pytest.approx(3e-3, rel=1e-4)
+    assert (moved > 2.9e-3).float().mean() > 0.9
+
+
+def test_without_train_identifier_no_row_is_learned(backbone, suite, tmp_path):
+    pipe = backbone.pipe
+    with spy_unet(pipe.unet) as forwards:
+        fit(DreamBoothLoRA, backbone, suite, tmp_path, steps=1, lr=1e-4)
+    (context,) = [f["context"] for f in forwards if f["training"]]
+    assert torch.equal(context, caption_states(pipe, "a sks mug"))
+    assert not (tmp_path / IDENTIFIER_ARTIFACT).exists()
+
+
+def test_an_identifier_the_tokenizer_splits_is_refused_before_any_work(backbone, suite, tmp_path):
+    subject = dataclasses.replace(suite.subjects[0], token="zqxjvk")
+    assert len(backbone.pipe.tokenizer("zqxjvk", add_special_tokens=False).input_ids) > 1
+    options = {"train_identifier": True, "prior_preservation": True, "num_class_images": 1}
+    with pytest.raises(BenchError, match=r"red_mug: train_identifier .* 'zqxjvk' is \d+ tokens"):
+        fit(DreamBoothLoRA, backbone, suite, tmp_path, subject=subject, **options)
+    assert list(tmp_path.iterdir()) == []  # not even the class images a later check would leave
+    assert not hasattr(backbone.pipe.unet, "peft_config")
+
+
+def test_the_class_half_of_the_captions_keeps_the_tables_own_rows(backbone, suite, tmp_path):
+    pipe = backbone.pipe
+    with spy_unet(pipe.unet) as forwards:
+        start = pivotal(
+            backbone, suite, tmp_path, steps=1, prior_preservation=True, num_class_images=1
+        )
+    (context,) = [f["context"] for f in forwards if f["training"]]
+    assert torch.allclose(context[0], caption_states(pipe, "a sks mug", start)[0], atol=1e-6)
+    assert torch.allclose(context[1], caption_states(pipe, "a mug")[0], atol=1e-6)
 
 
 def test_alpha_scales_the_saved_adapter_when_it_is_loaded(backbone, suite, tmp_path):

@@ -41,6 +41,13 @@ def latent_distribution(vae, pixels):
     return dist.mean.float() * scale, dist.std.float() * scale
 
 
+def word_embedding(pipe, text: str):
+    """The mean of `text`'s rows of the text encoder's token table, in fp32: where a learned
+    token's vector starts (Textual Inversion's, the identifier's in pivotal tuning)."""
+    ids = pipe.tokenizer(text, add_special_tokens=False).input_ids
+    return pipe.text_encoder.get_input_embeddings().weight[ids].detach().float().mean(0)
+
+
 def encode_text(pipe, texts: list[str]):
     """Text-encoder hidden states for `texts`, padded to the tokenizer's max length."""
     ids = pipe.tokenizer(

@@ -4,10 +4,14 @@ the text encoder's), trained on the subject's photos captioned "a {token} {class
 fit:      photos -> VAE latents -> noised latents -> denoising loss -> AdamW on the LoRA weights.
           With prior preservation, images of the class made by the frozen backbone ("a {class}")
           share each batch, and their loss (weighted by prior_loss_weight) keeps the class prior.
+          With train_identifier (pivotal tuning), the identifier's input embedding learns too,
+          from the class noun's, and is saved in Textual Inversion's format
+          (identifier_embedding.safetensors, {token: (1, dim)}).
           The adapter is saved in diffusers' LoRA format (pytorch_lora_weights.safetensors,
           loadable with `StableDiffusionPipeline.load_lora_weights(workdir)`), and on request in
           the kohya/A1111 key format that common UIs load (lora_kohya.safetensors).
-generate: load the adapter, render the suite's prompts from the given noise, unload on release.
+generate: load the adapter (and the identifier's embedding), render the suite's prompts from the
+          given noise, unload on release.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from bench.diffusion.training import (
     load_images,
     loss_scaler,
     training_scheduler,
+    word_embedding,
 )
 from bench.errors import BenchError
 from bench.methods.limits import MAX_BATCH, MAX_CLASS_IMAGES, MAX_RANK, MAX_STEPS, within
@@ -36,6 +41,7 @@ from bench.paths import cache_dir
 
 ARTIFACT = "pytorch_lora_weights.safetensors"
 KOHYA_ARTIFACT = "lora_kohya.safetensors"
+IDENTIFIER_ARTIFACT = "identifier_embedding.safetensors"
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
@@ -67,6 +73,10 @@ class Config:
     num_class_images: int = 100
     train_text_encoder: bool = False
     te_lr: float = 5e-5
+    # Pivotal tuning: the identifier's row of the token table learns with the adapter, starting
+    # from the class noun's, so that the text encoder reads "a red sks dog" as a kind of dog.
+    train_identifier: bool = False
+    identifier_lr: float = 5e-3
     checkpoint_every: int = 0  # also keep the adapter every N steps (0: final only)
     export_kohya: bool = False
 
@@ -76,8 +86,9 @@ class Config:
         within("batch_size", self.batch_size, 1, MAX_BATCH)
         within("gradient_accumulation", self.gradient_accumulation, 1, MAX_BATCH)
         within("lr_warmup_steps", self.lr_warmup_steps, 0, MAX_STEPS)
-        if not (0 < self.lr < math.inf and 0 < self.te_lr < math.inf):
-            raise ValueError(f"lr and te_lr must be finite and > 0, got {self.lr} and {self.te_lr}")
+        for name in ("lr", "te_lr", "identifier_lr"):
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be finite and > 0, got {getattr(self, name)}")
         if self.alpha is not None and not 0 < self.alpha < math.inf:
             raise ValueError(f"alpha must be finite and > 0 (or unset), got {self.alpha}")
         if not 0 <= self.prior_loss_weight < math.inf:
@@ -107,6 +118,7 @@ class DreamBoothLoRA:
 
     def __init__(self) -> None:
         self._loaded = None  # workdir whose adapter is in the backbone now
+        self._token_table = None  # the text encoder's own, while a learned identifier stands in
 
     def fit(self, ctx: MethodContext) -> dict:
         import torch
@@ -116,6 +128,8 @@ class DreamBoothLoRA:
         cfg, pipe, subject = ctx.config, ctx.backbone.pipe, ctx.subject
         device, unet, text_encoder = ctx.backbone.device, pipe.unet, pipe.text_encoder
         resolution = cfg.resolution or ctx.suite.resolution
+        if cfg.train_identifier:
+            _identifier_id(pipe, subject)  # a split identifier fails here, before any work
         generator = torch.Generator("cpu").manual_seed(
             stable_seed("fit", subject.id, ctx.replicate, cfg.seed)
         )
@@ -156,6 +170,15 @@ class DreamBoothLoRA:
                 )
             )
             groups.append({"params": [p for p in module.parameters() if p.requires_grad], "lr": lr})
+        token_table = text_encoder.get_input_embeddings()
+        identifier_row = None  # the table with the identifier's row learned; in place in `try`
+        if cfg.train_identifier:
+            start = word_embedding(pipe, subject.class_noun)
+            identifier_row = _with_identifier(pipe, subject, start, trainable=True)
+            # No weight decay: it would pull the vector towards zero, off the table's words.
+            groups.append(
+                {"params": [identifier_row.vector], "lr": cfg.identifier_lr, "weight_decay": 0.0}
+            )
         for group in groups:  # adapters train in fp32 even on a half-precision backbone
             for p in group["params"]:
                 p.data = p.data.float()
@@ -189,10 +212,12 @@ class DreamBoothLoRA:
         text_encoder.train(cfg.train_text_encoder)
         texts = [instance_text] * n + ([class_text] * n if prior is not None else [])
         frozen_captions = None
-        if not cfg.train_text_encoder:  # the same captions every step: encode them once
+        if not (cfg.train_text_encoder or cfg.train_identifier):  # the same captions each step
             with autocast, torch.no_grad():
                 frozen_captions = encode_text(pipe, texts)
         try:
+            if identifier_row is not None:
+                text_encoder.set_input_embeddings(identifier_row)
             for step in range(1, cfg.steps + 1):
                 for _ in range(cfg.gradient_accumulation):
                     latents = draw(instance, n)
@@ -237,14 +262,15 @@ class DreamBoothLoRA:
                     prior_losses.append(prior_loss.item())
                 ctx.progress(1, {"loss": losses[-1]})
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
-                    _save_adapters(pipe, cfg, ctx.checkpoint(step))
+                    _save_adapters(pipe, cfg, ctx.checkpoint(step), identifier_row)
             if not all(math.isfinite(v) for v in losses):
                 raise BenchError(
                     f"{subject.id}: training diverged (non-finite loss at lr={cfg.lr}); "
                     "lower lr with --set lr=..."
                 )
-            _save_adapters(pipe, cfg, ctx.workdir)
+            _save_adapters(pipe, cfg, ctx.workdir, identifier_row)
         finally:
+            text_encoder.set_input_embeddings(token_table)
             _remove_adapters(pipe, cfg)
         log = {
             "losses": losses,
@@ -264,6 +290,18 @@ class DreamBoothLoRA:
             self.release(ctx)
             pipe.load_lora_weights(ctx.workdir, weight_name=ARTIFACT, adapter_name="subject")
             self._loaded = ctx.workdir
+            if ctx.config.train_identifier:
+                try:
+                    vector = _identifier_vector(
+                        ctx.workdir / IDENTIFIER_ARTIFACT, ctx.subject.token
+                    )
+                except BenchError:
+                    self.release(ctx)  # not the adapter without its identifier
+                    raise
+                self._token_table = pipe.text_encoder.get_input_embeddings()
+                pipe.text_encoder.set_input_embeddings(
+                    _with_identifier(pipe, ctx.subject, vector, trainable=False)
+                )
         return ctx.render([self.prompt(ctx, cell) for cell in cells], latents, cells)
 
     def prompt(self, ctx: MethodContext, cell: Cell) -> str:
@@ -271,15 +309,86 @@ class DreamBoothLoRA:
         return cell.text
 
     def release(self, ctx: MethodContext) -> None:
+        if self._token_table is not None:
+            ctx.backbone.pipe.text_encoder.set_input_embeddings(self._token_table)
+            self._token_table = None
         if self._loaded is not None:
             ctx.backbone.pipe.unload_lora_weights()
             self._loaded = None
 
 
-def _save_adapters(pipe, cfg: Config, folder: Path) -> None:
+def _identifier_id(pipe, subject) -> int:
+    """The identifier's one row of the token table: a word the tokenizer splits has no one row."""
+    ids = pipe.tokenizer(subject.token, add_special_tokens=False).input_ids
+    if len(ids) != 1:
+        raise BenchError(
+            f"{subject.id}: train_identifier learns one row of the token table, and the identifier "
+            f"{subject.token!r} is {len(ids)} tokens to this tokenizer; give the subject a "
+            'one-token identifier (token = "sks" in its subject.toml)'
+        )
+    return ids[0]
+
+
+def _identifier_vector(path: Path, token: str):
+    """The learned row of a train_identifier fit, (dim,)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)[token][0]
+    except (OSError, KeyError, SafetensorError) as error:
+        raise BenchError(
+            f"{path}: the identifier's learned row ({token!r}) is missing or unreadable "
+            f"({error}); remove the unit's fit.json to fit it again"
+        ) from None
+
+
+def _with_identifier(pipe, subject, vector, trainable: bool):
+    """The text encoder's token table with the subject's identifier's row read from `vector`;
+    the table itself is never written, so the backbone stays as it was. To train, the vector is
+    an fp32 parameter; to generate, a frozen one in the table's dtype."""
+    import torch
+
+    token_table = pipe.text_encoder.get_input_embeddings()
+    identifier_id = _identifier_id(pipe, subject)
+
+    class WithIdentifier(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.table, self.token = token_table, subject.token
+            dtype = torch.float32 if trainable else token_table.weight.dtype
+            # In a child registered after the table: the text encoder's dtype is read off its
+            # first parameter, which must stay the table's.
+            self.learned = torch.nn.ParameterDict(
+                {
+                    "vector": torch.nn.Parameter(
+                        vector.detach().to(token_table.weight.device, dtype).clone(),
+                        requires_grad=trainable,
+                    )
+                }
+            )
+
+        @property
+        def vector(self):
+            return self.learned["vector"]
+
+        @property
+        def weight(self):  # it stands for the table
+            return self.table.weight
+
+        def forward(self, ids):
+            rows = self.table(ids)
+            is_identifier = (ids == identifier_id).unsqueeze(-1)
+            return torch.where(is_identifier, self.vector.to(rows.dtype), rows)
+
+    return WithIdentifier()
+
+
+def _save_adapters(pipe, cfg: Config, folder: Path, identifier_row=None) -> None:
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import save_file
 
     unet_lora = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet))
     text_lora = text_metadata = None
@@ -298,9 +407,10 @@ def _save_adapters(pipe, cfg: Config, folder: Path) -> None:
         safe_serialization=True,
     )
     _sort_safetensors_header(folder / ARTIFACT)
+    if identifier_row is not None:  # Textual Inversion's format: {token: (1, dim)}
+        vector = identifier_row.vector.detach().cpu().float().contiguous()
+        save_file({identifier_row.token: vector[None]}, str(folder / IDENTIFIER_ARTIFACT))
     if cfg.export_kohya:
-        from safetensors.torch import save_file
-
         alpha = float(cfg.alpha if cfg.alpha is not None else cfg.rank)
         save_file(
             kohya_state_dict(

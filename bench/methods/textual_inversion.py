@@ -23,6 +23,7 @@ from bench.diffusion.training import (
     load_images,
     loss_scaler,
     training_scheduler,
+    word_embedding,
 )
 from bench.errors import BenchError
 from bench.methods.limits import MAX_BATCH, MAX_STEPS, MAX_VECTORS, within
@@ -108,8 +109,7 @@ class TextualInversion:
 
         # Initial vectors: the mean embedding of the class noun's tokens, once per vector.
         init_text = subject.class_noun if cfg.init_from_class else FALLBACK_INIT
-        init_ids = pipe.tokenizer(init_text, add_special_tokens=False).input_ids
-        init = original.weight[init_ids].float().mean(0)
+        init = word_embedding(pipe, init_text)
 
         # The frozen parts are computed once: the photos' latent posterior and the captions.
         pixels = load_images(subject.images, ctx.suite.resolution)
