@@ -128,8 +128,8 @@ class DreamBoothLoRA:
         cfg, pipe, subject = ctx.config, ctx.backbone.pipe, ctx.subject
         device, unet, text_encoder = ctx.backbone.device, pipe.unet, pipe.text_encoder
         resolution = cfg.resolution or ctx.suite.resolution
-        if cfg.train_identifier:
-            _identifier_id(pipe, subject)  # a split identifier fails here, before any work
+        # A split identifier fails here, before any work.
+        identifier_id = _identifier_id(pipe, subject) if cfg.train_identifier else None
         generator = torch.Generator("cpu").manual_seed(
             stable_seed("fit", subject.id, ctx.replicate, cfg.seed)
         )
@@ -174,7 +174,9 @@ class DreamBoothLoRA:
         identifier_row = None  # the table with the identifier's row learned; in place in `try`
         if cfg.train_identifier:
             start = word_embedding(pipe, subject.class_noun)
-            identifier_row = _with_identifier(pipe, subject, start, trainable=True)
+            identifier_row = _with_identifier(
+                token_table, identifier_id, subject.token, start, trainable=True
+            )
             # No weight decay: it would pull the vector towards zero, off the table's words.
             groups.append(
                 {"params": [identifier_row.vector], "lr": cfg.identifier_lr, "weight_decay": 0.0}
@@ -299,8 +301,11 @@ class DreamBoothLoRA:
                     self.release(ctx)  # not the adapter without its identifier
                     raise
                 self._token_table = pipe.text_encoder.get_input_embeddings()
+                identifier_id = _identifier_id(pipe, ctx.subject)
                 pipe.text_encoder.set_input_embeddings(
-                    _with_identifier(pipe, ctx.subject, vector, trainable=False)
+                    _with_identifier(
+                        self._token_table, identifier_id, ctx.subject.token, vector, trainable=False
+                    )
                 )
         return ctx.render([self.prompt(ctx, cell) for cell in cells], latents, cells)
 
@@ -343,19 +348,16 @@ def _identifier_vector(path: Path, token: str):
         ) from None
 
 
-def _with_identifier(pipe, subject, vector, trainable: bool):
-    """The text encoder's token table with the subject's identifier's row read from `vector`;
+def _with_identifier(token_table, identifier_id: int, token: str, vector, trainable: bool):
+    """The text encoder's token table with the identifier's row read from `vector`;
     the table itself is never written, so the backbone stays as it was. To train, the vector is
     an fp32 parameter; to generate, a frozen one in the table's dtype."""
     import torch
 
-    token_table = pipe.text_encoder.get_input_embeddings()
-    identifier_id = _identifier_id(pipe, subject)
-
     class WithIdentifier(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.table, self.token = token_table, subject.token
+            self.table, self.token = token_table, token
             dtype = torch.float32 if trainable else token_table.weight.dtype
             # In a child registered after the table: the text encoder's dtype is read off its
             # first parameter, which must stay the table's.
