@@ -203,6 +203,12 @@ CASES = [
         [*LORA, "--set", "train_identifier=true", "--set", "identifier_lr=0"],
         "identifier_lr must be finite and > 0",
     ),
+    Case("unet-targets-empty", [*LORA, "--set", "unet_targets=[]"], "unet_targets must be"),
+    Case(
+        "unet-targets-unknown",
+        [*LORA, "--set", 'unet_targets=["to_q", "conv9"]'],
+        "unet_targets: 'conv9' names no linear or convolution layer",
+    ),
     Case("unknown-option", [*LORA, "--set", "rnk=4"], "did you mean 'rank'"),
     Case("set-no-equals", [*LORA, "--set", "lr"], "expected key=value"),
     Case(

@@ -173,6 +173,36 @@ def test_lora_sits_on_every_attention_projection(backbone, suite, tmp_path, trai
     assert len(state) == 2 * (len(unet_projections) + len(expected_text))  # up and down each
 
 
+def layers_named(module, layer_type, suffix: str) -> set[str]:
+    return {
+        name
+        for name, layer in module.named_modules()
+        if isinstance(layer, layer_type) and (name == suffix or name.endswith("." + suffix))
+    }
+
+
+def test_unet_targets_add_convolutions_and_the_adapter_loads_whole(backbone, suite, tmp_path):
+    """With the ResNets' first convolutions among the targets, every attention projection and
+    every such convolution gets an adapter, and diffusers' loader applies all of them."""
+    targets = ["to_q", "to_k", "to_v", "to_out.0", "conv1"]
+    _, state = lora(backbone, suite, tmp_path, steps=2, lr=1e-3, unet_targets=targets)
+    unet = backbone.pipe.unet
+    convolutions = layers_named(unet, torch.nn.Conv2d, "conv1")
+    assert convolutions and all(".resnets." in name for name in convolutions)
+    assert adapted_modules(state, "unet.") == linear_layers_inside(unet, Attention) | convolutions
+    by_hand = merged_by_hand(unet, state, 1.0)
+    mismatch, change = loaded_against_by_hand(backbone.pipe, tmp_path, by_hand)
+    assert change > 1e-3
+    assert mismatch < 1e-3 * change
+
+
+def test_a_target_that_names_no_layer_is_refused_before_any_work(backbone, suite, tmp_path):
+    with pytest.raises(BenchError, match=r"unet_targets: 'conv9' names no linear or convolution"):
+        fit(DreamBoothLoRA, backbone, suite, tmp_path, unet_targets=["to_q", "conv9"])
+    assert list(tmp_path.iterdir()) == []
+    assert not hasattr(backbone.pipe.unet, "peft_config")
+
+
 def test_rank_is_the_inner_dimension_of_every_adapter(backbone, suite, tmp_path):
     _, state = lora(backbone, suite, tmp_path, steps=1, rank=3, train_text_encoder=True)
     for key, tensor in state.items():
@@ -459,16 +489,27 @@ def test_the_class_half_of_the_captions_keeps_the_tables_own_rows(backbone, suit
     assert torch.allclose(context[1], caption_states(pipe, "a mug")[0], atol=1e-6)
 
 
-def test_alpha_scales_the_saved_adapter_when_it_is_loaded(backbone, suite, tmp_path):
-    """Loaded with diffusers, the adapter adds (alpha / rank) * up @ down to every projection."""
-    _, state = lora(backbone, suite, tmp_path, steps=2, lr=1e-3, rank=4, alpha=10.0)
-    pipe = backbone.pipe
-    by_hand = copy.deepcopy(pipe.unet)
+def merged_by_hand(unet, state: dict, scale: float):
+    """A copy of `unet` with every saved adapter added into its layer's weight: scale * up @ down
+    for a linear layer; for a convolution, down is a k x k convolution to rank channels and up a
+    1 x 1 one back, so each output channel gains up's mix of down's kernels."""
+    merged = copy.deepcopy(unet)
     for module in adapted_modules(state, "unet."):
-        down = state[f"unet.{module}.lora.down.weight"]
-        up = state[f"unet.{module}.lora.up.weight"]
-        by_hand.get_submodule(module).weight.data += (10.0 / 4) * up @ down
+        down, up = (
+            state.get(f"unet.{module}.lora.{d}.weight", state.get(f"unet.{module}.lora_{p}.weight"))
+            for d, p in (("down", "A"), ("up", "B"))
+        )
+        if down.dim() == 4:  # (rank, in, k, k) and (out, rank, 1, 1)
+            delta = torch.einsum("or,rikl->oikl", up[:, :, 0, 0], down)
+        else:
+            delta = up @ down
+        merged.get_submodule(module).weight.data += scale * delta
+    return merged
 
+
+def loaded_against_by_hand(pipe, folder, by_hand) -> tuple[float, float]:
+    """The UNet's prediction with the adapter loaded by diffusers against the one merged by hand:
+    (distance between them, distance of the by-hand one from the base UNet's)."""
     generator = torch.Generator("cpu").manual_seed(0)
     sample = torch.randn((1, 4, 16, 16), generator=generator)
     text = torch.randn((1, 77, pipe.unet.config.cross_attention_dim), generator=generator)
@@ -476,14 +517,21 @@ def test_alpha_scales_the_saved_adapter_when_it_is_loaded(backbone, suite, tmp_p
     with torch.no_grad():
         base = pipe.unet(sample, t, text).sample
         expected = by_hand(sample, t, text).sample
-        pipe.load_lora_weights(tmp_path, weight_name=ARTIFACT, adapter_name="probe")
+        pipe.load_lora_weights(folder, weight_name=ARTIFACT, adapter_name="probe")
         try:
             loaded = pipe.unet(sample, t, text).sample
         finally:
             pipe.unload_lora_weights()
-    change = (expected - base).norm()
+    return float((loaded - expected).norm()), float((expected - base).norm())
+
+
+def test_alpha_scales_the_saved_adapter_when_it_is_loaded(backbone, suite, tmp_path):
+    """Loaded with diffusers, the adapter adds (alpha / rank) * up @ down to every projection."""
+    _, state = lora(backbone, suite, tmp_path, steps=2, lr=1e-3, rank=4, alpha=10.0)
+    by_hand = merged_by_hand(backbone.pipe.unet, state, 10.0 / 4)
+    mismatch, change = loaded_against_by_hand(backbone.pipe, tmp_path, by_hand)
     assert change > 1e-3  # the adapter does something
-    assert (loaded - expected).norm() < 1e-3 * change
+    assert mismatch < 1e-3 * change
 
 
 def test_dropout_changes_training(backbone, suite, tmp_path):

@@ -42,7 +42,7 @@ from bench.paths import cache_dir
 ARTIFACT = "pytorch_lora_weights.safetensors"
 KOHYA_ARTIFACT = "lora_kohya.safetensors"
 IDENTIFIER_ARTIFACT = "identifier_embedding.safetensors"
-UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # the attention projections
 TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
 TIMESTEP_SAMPLINGS = ("uniform", "stratified")
@@ -71,6 +71,11 @@ class Config:
     prior_loss_weight: float = 1.0
     class_prompt: str = "a {class}"  # any text; {class} is replaced by the class noun
     num_class_images: int = 100
+    # The UNet modules the LoRA adapts, as peft's target_modules: a module named so, or whose
+    # name ends with "." and one of these. diffusers' DreamBooth LoRA adapts the attention
+    # projections; adding ResNet convolutions ("conv1", "conv2", or one block's by its full
+    # name) reaches the levels that have no attention, as LoCon does.
+    unet_targets: tuple[str, ...] = UNET_TARGETS
     train_text_encoder: bool = False
     te_lr: float = 5e-5
     # Pivotal tuning: the identifier's row of the token table learns with the adapter, starting
@@ -101,6 +106,13 @@ class Config:
             raise ValueError(f"lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}")
         if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
             raise ValueError(f"timestep_sampling must be one of {', '.join(TIMESTEP_SAMPLINGS)}")
+        if not self.unet_targets or not all(
+            isinstance(t, str) and t.strip() == t and t for t in self.unet_targets
+        ):
+            raise ValueError(
+                f"unet_targets must be module names, e.g. {list(UNET_TARGETS)}, "
+                f"got {list(self.unet_targets)}"
+            )
         if "{token}" not in self.instance_prompt:
             raise ValueError("instance_prompt must contain {token}")
         within("num_class_images", self.num_class_images, 1, MAX_CLASS_IMAGES)
@@ -120,6 +132,20 @@ class DreamBoothLoRA:
         self._loaded = None  # workdir whose adapter is in the backbone now
         self._token_table = None  # the text encoder's own, while a learned identifier stands in
 
+    def check(self, config: Config, backbone, subjects) -> None:
+        """Options this backbone cannot take fail before the run writes anything: targets that
+        name no layer of the UNet, an identifier the tokenizer splits (train_identifier)."""
+        unmatched = _unmatched_targets(backbone.pipe.unet, config.unet_targets)
+        if unmatched:
+            raise BenchError(
+                f"unet_targets: {', '.join(map(repr, unmatched))} names no linear or convolution "
+                "layer of the UNet; use module names such as 'to_q' or 'conv1' "
+                "(--set unet_targets=[...])"
+            )
+        if config.train_identifier:
+            for subject in subjects:
+                _identifier_id(backbone.pipe, subject)
+
     def fit(self, ctx: MethodContext) -> dict:
         import torch
         from diffusers.optimization import get_scheduler
@@ -128,7 +154,7 @@ class DreamBoothLoRA:
         cfg, pipe, subject = ctx.config, ctx.backbone.pipe, ctx.subject
         device, unet, text_encoder = ctx.backbone.device, pipe.unet, pipe.text_encoder
         resolution = cfg.resolution or ctx.suite.resolution
-        # A split identifier fails here, before any work.
+        self.check(cfg, ctx.backbone, [subject])  # before any work, when fit is called alone
         identifier_id = _identifier_id(pipe, subject) if cfg.train_identifier else None
         generator = torch.Generator("cpu").manual_seed(
             stable_seed("fit", subject.id, ctx.replicate, cfg.seed)
@@ -155,7 +181,7 @@ class DreamBoothLoRA:
         num_timesteps = noise_scheduler.config.num_train_timesteps
 
         alpha = cfg.alpha if cfg.alpha is not None else cfg.rank
-        adapted = [(unet, UNET_TARGETS, cfg.lr)]
+        adapted = [(unet, list(cfg.unet_targets), cfg.lr)]
         if cfg.train_text_encoder:
             adapted.append((text_encoder, TEXT_ENCODER_TARGETS, cfg.te_lr))
         groups = []
@@ -388,14 +414,13 @@ def _with_identifier(token_table, identifier_id: int, token: str, vector, traina
 
 def _save_adapters(pipe, cfg: Config, folder: Path, identifier_row=None) -> None:
     from diffusers import StableDiffusionPipeline
-    from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    unet_lora = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.unet))
+    unet_lora = _diffusers_keys(get_peft_model_state_dict(pipe.unet))
     text_lora = text_metadata = None
     if cfg.train_text_encoder:
-        text_lora = convert_state_dict_to_diffusers(get_peft_model_state_dict(pipe.text_encoder))
+        text_lora = _diffusers_keys(get_peft_model_state_dict(pipe.text_encoder))
         text_metadata = _lora_metadata(pipe.text_encoder)
     folder.mkdir(parents=True, exist_ok=True)
     # The LoRA config goes into the file's metadata: without it a loader infers alpha = rank,
@@ -463,6 +488,31 @@ def kohya_state_dict(unet_lora: dict, text_lora: dict, alpha: float) -> dict:
             )
             out[f"{name}.alpha"] = torch.tensor(alpha)
     return out
+
+
+def _diffusers_keys(peft_state: dict) -> dict:
+    """diffusers' key format, `.lora.down`/`.lora.up`, for every adapted module: its converter
+    renames the linear layers' keys only, and a file mixing both formats loads with the
+    convolutions' adapters alone."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+
+    return {
+        key.replace(".lora_A.", ".lora.down.").replace(".lora_B.", ".lora.up."): tensor
+        for key, tensor in convert_state_dict_to_diffusers(peft_state).items()
+    }
+
+
+def _unmatched_targets(module, targets) -> list[str]:
+    """The targets that name no linear or convolution layer of `module` (peft's matching: the
+    whole name, or its end after a dot)."""
+    import torch
+
+    names = [
+        name
+        for name, layer in module.named_modules()
+        if isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d))
+    ]
+    return [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
 
 
 def _remove_adapters(pipe, cfg: Config) -> None:

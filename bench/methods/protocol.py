@@ -17,6 +17,10 @@ and may declare (`MethodBase` has the defaults):
 
     def release(self, ctx) -> None         # undo what generate loaded into the backbone
     def prompt(self, ctx, cell) -> str     # the text generate renders for a cell (manifest)
+    def check(self, config, backbone, subjects) -> None
+                                           # raise BenchError if the options cannot work on
+                                           # this backbone or these subjects: called once the
+                                           # backbone is loaded, before the run writes anything
     supports_checkpoints: bool = False     # fit saves intermediate adapters with
                                            # ctx.checkpoint(step) when its Config has
                                            # `steps` and `checkpoint_every` (sweeps use it)
@@ -106,6 +110,9 @@ class MethodBase:
 
     def prompt(self, ctx: MethodContext, cell: Cell) -> str:
         return cell.text
+
+    def check(self, config: Any, backbone: Backbone, subjects: list[Subject]) -> None:
+        pass
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,10 @@ def execute(
         )
     if not pending and paths.run_json.exists():
         return RunSummary(prepared.run_id, paths.root, 0, 0, len(units))
+    if backbone is not None:  # options that cannot work on this backbone fail before any write
+        check = getattr(prepared.method, "check", None)
+        if check is not None:
+            check(prepared.config, backbone, [s for s, _ in pending])
     with run_lock(paths.root):
         if not paths.run_json.exists():
             _run_record(prepared, options, backbone).write(paths.run_json)
