@@ -23,6 +23,7 @@ def _write(path: str) -> None:
 
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             info["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+            info["peak_gpu_reserved_mib"] = torch.cuda.max_memory_reserved() / 2**20
     except ImportError:
         pass
     with open(path, "w") as f:

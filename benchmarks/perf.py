@@ -82,11 +82,16 @@ class Paired:
     reference_start: list[float] = field(default_factory=list)
     bench_peak: float = 0.0
     reference_peak: float = 0.0
+    # torch.cuda.max_memory_allocated (max_memory_reserved), when the workload used a GPU
+    bench_gpu_peak: tuple[float, float] = (0.0, 0.0)
+    reference_gpu_peak: tuple[float, float] = (0.0, 0.0)
     reference_name: str = ""
 
     def ratio(self) -> str:
         if not self.reference:
             return "n.a."
+        if min(self.bench + self.reference) <= 0:
+            return "n.a. (start-up noise: raise --steps)"
         r = [b / a for a, b in zip(self.bench, self.reference, strict=True)]
         return f"{statistics.median(r):.2f}x [{min(r):.2f}, {max(r):.2f}]"
 
@@ -106,6 +111,9 @@ class Paired:
             f"{self.bench_peak:.0f} / {self.reference_peak:.0f}"
             if self.bench_peak
             else "n.a. (in process)",
+            f"{_gpu(self.bench_gpu_peak)} / {_gpu(self.reference_gpu_peak)}"
+            if self.bench_gpu_peak[0]
+            else "n.a.",
         ]
 
 
@@ -220,17 +228,29 @@ class Harness:
                 per_unit = (runs[1]["seconds"] - runs[0]["seconds"]) / (large - small)
                 start = runs[0]["seconds"] - small * per_unit
                 peak = max(r["peak_rss_mib"] for r in runs)
+                gpu_peak = max((r.get("peak_gpu_mib", 0.0), r.get("peak_gpu_reserved_mib", 0.0))
+                               for r in runs)  # fmt: skip
                 if label == "a":
                     result.bench.append(per_unit)
                     result.bench_start.append(start)
                     result.bench_peak = max(result.bench_peak, peak)
+                    result.bench_gpu_peak = max(result.bench_gpu_peak, gpu_peak)
                 else:
                     result.reference.append(per_unit)
                     result.reference_start.append(start)
                     result.reference_peak = max(result.reference_peak, peak)
+                    result.reference_gpu_peak = max(result.reference_gpu_peak, gpu_peak)
             print(f"  {name}: bench {result.bench[-1]:.3f} s/{unit}"
-                  + (f", reference {result.reference[-1]:.3f} s/{unit}" if b else ""),
+                  + (f", reference {result.reference[-1]:.3f} s/{unit}" if b else "")
+                  + f"; start-up {result.bench_start[-1]:.1f} s"
+                  + (f" / {result.reference_start[-1]:.1f} s" if b else "")
+                  + (f"; peak GPU MiB {_gpu(result.bench_gpu_peak)} / "
+                     f"{_gpu(result.reference_gpu_peak)}" if result.bench_gpu_peak[0] else ""),
                   flush=True)  # fmt: skip
+            if min(result.bench[-1], *result.reference[-1:]) <= 0:
+                print(f"  {name}: a larger workload ran no slower than the smaller one: start-up "
+                      f"noise exceeds the {large - small} {unit}s between them; raise --steps "
+                      f"(--images)", flush=True)  # fmt: skip
         return result
 
     def training(self) -> list[Paired]:
@@ -350,6 +370,10 @@ def scoring_bound(images: int) -> str:
             f"the rest")  # fmt: skip
 
 
+def _gpu(peak: tuple[float, float]) -> str:
+    return f"{peak[0]:.0f} ({peak[1]:.0f})" if peak[0] else "n.a."
+
+
 def _mixed(dtype: str) -> str:
     return {"float16": "fp16", "bfloat16": "bf16"}.get(dtype, "no")
 
@@ -424,6 +448,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.score_images < 1:
         parser.error(f"--score-images {args.score_images}: use a whole number >= 1")
+    if args.diffusers_examples is not None:
+        args.diffusers_examples = args.diffusers_examples.resolve()  # workloads run elsewhere
     if args.diffusers_examples is None:
         print("diffusers' example scripts not given: training comparisons skipped. Get them with "
               "`git clone https://github.com/huggingface/diffusers` and pass "
@@ -457,7 +483,8 @@ def main() -> None:
                          f"preservation, on this machine: "
                          f"{projection(train, generate, score, args.sampling_steps)}")  # fmt: skip
     header = ["stage", "bench", "reference", "reference / bench", "start-up (bench / ref.)",
-              "peak RSS MiB (bench / ref.)"]  # fmt: skip
+              "peak RSS MiB (bench / ref.)",
+              "peak GPU MiB allocated (reserved), bench / ref."]  # fmt: skip
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     table += ["| " + " | ".join(r) + " |" for r in rows]
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
