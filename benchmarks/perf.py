@@ -228,18 +228,18 @@ class Harness:
                 per_unit = (runs[1]["seconds"] - runs[0]["seconds"]) / (large - small)
                 start = runs[0]["seconds"] - small * per_unit
                 peak = max(r["peak_rss_mib"] for r in runs)
-                gpu_peak = max((r.get("peak_gpu_mib", 0.0), r.get("peak_gpu_reserved_mib", 0.0))
-                               for r in runs)  # fmt: skip
+                gpu_peak = (max(r.get("peak_gpu_mib", 0.0) for r in runs),
+                            max(r.get("peak_gpu_reserved_mib", 0.0) for r in runs))  # fmt: skip
                 if label == "a":
                     result.bench.append(per_unit)
                     result.bench_start.append(start)
                     result.bench_peak = max(result.bench_peak, peak)
-                    result.bench_gpu_peak = max(result.bench_gpu_peak, gpu_peak)
+                    result.bench_gpu_peak = _larger(result.bench_gpu_peak, gpu_peak)
                 else:
                     result.reference.append(per_unit)
                     result.reference_start.append(start)
                     result.reference_peak = max(result.reference_peak, peak)
-                    result.reference_gpu_peak = max(result.reference_gpu_peak, gpu_peak)
+                    result.reference_gpu_peak = _larger(result.reference_gpu_peak, gpu_peak)
             print(f"  {name}: bench {result.bench[-1]:.3f} s/{unit}"
                   + (f", reference {result.reference[-1]:.3f} s/{unit}" if b else "")
                   + f"; start-up {result.bench_start[-1]:.1f} s"
@@ -368,6 +368,10 @@ def scoring_bound(images: int) -> str:
             f"to 6); image forwards per image: naive loop {naive:g}, one at a time; bench "
             f"{ours:.2f}, in batches. Fewer forwards give up to {naive / ours:.1f}x; batches "
             f"the rest")  # fmt: skip
+
+
+def _larger(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return (max(a[0], b[0]), max(a[1], b[1]))
 
 
 def _gpu(peak: tuple[float, float]) -> str:
