@@ -20,9 +20,10 @@ from pathlib import Path
 def main() -> None:
     import numpy as np
     from perf import SUITE  # benchmarks/perf.py: the same one-subject, one-prompt suite
-    from PIL import Image
 
     import bench
+    from bench.images import read_image
+    from bench.store.layout import RunPaths
     from bench.store.records import FitLog
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,10 +50,13 @@ def main() -> None:
         for dtype in args.dtypes.split(","):
             run = bench.run("dreambooth_lora", suite, options=options, runs=Path(tmp) / dtype,
                             device=args.device, dtype=dtype, score=False)  # fmt: skip
-            unit = next(Path(run.run_dir).glob("*/replicate-0"))
-            fit = FitLog.read(next(Path(run.run_dir).rglob("fit.json")))
-            losses[dtype] = np.array(fit.log["losses"])
-            images = [np.asarray(Image.open(p), dtype=np.float64) for p in unit.rglob("*.png")]
+            paths = RunPaths(Path(run.run_dir))
+            (unit,) = paths.units()  # one subject, one replicate
+            losses[dtype] = np.array(FitLog.read(paths.fit_log(unit)).log["losses"])
+            images = [
+                np.asarray(read_image(p), dtype=np.float64)
+                for p in sorted(paths.images(unit).glob("*.png"))
+            ]
             pixels[dtype] = (len(images), min(float(i.std()) for i in images))
     print(f"\n{args.backbone}, {args.resolution} px, {args.steps} steps, prior preservation, "
           f"on {args.device}\n")  # fmt: skip
