@@ -454,6 +454,10 @@ def main() -> None:
         parser.error(f"--score-images {args.score_images}: use a whole number >= 1")
     if args.diffusers_examples is not None:
         args.diffusers_examples = args.diffusers_examples.resolve()  # workloads run elsewhere
+        script = args.diffusers_examples / "dreambooth" / "train_dreambooth_lora.py"
+        if not script.is_file():
+            parser.error(f"--diffusers-examples {args.diffusers_examples}: no {script.name} in "
+                         "its dreambooth/; pass diffusers' examples folder")  # fmt: skip
     if args.diffusers_examples is None:
         print("diffusers' example scripts not given: training comparisons skipped. Get them with "
               "`git clone https://github.com/huggingface/diffusers` and pass "
