@@ -246,6 +246,14 @@ def test_world_commands_train_and_check(tmp_path):
     )
     assert no_cases.exit_code == 2
     assert no_cases.output.strip() == "error: --cases 0: use a whole number >= 1"
+    for seeds in ("0,x", "1,1", "-1", ""):  # refused first (micro would be refused next)
+        bad_seeds = runner.invoke(
+            app,
+            ["world", "report", "--fit-seeds", seeds, "--suite", "micro", "--runs", str(tmp_path)],
+        )
+        assert bad_seeds.exit_code == 2, (seeds, bad_seeds.output)
+        assert bad_seeds.output.startswith(f"error: --fit-seeds {seeds!r}: use distinct whole")
+    assert not list(tmp_path.glob("*/*/run.json"))  # refused before any run
 
 
 # --------------------------------------------------------------------------- the world's CLIP

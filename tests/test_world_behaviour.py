@@ -168,7 +168,8 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
         str(smoke_runs["runs"]),
     ]
     result = CliRunner().invoke(
-        app, [*args, "--only", only, "--out", str(tmp_path), "--cases", "100"]
+        app,
+        [*args, "--only", only, "--out", str(tmp_path), "--cases", "100", "--fit-seeds", "0,1"],
     )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "world-report.json").read_text())
@@ -235,7 +236,33 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
     )
     assert shown.exit_code == 0, shown.output
     assert "TOY WORLD" in shown.output and "RANDOM WEIGHTS" not in shown.output
-    assert len(list(Path(smoke_runs["runs"]).glob("*/*/run.json"))) == 3  # reused, none new
+    # --fit-seeds 0,1: DreamBooth-LoRA fitted again at seed 1, real and base (no fit) not; the
+    # share of each fit and of both fits' images pooled, as the oracle reads the PNGs here
+    made = sorted(Path(smoke_runs["runs"]).glob("*/*/run.json"))
+    assert len(made) == 4  # the 3 reused, one new
+    reused = {Path(smoke_runs[label]).name for label in ("real", "base", "dreambooth_lora")}
+    (refit,) = [f.parent for f in made if f.parent.name not in reused]
+    assert json.loads((refit / "run.json").read_text())["config"]["seed"] == 1
+    first = _subject_truth(smoke_runs["dreambooth_lora"], oracle)
+    second = _subject_truth(refit, oracle)
+    (fits,) = report["fit_seeds"]
+    assert fits["label"] == "dreambooth_lora"
+    assert [(f["seed"], f["run_id"]) for f in fits["fits"]] == [
+        (0, Path(smoke_runs["dreambooth_lora"]).name),
+        (1, refit.name),
+    ]
+    assert [f["subject"] for f in fits["fits"]] == pytest.approx(
+        [np.mean(first.subject), np.mean(second.subject)]
+    )
+    assert fits["subject"] == pytest.approx(np.mean(first.subject + second.subject))
+    assert fits["context"] == pytest.approx(np.mean(first.placed + second.placed))
+    assert fits["images"] == 2 * 3 * 3 * 2
+    section = written.split("## Fit seeds")[1].split("\n## ")[0]
+    assert [line for line in section.splitlines() if line.startswith("| `")] == [
+        "| `dreambooth_lora` | "
+        + " | ".join(f"{f['subject']:.0%}" for f in fits["fits"])
+        + f" | {fits['subject']:.0%} | {fits['prompt']:.0%} | {fits['context']:.0%} |"
+    ]
 
 
 def test_dreambooth_lora_learns_the_subject_and_keeps_the_prompt(smoke_runs, oracle):

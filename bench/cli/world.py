@@ -137,12 +137,21 @@ def report(
         int,
         typer.Option("--cases", help="Held-out cases per trait for what the metrics can see."),
     ] = 300,
+    fit_seeds: Annotated[
+        str | None,
+        typer.Option(
+            "--fit-seeds",
+            help="Comma-separated seeds: each trained method is fitted at every one (its `seed` "
+            "option), the first giving its row; the report adds each fit's subject share and "
+            "all fits pooled (e.g. 0,1,2; default: the suite's one fit).",
+        ),
+    ] = None,
     device: DeviceOption = "auto",
 ) -> None:
     """The world report: run each method on a world suite (finished runs are reused), then
     read every image back with the oracle: the oracle's own accuracy, the base model's prompt
     following, each method's subject and prompt fidelity beside its metrics, and a contact
-    sheet."""
+    sheet. With --fit-seeds, how much of a method's share is its fit's luck."""
     from bench import api
     from bench.diffusion.backbone import load_backbone
     from bench.errors import BenchError
@@ -155,18 +164,24 @@ def report(
         raise BenchError(f"--only {','.join(unknown)}: rows are {', '.join(REPORT_RUNS)}")
     if cases < 1:
         raise BenchError(f"--cases {cases}: use a whole number >= 1")
+    seeds = _seeds(fit_seeds) if fit_seeds is not None else []
     loaded = api.load_suite(suite)
     if loaded.backbone != "world":
         raise BenchError(
             f"--suite {suite}: its backbone is {loaded.backbone}; the report reads suites on the "
             'toy world\'s backbone (backbone = "world", e.g. --suite world)'
         )
-    done = []
+    done, fits = [], {}
     for label in labels:
         method, options = REPORT_RUNS[label]
-        out.print(f"{label}: bench run --method {method} --suite {suite}", highlight=False)
-        result = api.run(method, loaded, options=options, runs=runs, device=device)
-        done.append((label, Path(result.run_dir)))
+        seeded = seeds if seeds and _is_fitted(method) else [None]
+        for seed in seeded:
+            chosen = options if seed is None else options | {"seed": seed}
+            shown = f"{label}: bench run --method {method} --suite {suite}"
+            out.print(shown + ("" if seed is None else f" --set seed={seed}"), highlight=False)
+            result = api.run(method, loaded, options=chosen, runs=runs, device=device)
+            fits.setdefault(label, []).append((seed, Path(result.run_dir)))
+        done.append((label, fits[label][0][1]))
     backbone = load_backbone("world", device=device)
     subjects = [s.id for s in loaded.subjects][:6]
     data = write_report(
@@ -178,13 +193,43 @@ def report(
         contact_prompt,
         subjects,
         seen_cases=cases,
+        fits={label: seeded for label, seeded in fits.items() if len(seeded) > 1},
     )
     for row in data["runs"]:
         out.print(
             f"{row['label']}: subject {share(row['subject'])}, prompt {share(row['prompt'])}",
             highlight=False,
         )
+    for row in data["fit_seeds"]:
+        each = ", ".join(f"seed {f['seed']} {share(f['subject'])}" for f in row["fits"])
+        out.print(
+            f"{row['label']}: subject {each}; pooled {share(row['subject'])}", highlight=False
+        )
     out.print(f"wrote {out_dir / 'world-report.md'}", highlight=False)
+
+
+def _seeds(text: str) -> list[int]:
+    """--fit-seeds "0,1,2" as distinct whole numbers, in order."""
+    from bench.errors import BenchError
+
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise BenchError(
+            f"--fit-seeds {text!r}: use distinct whole numbers >= 0, comma-separated (e.g. 0,1,2)"
+        )
+    return seeds
+
+
+def _is_fitted(method: str) -> bool:
+    """Whether a method trains with a seed of its own (a `seed` option): the report refits it."""
+    from dataclasses import fields
+
+    from bench import registry
+
+    return "seed" in {f.name for f in fields(registry.load(registry.METHODS, method).Config)}
 
 
 COMMANDS = {"train": train, "check": check, "report": report}

@@ -14,7 +14,7 @@ Every number here comes from the oracle reading PNGs back, never from a scorer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -286,7 +286,7 @@ def prompt_kind(label: str) -> str:
 
 @dataclass(frozen=True)
 class RunTruth:
-    """What the oracle finds in one run's images."""
+    """What the oracle finds in one run's images (or in several fits' images, pooled)."""
 
     run_id: str
     method: str
@@ -299,12 +299,20 @@ class RunTruth:
     prompt: float  # share with what the prompt asked for (context, colour or worn)
     context: float  # on the prompts that ask for a context: share in it
     prior: float  # of the plain class images ("a mug", for PRES): share showing the subject
+    fits: int = 1  # runs whose images are pooled here (`run_truth`'s other_fits, plus one)
 
 
-def run_truth(run_dir: Path, oracle, resamples: int = 10_000) -> RunTruth:
+def run_truth(
+    run_dir: Path, oracle, resamples: int = 10_000, other_fits: Sequence[Path] = ()
+) -> RunTruth:
     """Read every image of a run on world subjects back with the oracle. The subject share gets
     the interval every metric gets (stats.bootstrap_interval: subjects resampled, prompts
-    fixed), so that a bar on it can be read against the spread between subjects."""
+    fixed), so that a bar on it can be read against the spread between subjects.
+
+    `other_fits` are runs of the same method on the same suite fitted at other seeds: their
+    images are pooled with the run's, so every share is over all the fits' images, and the
+    interval resamples subjects each with all its fits' images (a fit's luck stays inside its
+    subject, as image noise does)."""
 
     from bench.analysis.stats import bootstrap_interval
     from bench.data.plan import PRIOR_PROMPT_ID
@@ -312,27 +320,35 @@ def run_truth(run_dir: Path, oracle, resamples: int = 10_000) -> RunTruth:
     from bench.store.records import RunRecord, UnitManifest
     from bench.world.subjects import SUBJECTS
 
-    paths = RunPaths(run_dir)
-    record = RunRecord.read(paths.run_json)
+    record = RunRecord.read(RunPaths(run_dir).run_json)
     pictures, expected, asks, priors, prior_truth, whose, prompt_ids = [], [], [], [], [], [], []
-    for unit in paths.units():
-        manifest = UnitManifest.read(paths.manifest(unit))
-        instance = SUBJECTS[manifest.subject["id"]]
-        for entry in manifest.images:
-            picture = np.asarray(read_image(unit / entry.file))
-            if entry.prompt_id == PRIOR_PROMPT_ID:
-                priors.append(picture)
-                prior_truth.append(labels(Scene(instance)))
-                continue
-            text = entry.scoring_prompt or ""
-            scene = prompt_scene(instance, text) if text else Scene(instance)
-            if scene is None:
-                raise ValueError(f"{run_dir}: prompt {text!r} is not one the world draws")
-            pictures.append(picture)
-            expected.append(labels(scene))
-            whose.append(manifest.subject["id"])
-            prompt_ids.append(entry.prompt_id)
-            asks.append(asked(scene) if text else None)
+    for fit_dir in [run_dir, *other_fits]:
+        paths = RunPaths(fit_dir)
+        fit = RunRecord.read(paths.run_json)
+        if (fit.method, fit.suite) != (record.method, record.suite):
+            raise ValueError(
+                f"{fit_dir}: run {fit.run_id} is not another fit of {record.run_id} "
+                f"(method {fit.method} on suite {fit.suite.get('name')}, not {record.method} "
+                f"on {record.suite.get('name')})"
+            )
+        for unit in paths.units():
+            manifest = UnitManifest.read(paths.manifest(unit))
+            instance = SUBJECTS[manifest.subject["id"]]
+            for entry in manifest.images:
+                picture = np.asarray(read_image(unit / entry.file))
+                if entry.prompt_id == PRIOR_PROMPT_ID:
+                    priors.append(picture)
+                    prior_truth.append(labels(Scene(instance)))
+                    continue
+                text = entry.scoring_prompt or ""
+                scene = prompt_scene(instance, text) if text else Scene(instance)
+                if scene is None:
+                    raise ValueError(f"{fit_dir}: prompt {text!r} is not one the world draws")
+                pictures.append(picture)
+                expected.append(labels(scene))
+                whose.append(manifest.subject["id"])
+                prompt_ids.append(entry.prompt_id)
+                asks.append(asked(scene) if text else None)
     read = oracle.read(pictures)
     prior = [
         all(r[t] == e[t] for t in TRAITS)
@@ -362,6 +378,7 @@ def run_truth(run_dir: Path, oracle, resamples: int = 10_000) -> RunTruth:
         prompt=float(np.mean(prompt)) if prompt else float("nan"),
         context=float(np.mean(context)) if context else float("nan"),
         prior=float(np.mean(prior)) if prior else float("nan"),
+        fits=1 + len(other_fits),
     )
 
 
@@ -443,6 +460,59 @@ def _shares_table(heading: str, field: str, rows: list[dict]) -> list[str]:
     ]
 
 
+def _fit_rows(fits: Mapping[str, Sequence[tuple[int, Path]]], oracle, resamples: int) -> list[dict]:
+    """Per label with more than one fit: each fit's subject and context share, and all fits'
+    images pooled (`run_truth`'s other_fits)."""
+    rows = []
+    for label, seeded in fits.items():
+        if len(seeded) < 2:
+            continue
+        alone = [run_truth(run_dir, oracle, resamples) for _, run_dir in seeded]
+        pooled = run_truth(seeded[0][1], oracle, resamples, other_fits=[d for _, d in seeded[1:]])
+        rows.append(
+            {
+                "label": label,
+                "fits": [
+                    {"seed": seed, "run_id": t.run_id, "subject": t.subject, "context": t.context}
+                    for (seed, _), t in zip(seeded, alone, strict=True)
+                ],
+                "images": pooled.images,
+                "subject": pooled.subject,
+                "subject_interval": list(pooled.subject_interval),
+                "prompt": pooled.prompt,
+                "context": pooled.context,
+            }
+        )
+    return rows
+
+
+def _fit_seeds_section(fit_rows: list[dict]) -> list[str]:
+    """The markdown of the fit seeds: a row per label, a column per seed, then the pooled."""
+    seeds = list(dict.fromkeys(f["seed"] for row in fit_rows for f in row["fits"]))
+    lines = [
+        "## Fit seeds",
+        "",
+        "Each trained method fitted once per seed (its `seed` option: the fit's noise, timesteps "
+        "and initial weights; every fit generates from the same noise): the subject share of "
+        "each fit, then of all the fits' images pooled, with its 95% interval (subjects "
+        "resampled, each with all its fits' images, so that the fits' spread is inside it); "
+        "what the prompt asks and the context, pooled.",
+        "",
+        "| run | " + " | ".join(f"seed {s}" for s in seeds) + " | pooled | prompt | context |",
+        "|---" * (4 + len(seeds)) + "|",
+    ]
+    for row in fit_rows:
+        found = {f["seed"]: f["subject"] for f in row["fits"]}
+        cells = [f"`{row['label']}`", *[share(found.get(s, float("nan"))) for s in seeds]]
+        cells += [
+            share_with_interval(row["subject"], *row["subject_interval"]),
+            share(row["prompt"]),
+            share(row["context"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_report(
     out_dir: Path,
     suite: str,
@@ -453,9 +523,12 @@ def write_report(
     contact_subjects: Sequence[str],
     resamples: int = 10_000,
     seen_cases: int = 300,
+    fits: Mapping[str, Sequence[tuple[int, Path]]] | None = None,
 ) -> dict:
     """The report on `runs` (label, run folder) of `suite`: world-report.md, world-report.json
-    and contact-sheet.png in `out_dir`; returns what the JSON holds."""
+    and contact-sheet.png in `out_dir`; returns what the JSON holds. `fits` gives a label's
+    runs at each fit seed (seed, run folder), its own run first: the report adds each fit's
+    subject share and all fits' images pooled."""
     import json
 
     from bench.analysis.compare import compare
@@ -512,6 +585,7 @@ def write_report(
                         "high": r.high,
                     }
                 )
+    fit_rows = _fit_rows(fits or {}, oracle, resamples)
     data = {
         "suite": suite,
         "backbone": backbone.revision,
@@ -520,6 +594,7 @@ def write_report(
         "base_prompt_following": base,
         "runs": rows,
         "metric_differences": comparisons,
+        "fit_seeds": fit_rows,
     }
 
     lines = [
@@ -625,6 +700,8 @@ def write_report(
                 for c in comparisons
             ],
         ]
+    if fit_rows:
+        lines += ["", *_fit_seeds_section(fit_rows)]
     sheet_runs = [run_dir for label, run_dir in runs if label != "real"]
     sheet = contact_sheet(sheet_runs, contact_subjects, contact_prompt)
     labels_row = ", ".join(label for label, _ in runs if label != "real")
