@@ -257,11 +257,15 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
     assert fits["subject"] == pytest.approx(np.mean(first.subject + second.subject))
     assert fits["context"] == pytest.approx(np.mean(first.placed + second.placed))
     assert fits["images"] == 2 * 3 * 3 * 2
+    from bench.world.report import run_truth
+
+    with pytest.raises(ValueError, match="is not another fit of"):  # pools fits of one method
+        run_truth(smoke_runs["dreambooth_lora"], oracle, other_fits=[smoke_runs["base"]])
     section = written.split("## Fit seeds")[1].split("\n## ")[0]
     assert [line for line in section.splitlines() if line.startswith("| `")] == [
         "| `dreambooth_lora` | "
-        + " | ".join(f"{f['subject']:.0%}" for f in fits["fits"])
-        + f" | {fits['subject']:.0%} | {fits['prompt']:.0%} | {fits['context']:.0%} |"
+        + " | ".join(f"{f['subject']:.1%}" for f in fits["fits"])
+        + f" | {fits['subject']:.1%} | {fits['prompt']:.0%} | {fits['context']:.0%} |"
     ]
 
 

@@ -156,7 +156,7 @@ def report(
     from bench.diffusion.backbone import load_backbone
     from bench.errors import BenchError
     from bench.world.oracle import load_oracle
-    from bench.world.report import share, write_report
+    from bench.world.report import share, subject_share, write_report
 
     labels = [s.strip() for s in only.split(",")] if only else list(REPORT_RUNS)
     unknown = [label for label in labels if label not in REPORT_RUNS]
@@ -196,15 +196,12 @@ def report(
         fits={label: seeded for label, seeded in fits.items() if len(seeded) > 1},
     )
     for row in data["runs"]:
-        out.print(
-            f"{row['label']}: subject {share(row['subject'])}, prompt {share(row['prompt'])}",
-            highlight=False,
-        )
+        found = f"subject {subject_share(row['subject'])}, prompt {share(row['prompt'])}"
+        out.print(f"{row['label']}: {found}", highlight=False)
     for row in data["fit_seeds"]:
-        each = ", ".join(f"seed {f['seed']} {share(f['subject'])}" for f in row["fits"])
-        out.print(
-            f"{row['label']}: subject {each}; pooled {share(row['subject'])}", highlight=False
-        )
+        each = ", ".join(f"seed {f['seed']} {subject_share(f['subject'])}" for f in row["fits"])
+        pooled = subject_share(row["subject"])
+        out.print(f"{row['label']}: subject {each}; pooled {pooled}", highlight=False)
     out.print(f"wrote {out_dir / 'world-report.md'}", highlight=False)
 
 

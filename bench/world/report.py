@@ -437,14 +437,22 @@ def contact_sheet(
 METRICS_BESIDE_TRUTH = ("clip_i", "dino")  # the identity metrics the truth checks
 
 
-def share(x: float) -> str:
+def share(x: float, decimals: int = 0) -> str:
     """A share as a percentage, "n.a." where nothing was asked (NaN)."""
-    return "n.a." if x != x else f"{x:.0%}"
+    return "n.a." if x != x else f"{x:.{decimals}%}"
+
+
+def subject_share(x: float) -> str:
+    """The subject share to a tenth of a percent: issue 9's bar (60%) is read on it, and 59.8%
+    must not print as 60%."""
+    return share(x, decimals=1)
 
 
 def share_with_interval(x: float, low: float, high: float) -> str:
-    """ "55% [44%, 66%]"; the share alone where there is no interval (NaN bounds)."""
-    return share(x) if low != low else f"{share(x)} [{share(low)}, {share(high)}]"
+    """ "55.2% [44%, 66%]" (`subject_share` in whole-percent bounds); the share alone where
+    there is no interval (NaN bounds)."""
+    point = subject_share(x)
+    return point if low != low else f"{point} [{share(low)}, {share(high)}]"
 
 
 def _shares_table(heading: str, field: str, rows: list[dict]) -> list[str]:
@@ -503,7 +511,10 @@ def _fit_seeds_section(fit_rows: list[dict]) -> list[str]:
     ]
     for row in fit_rows:
         found = {f["seed"]: f["subject"] for f in row["fits"]}
-        cells = [f"`{row['label']}`", *[share(found.get(s, float("nan"))) for s in seeds]]
+        cells = [
+            f"`{row['label']}`",
+            *[subject_share(found.get(s, float("nan"))) for s in seeds],
+        ]
         cells += [
             share_with_interval(row["subject"], *row["subject_interval"]),
             share(row["prompt"]),
