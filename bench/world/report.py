@@ -299,7 +299,6 @@ class RunTruth:
     prompt: float  # share with what the prompt asked for (context, colour or worn)
     context: float  # on the prompts that ask for a context: share in it
     prior: float  # of the plain class images ("a mug", for PRES): share showing the subject
-    fits: int = 1  # runs whose images are pooled here (`run_truth`'s other_fits, plus one)
 
 
 def run_truth(
@@ -378,7 +377,6 @@ def run_truth(
         prompt=float(np.mean(prompt)) if prompt else float("nan"),
         context=float(np.mean(context)) if context else float("nan"),
         prior=float(np.mean(prior)) if prior else float("nan"),
-        fits=1 + len(other_fits),
     )
 
 
