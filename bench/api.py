@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.analysis.options import StatsOptions
 from bench.analysis.results import RunResults, load_results
-from bench.analysis.stats import CI_METHODS, PROMPT_MODES, Interval
+from bench.analysis.stats import Interval
 from bench.data.suites import Suite
 from bench.errors import BenchError, MissingModel, MissingModels, raise_missing
 from bench.paths import runs_dir
@@ -30,50 +31,6 @@ from bench.progress import Reporter, Silent
 from bench.store.records import DEFAULT_CONVENTION
 
 RunRef = str | Path | RunResults
-MAX_RESAMPLES = 1_000_000  # bootstrap resamples: more only costs time and memory
-
-
-@dataclass(frozen=True)
-class StatsOptions:
-    """How intervals and paired tests are computed (bench.analysis.stats has the definitions)."""
-
-    prompt_mode: str = "fixed"  # fixed: the prompt set defines the benchmark; random: a sample
-    n_resamples: int = 10_000
-    confidence: float = 0.95
-    ci_method: str = "auto"  # studentized bootstrap; or "studentized", "percentile", "bca"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        """Checked when made, so a bad option fails before a run does any work."""
-        if self.prompt_mode not in PROMPT_MODES:
-            raise BenchError(f"--prompts {self.prompt_mode!r}: use {' or '.join(PROMPT_MODES)}")
-        if not isinstance(self.n_resamples, int) or not 1 <= self.n_resamples <= MAX_RESAMPLES:
-            raise BenchError(
-                f"--resamples {self.n_resamples!r}: use a whole number from 1 to "
-                f"{MAX_RESAMPLES:_} (default 10_000)"
-            )
-        if not 0.0 < self.confidence < 1.0:
-            raise BenchError(f"confidence {self.confidence!r}: use a number between 0 and 1")
-        if self.ci_method not in CI_METHODS:
-            raise BenchError(f"--ci-method {self.ci_method!r}: use {', '.join(CI_METHODS)}")
-
-    def summary_kwargs(self) -> dict[str, Any]:
-        return {
-            "prompt_mode": self.prompt_mode,
-            "n_resamples": self.n_resamples,
-            "confidence": self.confidence,
-            "method": self.ci_method,
-            "seed": self.seed,
-        }
-
-    def comparison_kwargs(self) -> dict[str, Any]:
-        return {
-            "prompt_mode": self.prompt_mode,
-            "n_resamples": self.n_resamples,
-            "confidence": self.confidence,
-            "method": self.ci_method,
-            "seed": self.seed,
-        }
 
 
 @dataclass(frozen=True)
@@ -241,18 +198,17 @@ def run(
     )
     if scorers is None:
         return result
-    return _scored(result, scorers, stats, reporter, convention)
+    return _scored(result, scorers, stats, reporter)
 
 
-def _scored(
-    result: RunResult, scorers: list, stats: StatsOptions, reporter, convention: str | None
-) -> RunResult:
+def _scored(result: RunResult, scorers, stats: StatsOptions, reporter) -> RunResult:
+    """`result` with its run scored by `scorers` (a ScorerSet: one convention) and summarized."""
     from dataclasses import replace
 
     from bench.scorers.scoring import score_run
 
-    scored = score_run(result.run_dir, scorers, reporter, convention)
-    results = load_results(result.run_dir, convention=convention)
+    scored = score_run(result.run_dir, scorers, reporter)
+    results = load_results(result.run_dir, convention=scorers.convention.name)
     return replace(
         result, scored_units=scored, results=results, intervals=summarize(results, stats=stats)
     )
@@ -279,7 +235,7 @@ def score(
     if suite is None:
         suite = RunRecord.read(RunPaths(root).run_json).suite["name"]
     scorers = load_scorers(_suite(suite), scorer_options, device, convention)
-    return score_run(root, scorers, reporter, convention)
+    return score_run(root, scorers, reporter)
 
 
 def rescore(
@@ -342,7 +298,7 @@ def import_images(
     scorers = load_scorers(loaded, scorer_options, device, convention)
     run_dir = import_run(loaded, Path(manifest), images, name, runs_dir(runs))
     result = RunResult(run_dir.name, run_dir, 0, 0, 0)
-    return _scored(result, scorers, stats, reporter, convention)
+    return _scored(result, scorers, stats, reporter)
 
 
 # --------------------------------------------------------------------------- analysis
@@ -361,7 +317,7 @@ def summarize(
     from bench.analysis.results import summarize as summarize_results
 
     results = load_run(run, runs=runs, checkpoint=checkpoint, convention=convention)
-    return summarize_results(results, **stats.summary_kwargs())
+    return summarize_results(results, stats)
 
 
 def compare(
@@ -377,7 +333,7 @@ def compare(
     from bench.analysis.compare import compare as compare_results
 
     loaded = [load_run(r, runs=runs, convention=convention) for r in runs_to_compare]
-    return compare_results(loaded, **stats.comparison_kwargs())
+    return compare_results(loaded, stats)
 
 
 def leaderboard(
@@ -394,14 +350,7 @@ def leaderboard(
     from bench.reports.leaderboard import page
 
     out_dir = Path(out).parent if out is not None else Path("leaderboard")
-    text = page(
-        runs_dir(runs),
-        out_dir,
-        convention,
-        prompt_mode=stats.prompt_mode,
-        n_resamples=stats.n_resamples,
-        method=stats.ci_method,
-    )
+    text = page(runs_dir(runs), out_dir, convention, stats)
     if out is not None:
         atomic.write_text(out, text)
     return text
@@ -433,15 +382,18 @@ def sweep(
     dtype: str = "auto",
     batch_size: int = 8,
     scorer_options: dict[str, dict[str, Any]] | None = None,
+    convention: str | None = None,
     stats: StatsOptions = StatsOptions(),
     dry_run: bool = False,
     reporter: Reporter | None = None,
 ) -> SweepResult:
     """A grid of runs (the product of `grid`'s values, over `options`), each an ordinary run in
-    the store, then tables and plots in `<runs>/<suite>/sweep-<id>/`. A preset or sweep file
-    gives method, options, grids and checkpoints; arguments add to or override them."""
+    the store, scored under `convention`, then tables and plots in `<runs>/<suite>/sweep-<id>/`.
+    A preset or sweep file gives method, options, grids and checkpoints; arguments add to or
+    override them."""
     from dataclasses import replace
 
+    from bench.scorers.conventions import get_convention
     from bench.scorers.scoring import score_run
     from bench.store.runner import ExecutionOptions, execute
     from bench.tools.sweep import SweepSpec, load_spec, plan_sweep, preset_path, report, sweep_id
@@ -463,17 +415,17 @@ def sweep(
         raise BenchError("no method: pass --method NAME (or a sweep file that names one)")
     if not any(spec.grids[0].values()) and len(spec.grids) == 1:
         raise BenchError("empty grid: pass --grid OPTION=v1,v2 (or --preset / --sweep-file)")
+    convention = get_convention(convention).name
     loaded = _suite(suite)
     root = runs_dir(runs)
     planned = plan_sweep(spec, loaded, root)
-    sweep_dir = (
-        root / loaded.name / sweep_id(spec.method, loaded.name, [p.run_id for _, p in planned])
-    )
+    run_ids = [p.run_id for _, p in planned]
+    sweep_dir = root / loaded.name / sweep_id(spec.method, loaded.name, run_ids, convention)
     cells = [(o, p.run_id) for o, p in planned]
     if dry_run:
         return SweepResult(sweep_dir, cells)
     progress = reporter or Silent()
-    scorers = load_scorers(loaded, scorer_options, device)
+    scorers = load_scorers(loaded, scorer_options, device, convention)
     execution = ExecutionOptions(device=device, dtype=dtype, batch_size=batch_size)
     fitted = generated = 0
     for i, (_, prepared) in enumerate(planned, 1):
@@ -483,13 +435,6 @@ def sweep(
         fitted += summary.fitted
         generated += summary.generated
     title = f"Sweep of {spec.method} on {loaded.name}" + (f" ({spec.name})" if spec.name else "")
-    data = report(
-        spec,
-        [(o, p.paths.root) for o, p in planned],
-        sweep_dir,
-        title,
-        prompt_mode=stats.prompt_mode,
-        n_resamples=stats.n_resamples,
-        method=stats.ci_method,
-    )
+    cells_done = [(o, p.paths.root) for o, p in planned]
+    data = report(spec, cells_done, sweep_dir, title, stats, convention)
     return SweepResult(sweep_dir, cells, fitted, generated, data)

@@ -11,6 +11,11 @@ import pytest
 # Set before anything imports huggingface_hub, so an accidental hub call fails fast.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist each worker gets one core's thread (set before torch is imported): two
+# workers of two threads each on two cores would oversubscribe, and spinning threads are slower
+# than sharing (MACHINE-FACTS).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 DREAMBENCH = Path(
@@ -49,6 +54,52 @@ def smoke_dreambooth_run(tmp_path_factory) -> dict:
     return {"runs": runs, "stderr": result.stderr, **json.loads(result.stdout)}
 
 
+# The runs of the two-subject suite (helpers.DUO) that several modules read: label -> (method,
+# options).
+DUO_RUNS = {
+    "base": ("base", {}),
+    "rank4": ("dreambooth_lora", {}),  # the suite's defaults: the method's rank 4
+    "rank2": ("dreambooth_lora", {"rank": 2}),
+    "real": ("real", {}),
+}
+
+
+@pytest.fixture(scope="session")
+def duo_store(tmp_path_factory) -> dict:
+    """The two-subject suite run once per session through the library, each of DUO_RUNS fitted,
+    generated and scored once (`made`: what `run` returned, fresh). No test writes to this
+    store: a module that adds runs, rescores or damages one takes `helpers.copy_runs`."""
+    import bench
+
+    from helpers import DUO
+
+    root = tmp_path_factory.mktemp("duo")
+    suite = root / "duo.toml"
+    suite.write_text(DUO)
+    runs = root / "runs"
+    stats = bench.StatsOptions(n_resamples=500)
+    made = {
+        label: bench.run(method, suite, options=options, runs=runs, stats=stats)
+        for label, (method, options) in DUO_RUNS.items()
+    }
+    return {"suite": suite, "runs": runs, "stats": stats, "made": made}
+
+
+@pytest.fixture(scope="session")
+def micro_base_store(tmp_path_factory) -> Path:
+    """A store with one finished, scored micro run of `base`, made once per session through the
+    CLI. Tests copy it before they change anything, or check that nothing changed it."""
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    runs = tmp_path_factory.mktemp("finished") / "runs"
+    command = ["run", "--method", "base", "--suite", "micro", "--runs", str(runs)]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    return runs
+
+
 @pytest.fixture
 def dreambench_root() -> Path:
     """The real DreamBench copy. Under CI its absence is a failure, elsewhere a skip."""
@@ -57,6 +108,18 @@ def dreambench_root() -> Path:
             pytest.fail(f"DreamBench dataset missing at {DREAMBENCH}; set BENCH_DREAMBENCH_ROOT")
         pytest.skip(f"DreamBench dataset not found at {DREAMBENCH}")
     return DREAMBENCH
+
+
+# ------------------------------------------------------------------- pytest-xdist: who runs what
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    """A module's tests run in one worker (its module-scoped fixtures are built once), unless
+    they name a group of their own: the smoke suite's tests, in two modules, share one fit."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 # --------------------------------------------------------------------------- CI: no silent skips

@@ -39,6 +39,22 @@ dinov2 = { pretrained = "random:0" }
 """
 
 
+def copy_runs(duo_store: dict, labels: list[str], dest: Path) -> dict:
+    """A store of its own in `dest` (`runs/`, and the suite file beside it) holding these runs
+    of the session's shared duo store, copied: a module's writes stay out of the others' way."""
+    import shutil
+
+    suite = Path(dest) / "duo.toml"
+    suite.write_text(Path(duo_store["suite"]).read_text())
+    runs = Path(dest) / "runs"
+    ids = {}
+    for label in labels:
+        source = Path(duo_store["made"][label].run_dir)
+        shutil.copytree(source, runs / source.parent.name / source.name)
+        ids[label] = source.name
+    return {"suite": suite, "runs": runs, "ids": ids}
+
+
 def documented_seed(*parts: object) -> int:
     """The README's seed of a key: sha256 of the parts joined with "/", first 8 bytes
     (big-endian), shifted right once. A cell's key is (subject, prompt id, image index,

@@ -12,18 +12,25 @@ import bench
 from bench.cli import app
 from bench.methods.base import Base
 
-from helpers import DUO, run_score, stored_rows
+from helpers import copy_runs, run_score, stored_rows
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(duo_store, tmp_path_factory):
+    """The session's DreamBooth-LoRA (rank 2) and `base` runs of the two-subject suite, as `run`
+    returned them fresh, and a copy of them in a store of this module's own (`root`)."""
     root = tmp_path_factory.mktemp("api")
-    (root / "duo.toml").write_text(DUO)
-    suite = bench.load_suite(root / "duo.toml")
-    stats = bench.StatsOptions(n_resamples=500)
-    lora = bench.run("dreambooth_lora", suite, options={"rank": 2}, runs=root, stats=stats)
-    base = bench.run(Base, suite, runs=root, stats=stats)  # a class works as well as a name
-    return {"root": root, "suite": suite, "lora": lora, "base": base, "stats": stats}
+    copied = copy_runs(duo_store, ["rank2", "base"], root)
+    made = duo_store["made"]
+    return {
+        "root": copied["runs"],
+        "suite": bench.load_suite(copied["suite"]),
+        "suite_file": copied["suite"],
+        "lora": made["rank2"],
+        "base": made["base"],
+        "shared": duo_store["runs"],
+        "stats": duo_store["stats"],
+    }
 
 
 def cli_json(*args):
@@ -41,7 +48,7 @@ def test_import_bench_is_cheap():
 
 def test_run_returns_the_scores_the_store_holds(store):
     lora = store["lora"]
-    assert lora.run_dir == store["root"] / "duo" / lora.run_id
+    assert lora.run_dir == store["shared"] / "duo" / lora.run_id
     assert (lora.fitted, lora.generated, lora.scored_units) == (2, 4, 2)
     rows = stored_rows(lora.run_dir)
     for metric in ("clip_i", "clip_t", "dino"):
@@ -50,7 +57,7 @@ def test_run_returns_the_scores_the_store_holds(store):
         assert lora.intervals[metric].n_resamples == 500
     # The CLI names and finds the same run, and has nothing left to do.
     again = cli_json(
-        "run", "--method", "dreambooth_lora", "--suite", store["root"] / "duo.toml",
+        "run", "--method", "dreambooth_lora", "--suite", store["suite_file"],
         "--runs", store["root"], "--set", "rank=2", "--resamples", "500",
     )  # fmt: skip
     assert again["run_id"] == lora.run_id and again["fitted"] == again["generated"] == 0
@@ -66,6 +73,9 @@ def test_a_method_instance_defined_in_a_notebook_runs_without_registration(store
         name = "class_only_notebook"
         Config = Options
 
+    # A class works as well as a name: it is the same run, found finished.
+    by_class = bench.run(Base, store["suite"], runs=store["root"], score=False)
+    assert by_class.run_id == store["base"].run_id and by_class.generated == 0
     result = bench.run(ClassOnly(), store["suite"], runs=store["root"], score=False)
     assert result.run_id.startswith("class_only_notebook-") and result.generated == 4
     # Same noise, same prompts, same backbone as `base`: the same images, byte for byte.

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 
-from helpers import DUO, clip_by_hand, cosine, dino_by_hand, run_score, stored_rows
+from helpers import clip_by_hand, copy_runs, cosine, dino_by_hand, run_score, stored_rows
 
 runner = CliRunner()
 
@@ -29,25 +29,10 @@ def json_of(*args):
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """Three runs of a two-subject suite, made through the library: two LoRA ranks and the
-    Real Images row."""
-    import bench
-
-    root = tmp_path_factory.mktemp("store")
-    suite = root / "duo.toml"
-    suite.write_text(DUO)
-    runs = root / "runs"
-    stats = bench.StatsOptions(n_resamples=500)
-    ids = {
-        label: bench.run(method, suite, options=options, runs=runs, stats=stats).run_id
-        for label, method, options in [
-            ("rank4", "dreambooth_lora", {}),
-            ("rank2", "dreambooth_lora", {"rank": 2}),
-            ("real", "real", {}),
-        ]
-    }
-    return {"suite": suite, "runs": runs, "ids": ids}
+def store(duo_store, tmp_path_factory):
+    """Three runs of the two-subject suite, made through the library: two LoRA ranks and the
+    Real Images row (the session's, copied into a store of this module's own)."""
+    return copy_runs(duo_store, ["rank4", "rank2", "real"], tmp_path_factory.mktemp("store"))
 
 
 def run_dir_of(store, label):
@@ -171,6 +156,7 @@ def test_a_run_against_itself_in_another_row_order_differs_by_exactly_zero(wide)
     import dataclasses
 
     from bench.analysis.compare import compare
+    from bench.analysis.options import StatsOptions
     from bench.analysis.results import load_results
 
     results = load_results(wide["dirs"]["rank4"])
@@ -179,7 +165,7 @@ def test_a_run_against_itself_in_another_row_order_differs_by_exactly_zero(wide)
     assert list(shuffled["image"]) != list(results.scores["image"])
     record = dataclasses.replace(results.record, run_id="copy")
     copy = dataclasses.replace(results, record=record, scores=shuffled)
-    for c in compare([results, copy], n_resamples=500):
+    for c in compare([results, copy], StatsOptions(n_resamples=500)):
         r = c.result
         assert (r.diff, r.low, r.high, r.p_value) == (0.0, 0.0, 0.0, 1.0), c.metric
 
@@ -188,6 +174,7 @@ def test_swapping_two_subjects_images_gives_the_difference_computed_by_hand(stor
     """A copy of a run with red_mug's and blue_robot's images swapped, rescored: compare must
     join the two runs on (subject, prompt, image, replicate), not on row position."""
     from bench.analysis.compare import compare
+    from bench.analysis.options import StatsOptions
     from bench.analysis.results import load_results
     from bench.scorers.scoring import load_scorers, score_run
 
@@ -207,7 +194,7 @@ def test_swapping_two_subjects_images_gives_the_difference_computed_by_hand(stor
     score_run(copy, load_scorers(["clip_i", "clip_t", "dino"], options, "cpu"))
 
     a, b = stored_rows(source), stored_rows(copy)
-    comparisons = compare([load_results(source), load_results(copy)], n_resamples=300)
+    comparisons = compare([load_results(source), load_results(copy)], StatsOptions(n_resamples=300))
     assert {c.metric for c in comparisons} == {"clip_i", "clip_t", "dino"}
     for c in comparisons:
         by_hand = run_score({k: a[k][c.metric] - b[k][c.metric] for k in a})
@@ -321,6 +308,7 @@ def parse_cell(text: str) -> tuple[float, float, float]:
 
 @pytest.mark.parametrize("which", ["store", "wide"])
 def test_leaderboard_has_measured_subject_and_published_rows(which, request, tmp_path):
+    from bench.analysis.options import StatsOptions
     from bench.analysis.results import load_results, summarize
 
     fixture = request.getfixturevalue(which)
@@ -342,7 +330,7 @@ def test_leaderboard_has_measured_subject_and_published_rows(which, request, tmp
         row = by_run[fixture["ids"][label]]
         assert row["run"].endswith("(random weights)")
         results = load_results(run_dir)
-        summary = summarize(results, n_resamples=300)
+        summary = summarize(results, StatsOptions(n_resamples=300))
         for metric, column in (("clip_i", "CLIP-I"), ("clip_t", "CLIP-T"), ("dino", "DINO")):
             if label == "real" and metric == "clip_t":
                 assert row[column] == "n.a."
@@ -383,9 +371,126 @@ def test_leaderboard_has_measured_subject_and_published_rows(which, request, tmp
         text = out.read_text()
         assert "Intervals: 95% percentile bootstrap, subjects resampled." in text
         row = {r["run"].split("`")[1]: r for r in markdown_table(text, "### Suite `duo`")}
-        iv = summarize(load_results(dirs["rank4"]), n_resamples=300, method="percentile")["dino"]
+        percentile = StatsOptions(n_resamples=300, ci_method="percentile")
+        iv = summarize(load_results(dirs["rank4"]), percentile)["dino"]
         cell = parse_cell(row[fixture["ids"]["rank4"]]["DINO"])
         assert cell == pytest.approx((iv.mean, iv.low, iv.high), abs=5e-4)
+
+
+def _bootstrap_by_rows(run_dir: Path, metric: str, **options):
+    """The run's interval from its stored rows, read here, through the statistics themselves."""
+    import numpy as np
+
+    from bench.analysis.stats import bootstrap_interval
+
+    rows = stored_rows(run_dir)
+    keys = sorted(rows)
+    values = np.array([rows[k][metric] for k in keys], dtype=float)
+    return bootstrap_interval(values, [k[0] for k in keys], [k[1] for k in keys], **options)
+
+
+def test_the_statistics_options_reach_every_leaderboard_number(wide, tmp_path):
+    """--confidence and --bootstrap-seed reach the intervals themselves: each leaderboard cell
+    is the bootstrap at the options asked for, and a 90% leaderboard differs from a 95% one (it
+    is narrower). (Three decimals hide the seed's effect here; the sweep test sees it whole.)"""
+    run = wide["ids"]["rank4"]
+    cells = {}
+    for confidence, seed in [(0.95, 0), (0.9, 0), (0.9, 7)]:
+        out = tmp_path / f"LB-{confidence}-{seed}.md"
+        result = invoke(
+            "leaderboard", "--runs", wide["runs"], "--out", out, "--resamples", "300",
+            "--ci-method", "percentile", "--confidence", confidence, "--bootstrap-seed", seed,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        text = out.read_text()
+        percent = {0.95: "95%", 0.9: "90%"}[confidence]
+        assert f"{percent} percentile bootstrap intervals, 300 resamples, seed\n  {seed};" in text
+        assert f"Intervals: {percent} percentile bootstrap, subjects resampled." in text
+        row = {r["run"].split("`")[1]: r for r in markdown_table(text, "### Suite `duo`")}
+        cells[confidence, seed] = cell = parse_cell(row[run]["DINO"])
+        expected = _bootstrap_by_rows(
+            wide["dirs"]["rank4"], "dino",
+            n_resamples=300, confidence=confidence, method="percentile", seed=seed,
+        )  # fmt: skip
+        assert cell == pytest.approx((expected.mean, expected.low, expected.high), abs=5e-4)
+    (_, low95, high95), (_, low90, high90) = cells[0.95, 0], cells[0.9, 0]
+    assert low95 < low90 and high90 < high95
+
+
+def test_a_sweep_takes_the_statistics_and_the_convention(store, wide, tmp_path):
+    """`sweep` passes its StatsOptions whole to every table cell (on the widened runs, found
+    finished: nothing is fitted), and scores and tabulates under the convention it is given."""
+    import bench
+
+    runs = tmp_path / "wide"
+    shutil.copytree(wide["runs"], runs)
+    stats = bench.StatsOptions(n_resamples=300, confidence=0.9, ci_method="percentile", seed=3)
+    grid = {"rank": [2, 4]}
+    made = bench.sweep("dreambooth_lora", store["suite"], grid=grid, runs=runs, stats=stats)
+    assert made.fitted == made.generated == 0
+    data = json.loads((made.sweep_dir / "sweep.json").read_text())
+    assert {row["run_id"] for row in data["runs"]} == {wide["ids"]["rank2"], wide["ids"]["rank4"]}
+    for row in data["runs"]:
+        run_dir = runs / "duo" / row["run_id"]
+        options = dict(n_resamples=300, confidence=0.9, method="percentile")
+        expected = _bootstrap_by_rows(run_dir, "dino", **options, seed=3)
+        seed_0 = _bootstrap_by_rows(run_dir, "dino", **options, seed=0)
+        assert (seed_0.low, seed_0.high) != (expected.low, expected.high)  # the seed tells
+        found = row["metrics"]["dino"]
+        assert (found["confidence"], found["n_resamples"], found["n_subjects"]) == (0.9, 300, 6)
+        assert (found["mean"], found["low"], found["high"]) == pytest.approx(
+            (expected.mean, expected.low, expected.high), abs=1e-12
+        )
+
+    # Under cc101 (CLIP-T = 2.5 x max(cos, 0)): the runs are scored again, into their own file.
+    runs = tmp_path / "plain"
+    shutil.copytree(store["runs"], runs)
+    made = bench.sweep(
+        "dreambooth_lora", store["suite"], grid=grid, runs=runs, convention="cc101", stats=stats
+    )
+    data = json.loads((made.sweep_dir / "sweep.json").read_text())
+    assert data["convention"] == "cc101"
+    for row in data["runs"]:
+        plain = stored_rows(runs / "duo" / row["run_id"])
+        scaled = {k: 2.5 * max(r["clip_t"], 0.0) for k, r in plain.items()}
+        assert row["metrics"]["clip_t"]["mean"] == pytest.approx(run_score(scaled), abs=1e-6)
+
+
+def test_compare_names_the_execution_options_its_runs_differ_in(store, tmp_path):
+    """Execution options stay out of the run id, but `compare` says when two runs it pairs were
+    made with different ones (from their manifests), in its JSON and its table notes."""
+    import bench
+
+    other = bench.run(
+        "dreambooth_lora", store["suite"], options={"rank": 3}, runs=store["runs"], batch_size=1,
+        stats=bench.StatsOptions(n_resamples=100),
+    )  # fmt: skip
+    manifests = {
+        run: [
+            json.loads(m.read_text()) for m in sorted(run_dir.glob("*/replicate-0/manifest.json"))
+        ]
+        for run, run_dir in [("rank4", run_dir_of(store, "rank4")), ("rank3", other.run_dir)]
+    }
+    batch = {
+        run: sorted({m["execution"]["batch_size"] for m in ms}) for run, ms in manifests.items()
+    }
+    assert batch == {"rank4": [8], "rank3": [1]}
+    args = [store["ids"]["rank4"], store["ids"]["rank2"], other.run_id, "--runs", store["runs"]]
+    printed = json_of("compare", *args, "--resamples", "100")["comparisons"]
+    for c in printed:
+        pair = {c["run_a"], c["run_b"]}
+        if other.run_id in pair:
+            mine, theirs = (0, 1) if c["run_a"] == other.run_id else (1, 0)
+            differs = c["execution_differs"]
+            assert list(differs) == ["batch_size"]
+            assert differs["batch_size"][mine] == [1] and differs["batch_size"][theirs] == [8]
+        else:  # the two runs made alike
+            assert c["execution_differs"] == {}
+    text = invoke("compare", *args, "--resamples", "100").output
+    flat = " ".join(text.split())
+    assert f"{store['ids']['rank4']} vs {other.run_id} were made with different execution " in flat
+    assert "options (batch_size 8 vs 1)" in flat
+    assert f"{store['ids']['rank4']} vs {store['ids']['rank2']} were made" not in flat
 
 
 def test_score_outside_images(store, tmp_path):

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from bench.cli import app
 from bench.errors import BenchError
 
-from helpers import DUO, clip_by_hand, cosine, dino_by_hand
+from helpers import clip_by_hand, copy_runs, cosine, dino_by_hand
 
 SUBJECTS = Path(__file__).resolve().parents[1] / "subjects" / "smoke"
 runner = CliRunner()
@@ -31,17 +31,15 @@ def snapshot(run_dir: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(duo_store, tmp_path_factory):
     """A `base` run of the two-subject suite, scored under the default convention by `run`,
     then rescored under the two others (through the library, then the command)."""
     import bench
 
-    root = tmp_path_factory.mktemp("conventions")
-    suite = root / "duo.toml"
-    suite.write_text(DUO)
-    runs = root / "runs"
+    copied = copy_runs(duo_store, ["base"], tmp_path_factory.mktemp("conventions"))
+    suite, runs = copied["suite"], copied["runs"]
     stats = bench.StatsOptions(n_resamples=200)
-    made = bench.run("base", suite, runs=runs, stats=stats)
+    made = bench.run("base", suite, runs=runs, stats=stats)  # the session's run, found finished
     before = snapshot(made.run_dir)
     plus = bench.rescore(
         made.run_id, suite=suite, runs=runs, convention="dreambench-plus", stats=stats
@@ -151,23 +149,26 @@ def test_compare_refuses_to_mix_conventions(store):
     import dataclasses
 
     from bench.analysis.compare import compare
+    from bench.analysis.options import StatsOptions
     from bench.analysis.results import load_results
 
     default = load_results(store["dir"])
     other = load_results(store["dir"], convention="cc101")
     other = dataclasses.replace(other, record=dataclasses.replace(other.record, run_id="copy"))
     with pytest.raises(BenchError, match="different conventions .dreambooth vs cc101."):
-        compare([default, other], n_resamples=100)
+        compare([default, other], StatsOptions(n_resamples=100))
     # Under one convention it compares, and says which.
     run_id = store["made"].run_id
     twin = invoke("compare", run_id, store["dir"], "--runs", store["runs"], "--json")
     assert twin.exit_code == 2 and "named twice" in twin.output
     same = dataclasses.replace(load_results(store["dir"], convention="cc101"), record=other.record)
-    result = compare([load_results(store["dir"], convention="cc101"), same], n_resamples=100)
+    cc101 = load_results(store["dir"], convention="cc101")
+    result = compare([cc101, same], StatsOptions(n_resamples=100))
     assert {c.metric for c in result} == {"clip_i", "clip_t", "dino"}
 
 
 def test_summaries_and_the_command_carry_the_convention(store):
+    from bench.analysis.options import StatsOptions
     from bench.analysis.results import load_results, summarize
 
     cc101 = store["cc101"]["scores"]
@@ -177,7 +178,8 @@ def test_summaries_and_the_command_carry_the_convention(store):
     plus = store["plus"]
     assert plus.results.convention == "dreambench-plus"
     assert set(plus.intervals) == {"clip_i", "clip_t", "dino", "dinov2"}
-    expected = summarize(load_results(store["dir"], convention="dreambench-plus"), n_resamples=200)
+    stored = load_results(store["dir"], convention="dreambench-plus")
+    expected = summarize(stored, StatsOptions(n_resamples=200))
     assert plus.intervals["dinov2"].mean == pytest.approx(expected["dinov2"].mean)
 
 

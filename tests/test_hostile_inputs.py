@@ -585,13 +585,10 @@ def snapshot(*roots: Path) -> dict[str, tuple[str, int]]:
     return found
 
 
-@pytest.fixture(scope="module")
-def finished_store(tmp_path_factory) -> Path:
-    """A store with one finished, scored micro run of `base`."""
-    runs = tmp_path_factory.mktemp("finished") / "runs"
-    result = runner.invoke(app, ["run", "--method", "base", "--suite", "micro", "--runs", runs])
-    assert result.exit_code == 0, result.output
-    return runs
+@pytest.fixture
+def finished_store(micro_base_store) -> Path:
+    """A store with one finished, scored micro run of `base` (the session's)."""
+    return micro_base_store
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -624,6 +621,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
 
 
+@pytest.mark.slow
 def test_offline_dreambench_fails_fast_naming_every_missing_model(dreambench_root, tmp_path):
     """Nothing cached, no network: one line within seconds, every model and its option named."""
     import subprocess
@@ -692,6 +690,7 @@ def test_no_unsafe_loading_or_shell_in_the_package():
     assert loads == [], f"torch.load outside safetensors: {loads}"
 
 
+@pytest.mark.slow
 def test_one_missing_model_keeps_its_own_message(tmp_path):
     """Only CLIP missing (shared by clip_i and clip_t): its own error, with where to get it."""
     import subprocess

@@ -46,10 +46,11 @@ def spies(monkeypatch):
         ("dreambooth_lora", {}, [ARTIFACTS["dreambooth_lora"]]),
         ("textual_inversion", {}, [ARTIFACTS["textual_inversion"]]),
         # pivotal tuning: the identifier's row is learned in fp32 beside the adapter
-        (
+        pytest.param(
             "dreambooth_lora",
             {"train_identifier": True},
             [ARTIFACTS["dreambooth_lora"], "identifier_embedding.safetensors"],
+            marks=pytest.mark.slow,
         ),
     ],
 )
@@ -82,8 +83,8 @@ def test_bf16_runs_end_to_end_with_fp32_adapters(method, options, artifacts, spi
     ("method", "options"),
     [
         ("dreambooth_lora", {}),
-        ("textual_inversion", {}),
-        ("dreambooth_lora", {"train_identifier": True}),
+        pytest.param("textual_inversion", {}, marks=pytest.mark.slow),
+        pytest.param("dreambooth_lora", {"train_identifier": True}, marks=pytest.mark.slow),
     ],
 )
 def test_fp16_training_scales_the_loss(method, options, spies, tmp_path):

@@ -47,6 +47,7 @@ def test_grid_parsing_and_expansion():
     assert shared.varied() == ["rank", "prior_preservation"]
 
 
+@pytest.mark.slow
 def test_sweep_writes_tables_and_plots_and_resumes(tmp_path):
     suite = tmp_path / "duo.toml"
     suite.write_text(DUO)
@@ -135,11 +136,12 @@ def parse_cell(text: str):
 
 def check_table_values(data: dict, suite_dir: Path) -> None:
     """Every cell of the sweep's tables is the library's summary of its run (and checkpoint)."""
+    from bench.analysis.options import StatsOptions
     from bench.analysis.results import checkpoint_steps, load_results, summarize
 
     def summary(run_id, checkpoint=None):
         results = load_results(suite_dir / run_id, checkpoint=checkpoint)
-        return summarize(results, n_resamples=200)
+        return summarize(results, StatsOptions(n_resamples=200))
 
     checked = 0
     for rows in data["tables"].values():
@@ -166,6 +168,7 @@ def check_table_values(data: dict, suite_dir: Path) -> None:
             assert best == pytest.approx((iv.mean, iv.low, iv.high), abs=5e-5, nan_ok=True)
 
 
+@pytest.mark.slow
 def test_tables_of_several_grids_read_whole_and_in_value_order(tmp_path):
     """With several grids (as the seed study's), an option a cell leaves alone shows the value
     its run used (left blank only where that is None, the method's to decide, never NaN);

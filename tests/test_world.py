@@ -186,6 +186,7 @@ def test_training_is_deterministic_and_the_weights_load_through_safetensors(tmp_
     assert len(loaded.read([render(Scene(MUG))])) == 1
 
 
+@pytest.mark.slow
 def test_world_commands_train_and_check(tmp_path):
     import json
 
@@ -437,6 +438,7 @@ def test_world_clip_is_a_scorer_model_like_any_file():
         assert scorer.random_weights is False
 
 
+@pytest.mark.slow
 def test_an_interrupted_pipeline_training_resumes_to_the_same_weights(tmp_path):
     """`bench world train --only pipeline` keeps its training state: stopped in the second UNet
     stage and run again, it ends with the weights and configs of a run that was never stopped,
@@ -472,6 +474,7 @@ def test_an_interrupted_pipeline_training_resumes_to_the_same_weights(tmp_path):
             assert whole == again, (part, file)
 
 
+@pytest.mark.slow
 def test_the_pipeline_recipe_trains_its_unet_on_swapped_tails_from_the_first_step(
     tmp_path, monkeypatch
 ):

@@ -36,6 +36,7 @@ def world():
     return load_backbone("world", device="cpu")
 
 
+@pytest.mark.slow
 def test_the_base_model_draws_the_class_and_the_context_a_prompt_names(world, oracle):
     """One image of "a {class} {context}" for every class and context, from seeded noise."""
     import torch
@@ -146,9 +147,64 @@ def test_the_subject_share_carries_the_interval_the_metrics_carry(oracle, tmp_pa
     assert expected.low < found.subject < expected.high
 
 
-def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
+# The world report's test suite: the smoke suite's subjects and prompt kinds on the world
+# backbone, with fits short enough that refitting at a second seed costs seconds, not minutes
+# (what the report reads does not depend on how well a method learned).
+MINI = """\
+name = "world-mini"
+backbone = "world"
+resolution = 64
+images_per_prompt = 2
+prior_images = 1
+replicates = [0]
+scorers = ["clip_i", "clip_t", "dino"]
+
+[subjects]
+set = "world"
+ids = ["blue_robot", "ginger_cat", "red_mug"]
+
+[prompts]
+object = { set = "world_object", ids = ["on_the_beach", "red"] }
+live = { set = "world_live", ids = ["on_the_beach", "wearing_a_santa_hat"] }
+
+[generation]
+scheduler = "DDIMScheduler"
+steps = 8
+guidance_scale = 7.5
+negative_prompt = ""
+
+[method_defaults.dreambooth_lora]
+rank = 4
+lr = 2e-3
+steps = 12
+batch_size = 2
+
+[scorer_options]
+clip = { model = "bench-world-clip" }
+dino = { model = "bench-world-dino" }
+"""
+
+
+@pytest.fixture(scope="module")
+def mini_runs(tmp_path_factory):
+    """`real`, `base` and DreamBooth-LoRA on the mini world suite, made before the report."""
+    import bench
+
+    root = tmp_path_factory.mktemp("world-mini")
+    suite = root / "world-mini.toml"
+    suite.write_text(MINI)
+    runs = root / "runs"
+    made = {"suite": suite, "runs": runs}
+    for method in ("real", "base", "dreambooth_lora"):
+        made[method] = bench.run(method, suite, runs=runs, device="cpu").run_dir
+    return made
+
+
+@pytest.mark.slow
+def test_the_world_report_reads_the_runs_back(mini_runs, oracle, tmp_path):
     """`bench world report` reuses the finished runs and reports what the oracle finds in them,
-    beside the metrics, with a contact sheet of every subject."""
+    beside the metrics, with a contact sheet of every subject; with --fit-seeds it refits each
+    trained method at the other seeds and pools the fits' images."""
     import json
 
     from typer.testing import CliRunner
@@ -159,24 +215,18 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
         return "n.a." if x is None else f"{x:.0%}"
 
     only = "real,base,dreambooth_lora"
-    args = [
-        "world",
-        "report",
-        "--suite",
-        "smoke",
-        "--runs",
-        str(smoke_runs["runs"]),
-    ]
+    args = ["world", "report", "--suite", str(mini_runs["suite"]), "--runs", str(mini_runs["runs"])]
     result = CliRunner().invoke(
         app,
-        [*args, "--only", only, "--out", str(tmp_path), "--cases", "100", "--fit-seeds", "0,1"],
+        [*args, "--only", only, "--out", str(tmp_path), "--cases", "100", "--oracle-cases", "400"]
+        + ["--base-per-pair", "1", "--fit-seeds", "0,1"],
     )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "world-report.json").read_text())
     rows = {row["label"]: row for row in report["runs"]}
     assert list(rows) == ["real", "base", "dreambooth_lora"]
     for label in ("base", "dreambooth_lora"):
-        truth = _subject_truth(smoke_runs[label], oracle)
+        truth = _subject_truth(mini_runs[label], oracle)
         subject, whose, kinds = truth.subject, truth.whose, truth.kinds
         assert rows[label]["subject"] == pytest.approx(np.mean(subject))
         assert np.isnan(rows[label]["subject_interval"]).all()  # 3 subjects: no interval
@@ -190,12 +240,13 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
             {k: np.mean(v) for k, v in truth.traits.items()}
         )
         assert rows[label]["context"] == pytest.approx(np.mean(truth.placed))
-        assert rows[label]["run_id"] == Path(smoke_runs[label]).name
+        assert rows[label]["run_id"] == Path(mini_runs[label]).name
     import bench
 
-    learned = bench.summarize(smoke_runs["dreambooth_lora"])["dino"]
+    learned = bench.summarize(mini_runs["dreambooth_lora"])["dino"]
     assert rows["dreambooth_lora"]["metrics"]["dino"][0] == pytest.approx(learned.mean)
     assert all(v >= 0.95 for v in report["oracle"]["renders"].values())
+    assert report["base_prompt_following"]["images"] == len(CLASSES) * len(CONTEXTS)  # one each
     # What the shipped metrics see: CLIP-I and DINO the subject's colours, CLIP-T the place and
     # colour a prompt asks for (the measure itself is tested in test_world.py).
     seen = report["metrics_see"]
@@ -228,27 +279,27 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
         + " |"
     ]
     sheet = Image.open(tmp_path / "contact-sheet.png")
-    assert rows["dreambooth_lora"]["images"] == 3 * 3 * 2  # subjects x prompts x images
+    assert rows["dreambooth_lora"]["images"] == 3 * 2 * 2  # subjects x prompts x images
     assert sheet.size == (2 * (5 * 68 - 4), 2 * (3 * 68 - 4))  # 3 photos + 2 runs, 3 subjects
     # what the tables say of these runs: the toy world, not random weights
     shown = CliRunner().invoke(
-        app, ["compare", *map(str, [smoke_runs["base"], smoke_runs["dreambooth_lora"]])]
+        app, ["compare", *map(str, [mini_runs["base"], mini_runs["dreambooth_lora"]])]
     )
     assert shown.exit_code == 0, shown.output
     assert "TOY WORLD" in shown.output and "RANDOM WEIGHTS" not in shown.output
     # --fit-seeds 0,1: DreamBooth-LoRA fitted again at seed 1, real and base (no fit) not; the
     # share of each fit and of both fits' images pooled, as the oracle reads the PNGs here
-    made = sorted(Path(smoke_runs["runs"]).glob("*/*/run.json"))
+    made = sorted(Path(mini_runs["runs"]).glob("*/*/run.json"))
     assert len(made) == 4  # the 3 reused, one new
-    reused = {Path(smoke_runs[label]).name for label in ("real", "base", "dreambooth_lora")}
+    reused = {Path(mini_runs[label]).name for label in ("real", "base", "dreambooth_lora")}
     (refit,) = [f.parent for f in made if f.parent.name not in reused]
     assert json.loads((refit / "run.json").read_text())["config"]["seed"] == 1
-    first = _subject_truth(smoke_runs["dreambooth_lora"], oracle)
+    first = _subject_truth(mini_runs["dreambooth_lora"], oracle)
     second = _subject_truth(refit, oracle)
     (fits,) = report["fit_seeds"]
     assert fits["label"] == "dreambooth_lora"
     assert [(f["seed"], f["run_id"]) for f in fits["fits"]] == [
-        (0, Path(smoke_runs["dreambooth_lora"]).name),
+        (0, Path(mini_runs["dreambooth_lora"]).name),
         (1, refit.name),
     ]
     assert [f["subject"] for f in fits["fits"]] == pytest.approx(
@@ -256,11 +307,11 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
     )
     assert fits["subject"] == pytest.approx(np.mean(first.subject + second.subject))
     assert fits["context"] == pytest.approx(np.mean(first.placed + second.placed))
-    assert fits["images"] == 2 * 3 * 3 * 2
+    assert fits["images"] == 2 * 3 * 2 * 2
     from bench.world.report import run_truth
 
     with pytest.raises(ValueError, match="is not another fit of"):  # pools fits of one method
-        run_truth(smoke_runs["dreambooth_lora"], oracle, other_fits=[smoke_runs["base"]])
+        run_truth(mini_runs["dreambooth_lora"], oracle, other_fits=[mini_runs["base"]])
     section = written.split("## Fit seeds")[1].split("\n## ")[0]
     assert [line for line in section.splitlines() if line.startswith("| `")] == [
         "| `dreambooth_lora` | "
@@ -269,6 +320,8 @@ def test_the_world_report_reads_the_runs_back(smoke_runs, oracle, tmp_path):
     ]
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("smoke")  # one worker fits the smoke suite for both
 def test_dreambooth_lora_learns_the_subject_and_keeps_the_prompt(smoke_runs, oracle):
     """On the smoke suite, as the oracle reads the PNGs: DreamBooth-LoRA draws the subject's
     body colour far more often than the base model where the prompt keeps it, and the whole

@@ -10,12 +10,13 @@ comparisons of metrics it does not define (CLIP-T).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from bench.analysis.results import KEY, RunResults
+from bench.analysis.options import StatsOptions
+from bench.analysis.results import KEY, RunResults, execution_options
 from bench.analysis.stats import Comparison, holm, paired_comparison, subject_means
 from bench.errors import BenchError
 
@@ -27,6 +28,21 @@ class MetricComparison:
     run_b: str
     matched_on: str  # "images" or "subjects"
     result: Comparison
+    # execution options whose values differ between the two runs: option -> (A's, B's)
+    execution_differs: dict[str, tuple[list, list]] = field(default_factory=dict)
+
+
+def execution_differences(a: RunResults, b: RunResults) -> dict[str, tuple[list, list]]:
+    """The execution options (not part of a run id) whose values differ between two runs that
+    both generated images: pairing them compares that too, a little."""
+    options_a, options_b = execution_options(a), execution_options(b)
+    if not options_a or not options_b:  # the Real Images row or outside images
+        return {}
+    return {
+        key: (options_a.get(key, []), options_b.get(key, []))
+        for key in sorted(set(options_a) | set(options_b))
+        if options_a.get(key) != options_b.get(key)
+    }
 
 
 def _is_reference(results: RunResults) -> bool:
@@ -95,39 +111,32 @@ def _pair_arrays(a: RunResults, b: RunResults, metric: str):
     return "images", left.to_numpy(float), right.to_numpy(float), subjects, prompts
 
 
-def compare(
-    runs: list[RunResults],
-    *,
-    prompt_mode: str = "fixed",
-    n_resamples: int = 10_000,
-    confidence: float = 0.95,
-    method: str = "auto",
-    seed: int = 0,
-) -> list[MetricComparison]:
-    """Every pair of runs on every metric both define; Holm adjustment within each metric."""
+def compare(runs: list[RunResults], stats: StatsOptions = StatsOptions()) -> list[MetricComparison]:
+    """Every pair of runs on every metric both define; Holm adjustment within each metric. Each
+    comparison names the execution options its two runs differ in."""
     check_comparable(runs)
+    differs = {
+        (a.run_id, b.run_id): execution_differences(a, b)
+        for a, b in itertools.combinations(runs, 2)
+    }
     out: list[MetricComparison] = []
     for metric in runs[0].metrics:
         defined = [r for r in runs if r.scores[metric].notna().any()]
         family = []
         for a, b in itertools.combinations(defined, 2):
             matched_on, va, vb, subjects, prompts = _pair_arrays(a, b, metric)
-            mode = "fixed" if matched_on == "subjects" else prompt_mode
+            # Paired by subject means alone (no shared images): only subjects are resampled.
+            mode = "fixed" if matched_on == "subjects" else stats.prompt_mode
             try:
                 result = paired_comparison(
-                    va,
-                    vb,
-                    subjects,
-                    prompts,
-                    prompt_mode=mode,
-                    n_resamples=n_resamples,
-                    confidence=confidence,
-                    method=method,
-                    seed=seed,
+                    va, vb, subjects, prompts, **(stats.bootstrap_kwargs() | {"prompt_mode": mode})
                 )
             except ValueError as e:
                 raise BenchError(f"{metric}, {a.run_id} vs {b.run_id}: {e}") from None
-            family.append(MetricComparison(metric, a.run_id, b.run_id, matched_on, result))
+            execution = differs[a.run_id, b.run_id]
+            family.append(
+                MetricComparison(metric, a.run_id, b.run_id, matched_on, result, execution)
+            )
         if family:
             adjusted = holm([c.result.p_value for c in family])
             for c, p in zip(family, adjusted, strict=True):

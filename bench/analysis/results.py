@@ -9,11 +9,18 @@ from typing import Any
 
 import pandas as pd
 
+from bench.analysis.options import StatsOptions
 from bench.analysis.stats import Interval, bootstrap_interval
 from bench.errors import BenchError
 from bench.scorers.conventions import get_convention
 from bench.store.layout import RunPaths
-from bench.store.records import DEFAULT_CONVENTION, ROW_FIELDS, RunRecord, read_scores
+from bench.store.records import (
+    DEFAULT_CONVENTION,
+    ROW_FIELDS,
+    RunRecord,
+    UnitManifest,
+    read_scores,
+)
 
 KEY = ["subject", "prompt_id", "image_index", "replicate"]
 
@@ -43,6 +50,27 @@ class RunResults:
     def toy_world(self) -> bool:
         """Made in the toy world, on the backbone bench trained on it (bench/world)."""
         return self.record.toy_world
+
+
+def execution_options(results: RunResults) -> dict[str, list]:
+    """Every value each execution option (device, dtype, generation batch size, ...) took in the
+    run's units, device and dtype as the backbone resolved them ("auto" -> "cuda:0"). They stay
+    out of the run id, yet move pixels a little. Empty for runs that generated nothing."""
+    found: dict[str, set] = {}
+    for unit in RunPaths(results.root).units():
+        path = RunPaths.manifest(unit)
+        if not path.is_file():  # an unfinished unit: it holds no scores either
+            continue
+        manifest = UnitManifest.read(path)
+        if manifest.execution is None:
+            continue
+        values = dict(manifest.execution)
+        for key in ("device", "dtype"):
+            if manifest.backbone and key in manifest.backbone:
+                values[key] = manifest.backbone[key]
+        for key, value in values.items():
+            found.setdefault(key, set()).add(value)
+    return {key: sorted(values, key=str) for key, values in found.items()}
 
 
 def checkpoint_steps(run_root: Path) -> list[int]:
@@ -82,15 +110,7 @@ def load_results(
     return RunResults(run_root, record, frame, scorers, convention)
 
 
-def summarize(
-    results: RunResults,
-    *,
-    prompt_mode: str = "fixed",
-    n_resamples: int = 10_000,
-    confidence: float = 0.95,
-    method: str = "auto",
-    seed: int = 0,
-) -> dict[str, Interval]:
+def summarize(results: RunResults, stats: StatsOptions = StatsOptions()) -> dict[str, Interval]:
     """One interval per metric over the whole run (subject-clustered bootstrap; none below
     `MIN_INTERVAL_SUBJECTS` subjects, see `bench.analysis.stats`)."""
     frame = results.scores
@@ -99,18 +119,16 @@ def summarize(
         if frame[metric].isna().all():  # a metric this run does not define (CLIP-T of `real`)
             nan = float("nan")
             note = "not defined for this run"
-            out[metric] = Interval(nan, nan, nan, 0, 0, 0, confidence, "none", prompt_mode, note)
+            out[metric] = Interval(
+                nan, nan, nan, 0, 0, 0, stats.confidence, "none", stats.prompt_mode, note
+            )
             continue
         try:
             out[metric] = bootstrap_interval(
                 frame[metric].to_numpy(float),
                 frame["subject"].to_numpy(),
                 frame["prompt_id"].to_numpy(),
-                prompt_mode=prompt_mode,
-                n_resamples=n_resamples,
-                confidence=confidence,
-                method=method,
-                seed=seed,
+                **stats.bootstrap_kwargs(),
             )
         except ValueError as e:
             raise BenchError(f"{results.root}: {metric}: {e}") from None

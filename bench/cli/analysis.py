@@ -10,7 +10,9 @@ import typer
 from rich.table import Table
 
 from bench.cli.common import (
+    BootstrapSeedOption,
     CIMethodOption,
+    ConfidenceOption,
     ConventionOption,
     JsonOption,
     PromptsOption,
@@ -29,8 +31,11 @@ def compare(
     runs: RunsOption = None,
     prompts: PromptsOption = "fixed",
     resamples: ResamplesOption = 10_000,
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", "--bootstrap-seed", help="Seed of the bootstrap resamples.")
+    ] = 0,
     ci_method: CIMethodOption = "auto",
+    confidence: ConfidenceOption = 0.95,
     convention: ConventionOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -39,7 +44,8 @@ def compare(
     from bench.reports.tables import compare_json, compare_table
 
     loaded = [api.load_run(ref, runs=runs, convention=convention) for ref in run_refs]
-    comparisons = api.compare(loaded, stats=stats_options(prompts, resamples, ci_method, seed=seed))
+    stats = stats_options(prompts, resamples, ci_method, confidence, seed)
+    comparisons = api.compare(loaded, stats=stats)
     random_weights = any(r.random_weights for r in loaded)
     toy_world = any(r.toy_world for r in loaded)
     convention = loaded[0].convention
@@ -57,6 +63,8 @@ def leaderboard(
     prompts: PromptsOption = "fixed",
     resamples: ResamplesOption = 10_000,
     ci_method: CIMethodOption = "auto",
+    confidence: ConfidenceOption = 0.95,
+    bootstrap_seed: BootstrapSeedOption = 0,
     convention: Annotated[
         str | None,
         typer.Option("--convention", help="Only this convention's section (default: all)."),
@@ -65,14 +73,14 @@ def leaderboard(
     """Write a markdown leaderboard of every scored run, with published reference rows."""
     from bench import api
 
-    stats = stats_options(prompts, resamples, ci_method)
+    stats = stats_options(prompts, resamples, ci_method, confidence, bootstrap_seed)
     api.leaderboard(runs=runs, out=out_path, convention=convention, stats=stats)
     out.print(f"wrote {out_path}", highlight=False)
 
 
 def list_runs(runs: RunsOption = None, as_json: JsonOption = False) -> None:
     """List the runs in a store."""
-    from bench.store.layout import list_runs as store_runs
+    from bench.store.integrity import list_runs as store_runs
 
     rows = store_runs(runs_dir(runs))
     if as_json:

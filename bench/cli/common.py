@@ -206,10 +206,18 @@ def scorer_table(assignments: list[str] | None) -> dict[str, dict[str, Any]]:
     return parse_scorer_options(assignments or [])
 
 
-def stats_options(prompts: str, resamples: int, ci_method: str = "auto", seed: int = 0):
+def stats_options(
+    prompts: str, resamples: int, ci_method: str, confidence: float, seed: int
+):  # -> StatsOptions, made once from a command's options and passed whole
     from bench.api import StatsOptions
 
-    return StatsOptions(prompt_mode=prompts, n_resamples=resamples, ci_method=ci_method, seed=seed)
+    return StatsOptions(
+        prompt_mode=prompts,
+        n_resamples=resamples,
+        confidence=confidence,
+        ci_method=ci_method,
+        seed=seed,
+    )
 
 
 # --------------------------------------------------------------------------- options
@@ -259,6 +267,12 @@ CIMethodOption = Annotated[
         help="auto (the studentized bootstrap), studentized, percentile or bca; "
         "no interval below 5 subjects.",
     ),
+]
+ConfidenceOption = Annotated[
+    float, typer.Option("--confidence", help="Confidence level of every interval (0 to 1).")
+]
+BootstrapSeedOption = Annotated[
+    int, typer.Option("--bootstrap-seed", help="Seed of the bootstrap resamples.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 ConventionOption = Annotated[

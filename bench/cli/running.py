@@ -11,7 +11,9 @@ from rich.table import Table
 
 from bench.cli.common import (
     BatchSizeOption,
+    BootstrapSeedOption,
     CIMethodOption,
+    ConfidenceOption,
     ConventionOption,
     DataRootOption,
     DeviceOption,
@@ -50,7 +52,8 @@ def run(
     backbone: Annotated[
         str | None,
         typer.Option(
-            help="Override the suite's backbone (hub id, local dir, `tiny` or `sd15-random`)."
+            help="Override the suite's backbone: a hub id or local dir, or a built-in one: "
+            "`world` (the toy world's, the smoke suite's), `tiny` or `sd15-random`."
         ),
     ] = None,
     data_root: DataRootOption = None,
@@ -74,6 +77,8 @@ def run(
     prompts: PromptsOption = "fixed",
     resamples: ResamplesOption = 10_000,
     ci_method: CIMethodOption = "auto",
+    confidence: ConfidenceOption = 0.95,
+    bootstrap_seed: BootstrapSeedOption = 0,
     as_json: JsonOption = False,
 ) -> None:
     """Fit METHOD on every subject of a suite, generate its images, score and store them."""
@@ -85,7 +90,7 @@ def run(
     # Checked before any work.
     ExecutionOptions(device=device, dtype=dtype, batch_size=batch_size)
     get_convention(convention)
-    stats = stats_options(prompts, resamples, ci_method)
+    stats = stats_options(prompts, resamples, ci_method, confidence, bootstrap_seed)
     loaded = api.load_suite(
         suite, data_root=data_root, backbone=backbone, subjects=subject, prompt_file=prompt_file
     )
@@ -194,6 +199,8 @@ def score(
     prompts: PromptsOption = "fixed",
     resamples: ResamplesOption = 10_000,
     ci_method: CIMethodOption = "auto",
+    confidence: ConfidenceOption = 0.95,
+    bootstrap_seed: BootstrapSeedOption = 0,
     as_json: JsonOption = False,
 ) -> None:
     """Score images made by an outside tool (they become a run of their own in the store), or
@@ -204,7 +211,7 @@ def score(
     if (images is None) == (run is None):
         raise BenchError("bench score needs --images DIR (outside images) or --run RUN, not both")
     get_convention(convention)
-    stats = stats_options(prompts, resamples, ci_method)
+    stats = stats_options(prompts, resamples, ci_method, confidence, bootstrap_seed)
     with progress_reporter() as reporter:
         if run is not None:
             result = api.rescore(
@@ -281,8 +288,12 @@ def sweep(
     dtype: DtypeOption = "auto",
     batch_size: BatchSizeOption = 8,
     scorer_option: ScorerOption = None,
+    convention: ConventionOption = None,
     prompts: PromptsOption = "fixed",
     resamples: ResamplesOption = 10_000,
+    ci_method: CIMethodOption = "auto",
+    confidence: ConfidenceOption = 0.95,
+    bootstrap_seed: BootstrapSeedOption = 0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs only.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -308,7 +319,8 @@ def sweep(
         dtype=dtype,
         batch_size=batch_size,
         scorer_options=scorer_table(scorer_option),
-        stats=stats_options(prompts, resamples),
+        convention=convention,
+        stats=stats_options(prompts, resamples, ci_method, confidence, bootstrap_seed),
         dry_run=dry_run,
     )
     loaded = api.load_suite(suite, data_root=data_root, subjects=subject)

@@ -137,6 +137,20 @@ def report(
         int,
         typer.Option("--cases", help="Held-out cases per trait for what the metrics can see."),
     ] = 300,
+    oracle_cases: Annotated[
+        int,
+        typer.Option(
+            "--oracle-cases",
+            help="Held-out renders the oracle is checked on (half as many reconstructed and "
+            "blurred).",
+        ),
+    ] = 2000,
+    base_per_pair: Annotated[
+        int,
+        typer.Option(
+            "--base-per-pair", help="Base-model images of each class and context it is read on."
+        ),
+    ] = 2,
     fit_seeds: Annotated[
         str | None,
         typer.Option(
@@ -164,6 +178,10 @@ def report(
         raise BenchError(f"--only {','.join(unknown)}: rows are {', '.join(REPORT_RUNS)}")
     if cases < 1:
         raise BenchError(f"--cases {cases}: use a whole number >= 1")
+    if oracle_cases < 2:
+        raise BenchError(f"--oracle-cases {oracle_cases}: use a whole number >= 2")
+    if base_per_pair < 1:
+        raise BenchError(f"--base-per-pair {base_per_pair}: use a whole number >= 1")
     seeds = _seeds(fit_seeds) if fit_seeds is not None else []
     loaded = api.load_suite(suite)
     if loaded.backbone != "world":
@@ -193,6 +211,8 @@ def report(
         contact_prompt,
         subjects,
         seen_cases=cases,
+        oracle_cases=oracle_cases,
+        base_per_pair=base_per_pair,
         fits={label: seeded for label, seeded in fits.items() if len(seeded) > 1},
     )
     for row in data["runs"]:

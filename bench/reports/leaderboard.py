@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import __version__
+from bench.analysis.options import StatsOptions
 from bench.analysis.results import RunResults, load_results, summarize
 from bench.analysis.stats import subject_means
 from bench.paths import data_dir
@@ -39,9 +40,10 @@ HOW_TO_READ = """\
   removed and the class noun kept ("a sks dog on the beach" is scored as "a dog on the beach").
 - **Score** of a run: the mean over subjects of the mean over that subject's prompts of the mean
   over its images (equal weight per subject, and per prompt within a subject).
-- **Intervals**: 95% {ci_method} intervals, {n_resamples:,} resamples, seed 0; the notes
-  under each table name the method. Below 5 subjects a run shows its mean without an interval:
-  no interval method keeps its coverage there (`bench/analysis/stats.py`).
+- **Intervals**: {confidence} {ci_method} intervals, {n_resamples:,} resamples, seed
+  {seed}{prompts}; the notes under each table name the method. Below 5 subjects a run shows its
+  mean without an interval: no interval method keeps its coverage there
+  (`bench/analysis/stats.py`).
   Estimand: the expected score of a new subject from the same population, on this fixed prompt
   set. Subjects are resampled with replacement (their images move with them), so images of one
   subject are not treated as independent. With `--prompts random` prompts are resampled too
@@ -84,12 +86,12 @@ def _metrics(runs: list[RunResults]) -> list[str]:
     return ordered(m for r in runs for m in r.metrics)
 
 
-def run_rows(runs: list[RunResults], **stats) -> pd.DataFrame:
+def run_rows(runs: list[RunResults], stats: StatsOptions) -> pd.DataFrame:
     metrics = _metrics(runs)
     rows = []
     notes = []
     for results in runs:
-        intervals = summarize(results, **stats)
+        intervals = summarize(results, stats)
         notes += [iv for iv in intervals.values() if iv.n_subjects]
         first = next(iter(intervals.values()))
         row = {
@@ -184,7 +186,7 @@ def page(
     runs_root: Path,
     out_dir: Path = Path("leaderboard"),
     convention: str | None = None,
-    **stats,
+    stats: StatsOptions = StatsOptions(),
 ) -> str:
     """The leaderboard's markdown for every scored run of a store (or only its scores under
     `convention`), one section per convention."""
@@ -201,8 +203,11 @@ def page(
         "## How to read it",
         "",
         HOW_TO_READ.format(
-            n_resamples=stats.get("n_resamples", 10_000),
-            ci_method=CI_METHOD_NAMES[stats.get("method", "auto").replace("auto", "studentized")],
+            confidence=f"{stats.confidence * 100:g}%",
+            n_resamples=stats.n_resamples,
+            seed=stats.seed,
+            ci_method=CI_METHOD_NAMES[stats.ci_method.replace("auto", "studentized")],
+            prompts="" if stats.prompt_mode == "fixed" else ", prompts resampled too",
         ),
         "",
     ]
@@ -215,7 +220,7 @@ def page(
             if r.convention == name:
                 by_suite.setdefault(r.record.suite["name"], []).append(r)
         for suite, suite_runs in sorted(by_suite.items()):
-            table, notes = run_rows(suite_runs, **stats)
+            table, notes = run_rows(suite_runs, stats)
             lines += [f"### Suite `{suite}`", "", table.to_markdown(index=False), ""]
             lines += [f"{note[0].upper()}{note[1:]}." for note in notes] + [""]
             lines += [f"#### Per subject, suite `{suite}` (subject means)", ""]

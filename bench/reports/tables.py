@@ -91,6 +91,7 @@ def compare_table(
         f"convention {convention})",
         caption="\n".join(
             [f"p: {m}" for m in dict.fromkeys(c.result.p_method for c in comparisons)]
+            + execution_notes(comparisons)
             + caveats(random_weights, [c.result for c in comparisons], toy_world)
         ),
         caption_style="bold red",
@@ -112,6 +113,23 @@ def compare_table(
     return table
 
 
+def execution_notes(comparisons: list) -> list[str]:
+    """One line per pair of runs made with different execution options (device, dtype, batch
+    size, ...): they are not part of a run id, but they move pixels a little."""
+    lines = {}
+    for c in comparisons:
+        if c.execution_differs:
+            what = "; ".join(
+                f"{key} {', '.join(map(str, a)) or '-'} vs {', '.join(map(str, b)) or '-'}"
+                for key, (a, b) in c.execution_differs.items()
+            )
+            lines[c.run_a, c.run_b] = (
+                f"{c.run_a} vs {c.run_b} were made with different execution options ({what}): "
+                "the difference includes theirs"
+            )
+    return list(lines.values())
+
+
 def compare_json(
     comparisons: list, random_weights: bool, convention: str, toy_world: bool = False
 ) -> dict[str, Any]:
@@ -125,6 +143,7 @@ def compare_json(
                 "run_a": c.run_a,
                 "run_b": c.run_b,
                 "matched_on": c.matched_on,
+                "execution_differs": {k: list(v) for k, v in c.execution_differs.items()},
                 **_finite(asdict(c.result)),
             }
             for c in comparisons

@@ -51,12 +51,21 @@ def options_for(scorer_id: str, table: dict[str, dict[str, Any]]) -> dict[str, A
     return merged
 
 
+class ScorerSet(list):
+    """The scorers of one convention, loaded together: whatever they score is that convention's
+    (its scale, its file), so a convention is chosen once, when the set is loaded."""
+
+    def __init__(self, scorers: list[Any], convention: Convention) -> None:
+        super().__init__(scorers)
+        self.convention = convention
+
+
 def load_scorers(
     ids: tuple[str, ...] | list[str],
     table: dict[str, dict[str, Any]],
     device: str = "auto",
     convention: str | None = None,
-) -> list[Any]:
+) -> ScorerSet:
     """The scorers a suite (scorer `ids`) is scored with under `convention` (default: the
     default convention), each given its options from `table` and the model the convention fixes."""
     profile = get_convention(convention)
@@ -86,19 +95,17 @@ def load_scorers(
         except ValueError as e:
             raise BenchError(f"scorer {scorer_id}: {e}") from None
     raise_missing(missing)
-    return scorers
+    return ScorerSet(scorers, profile)
 
 
 def scorer_info(scorers: list[Any]) -> dict[str, dict[str, Any]]:
     return {s.id: {"model": s.model_id, "random_weights": s.random_weights} for s in scorers}
 
 
-def score_unit(
-    scorers: list[Any], unit: Path, run_root: Path, convention: Convention | None = None
-) -> list[ScoreRow]:
+def score_unit(scorers: ScorerSet, unit: Path, run_root: Path) -> list[ScoreRow]:
     """Score one (subject, replicate) directory's images; one row per image, each value as the
-    convention defines it."""
-    convention = convention or get_convention(None)
+    scorers' convention defines it."""
+    convention = scorers.convention
     manifest = UnitManifest.read(RunPaths.manifest(unit))
     subject = manifest.subject
     references = [read_image(p) for p in subject["images"]]
@@ -168,10 +175,10 @@ def _leave_one_out(scorer: Any, photos: list, key: str) -> np.ndarray:
     )
 
 
-def is_scored(unit: Path, scorers: list[Any], convention: str | None = None) -> bool:
-    """True when the unit's scores under the convention exist, are whole, and came from exactly
-    these scorer models (damaged scores are redone, not trusted)."""
-    name = get_convention(convention).name
+def is_scored(unit: Path, scorers: ScorerSet) -> bool:
+    """True when the unit's scores under the scorers' convention exist, are whole, and came from
+    exactly these scorer models (damaged scores are redone, not trusted)."""
+    name = scorers.convention.name
     if scores_problem(unit, name) is not None:
         return False
     info = scorer_info(scorers)
@@ -179,24 +186,18 @@ def is_scored(unit: Path, scorers: list[Any], convention: str | None = None) -> 
     return all(r.scorers == info and r.convention == name for r in rows)
 
 
-def score_run(
-    run_root: Path,
-    scorers: list[Any],
-    reporter: Reporter | None = None,
-    convention: str | None = None,
-) -> int:
-    """Score every complete unit of a run that lacks scores from these scorers under the
+def score_run(run_root: Path, scorers: ScorerSet, reporter: Reporter | None = None) -> int:
+    """Score every complete unit of a run that lacks scores from these scorers under their
     convention (from its stored images: nothing is generated); returns how many."""
-    profile = get_convention(convention)
     units = RunPaths(run_root).units(checkpoints=True)
-    if all(is_scored(u, scorers, profile.name) for u in units):
+    if all(is_scored(u, scorers) for u in units):
         return 0
     with run_lock(run_root):
-        todo = [u for u in units if not is_scored(u, scorers, profile.name)]
+        todo = [u for u in units if not is_scored(u, scorers)]
         task = (reporter or Silent()).task("score", total=len(todo))
         for unit in todo:
-            rows = score_unit(scorers, unit, run_root, profile)
-            write_scores(RunPaths.scores(unit, profile.name), rows)
+            rows = score_unit(scorers, unit, run_root)
+            write_scores(RunPaths.scores(unit, scorers.convention.name), rows)
             task.advance()
         task.finish()
     return len(todo)

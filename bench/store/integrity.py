@@ -5,10 +5,17 @@ images. A re-run redoes what is not whole (`bench run`), and `bench runs` report
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from bench.errors import BenchError
-from bench.store.layout import RunPaths
-from bench.store.records import DEFAULT_CONVENTION, FitLog, UnitManifest, read_scores
+from bench.store.layout import RunPaths, run_dirs
+from bench.store.records import (
+    DEFAULT_CONVENTION,
+    FitLog,
+    RunRecord,
+    UnitManifest,
+    read_scores,
+)
 
 
 def unit_problem(unit: Path) -> str | None:
@@ -59,3 +66,50 @@ def _nonempty(path: Path) -> bool:
 def _run_root(unit: Path, checkpoint: bool) -> Path:
     # <run>/<subject>/replicate-<r>[/checkpoints/step-<n>]
     return unit.parents[3] if checkpoint else unit.parents[1]
+
+
+def list_runs(runs_root: Path) -> list[dict[str, Any]]:
+    """Summary of every run in a store: id, suite, method, units finished and scored (under the
+    default convention), and what is damaged (`problems`: one line each; a re-run redoes it)."""
+    rows = []
+    for root in run_dirs(runs_root):
+        paths = RunPaths(root)
+        try:
+            record = RunRecord.read(paths.run_json)
+        except BenchError as e:  # listed, not fatal: the other runs are still shown
+            rows.append(_damaged_run(root, str(e)))
+            continue
+        units = paths.units()
+        problems = {u: unit_problem(u) for u in units}
+        damaged = [p for p in problems.values() if p]
+        scores = [scores_problem(u) for u, p in problems.items() if not p]
+        rows.append(
+            {
+                "run_id": record.run_id,
+                "suite": record.suite["name"],
+                "method": record.method,
+                "kind": record.kind,
+                "units_done": len(units) - len(damaged),
+                "units_scored": scores.count(None),
+                "units_total": record.units_total,
+                "problems": damaged + [p for p in scores if p not in (None, "unscored")],
+                "created": record.provenance["time"],
+                "path": str(root),
+            }
+        )
+    return rows
+
+
+def _damaged_run(root: Path, problem: str) -> dict[str, Any]:
+    return {
+        "run_id": root.name,
+        "suite": root.parent.name,
+        "method": None,
+        "kind": None,
+        "units_done": 0,
+        "units_scored": 0,
+        "units_total": None,
+        "problems": [problem],
+        "created": None,
+        "path": str(root),
+    }

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from bench import atomic
+from bench.analysis.options import StatsOptions
 from bench.analysis.results import checkpoint_steps, load_results, summarize
 from bench.config import parse_assignments
 from bench.errors import BenchError
@@ -34,6 +35,7 @@ from bench.reports.labels import (
     metric_name,
     ordered,
 )
+from bench.scorers.conventions import DEFAULT_CONVENTION
 from bench.toml_files import parse_toml_value, read_toml, reject_unknown
 
 PRESET_SUFFIX = ".sweep.toml"
@@ -127,8 +129,15 @@ def preset_path(name: str) -> Path:
     return path
 
 
-def sweep_id(method: str, suite_name: str, run_ids: list[str]) -> str:
-    digest = hashlib.sha256(json.dumps([method, suite_name, sorted(run_ids)]).encode())
+def sweep_id(
+    method: str, suite_name: str, run_ids: list[str], convention: str = DEFAULT_CONVENTION
+) -> str:
+    """The sweep's folder name: its runs, and the convention its tables are scored under (the
+    default convention keeps the ids sweeps had before conventions)."""
+    key = [method, suite_name, sorted(run_ids)]
+    if convention != DEFAULT_CONVENTION:
+        key.append(convention)
+    digest = hashlib.sha256(json.dumps(key).encode())
     return f"sweep-{digest.hexdigest()[:8]}"
 
 
@@ -182,15 +191,21 @@ def _in_value_order(column: pd.Series) -> pd.Series:
 
 
 def report(
-    spec: SweepSpec, cells: list[tuple[dict, Path]], out_dir: Path, title: str, **stats
+    spec: SweepSpec,
+    cells: list[tuple[dict, Path]],
+    out_dir: Path,
+    title: str,
+    stats: StatsOptions,
+    convention: str = DEFAULT_CONVENTION,
 ) -> dict[str, Any]:
-    """Tables (markdown + JSON) and plots for the finished runs of a sweep."""
+    """Tables (markdown + JSON) and plots for the finished runs of a sweep, scored under
+    `convention`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     varied = spec.varied() or sorted({k for cfg, _ in cells for k in cfg})
     summaries = []
     for overrides, run_dir in cells:
-        results = load_results(run_dir)
-        intervals = summarize(results, **stats)
+        results = load_results(run_dir, convention=convention)
+        intervals = summarize(results, stats)
         summaries.append((overrides, results, intervals))
     metrics = ordered(summaries[0][2])
     random = any(r.random_weights for _, r, _ in summaries)
@@ -205,13 +220,17 @@ def report(
         lines += [f"**{RANDOM_WEIGHTS_NOTE}**.", ""]
     if toy_world:
         lines += [f"**{TOY_WORLD_NOTE}**.", ""]
-    lines += ["Metric means with their intervals, final checkpoint.", ""]
+    lines += [
+        f"Metric means with their intervals, final checkpoint, under convention `{convention}`.",
+        "",
+    ]
     lines += [
         f"{note[0].upper()}{note[1:]}."
         for note in interval_notes(iv for _, _, ivs in summaries for iv in ivs.values())
     ] + [""]
     data: dict[str, Any] = {
         "title": title,
+        "convention": convention,
         "random_weights": random,
         "toy_world": toy_world,
         "runs": [],
@@ -253,7 +272,8 @@ def report(
         final_step = results.record.config.get("steps", steps[-1] + 1)
         points = {final_step: intervals}
         for step in steps:
-            points[step] = summarize(load_results(results.root, checkpoint=step), **stats)
+            at_step = load_results(results.root, checkpoint=step, convention=convention)
+            points[step] = summarize(at_step, stats)
         curves[label] = {
             m: [(s, iv[m].mean, iv[m].low, iv[m].high) for s, iv in points.items()] for m in metrics
         }

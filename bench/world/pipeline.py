@@ -10,7 +10,7 @@ renders and their captions, saved in diffusers' layout and loaded by the same
   weighted by min-SNR (Hang et al., 2023: faster to converge, and at this size the model stopped
   improving without it), one caption in ten dropped for classifier-free guidance, every
   caption's tail (end-of-text and padding states) swapped for another caption's from the first
-  step (`swap_tails`), so that it reads the words, as DreamBooth needs (README, the toy world);
+  step (`swap_tails`), so that it reads the words, as DreamBooth needs (docs/world.md);
   the shipped weights are an exponential moving average. An optional second stage
   (`refine_unet`) trains it further on fresh scenes at a lower rate.
 
@@ -128,7 +128,7 @@ def swap_tails(hidden, ids, eos_token_id: int, share: float, generator=None):
     by the tail of another row, aligned at its end-of-text and its last state repeated where it
     is shorter. A causal text encoder sums the whole sentence up in the tail; a UNet trained on
     tails that may belong to another caption learns to read the words, where an identifier and
-    the words before it mean the same in any longer prompt (README, the toy world)."""
+    the words before it mean the same in any longer prompt (docs/world.md)."""
     import torch
 
     rows, length = ids.shape

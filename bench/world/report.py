@@ -533,31 +533,36 @@ def write_report(
     resamples: int = 10_000,
     seen_cases: int = 300,
     fits: Mapping[str, Sequence[tuple[int, Path]]] | None = None,
+    oracle_cases: int = 2000,
+    base_per_pair: int = 2,
 ) -> dict:
     """The report on `runs` (label, run folder) of `suite`: world-report.md, world-report.json
     and contact-sheet.png in `out_dir`; returns what the JSON holds. `fits` gives a label's
     runs at each fit seed (seed, run folder), its own run first: the report adds each fit's
-    subject share and all fits' images pooled."""
+    subject share and all fits' images pooled. The oracle is checked on `oracle_cases`
+    held-out renders, and on half as many reconstructed and blurred; the base model on
+    `base_per_pair` images of each class and context."""
     import json
 
     from bench.analysis.compare import compare
+    from bench.analysis.options import StatsOptions
     from bench.analysis.results import load_results, summarize
     from bench.analysis.stats import MIN_INTERVAL_SUBJECTS
     from bench.atomic import atomic_path, write_json, write_text
     from bench.reports.labels import interval, metric_name, ordered
 
-    on_renders = oracle_on_renders(oracle)
-    on_vae = oracle_on_reconstructions(oracle, backbone.pipe.vae)
-    on_blurred = oracle_on_blurred(oracle)
+    on_renders = oracle_on_renders(oracle, oracle_cases)
+    on_vae = oracle_on_reconstructions(oracle, backbone.pipe.vae, oracle_cases // 2)
+    on_blurred = oracle_on_blurred(oracle, oracle_cases // 2)
     seen = metrics_see(seen_cases)
-    base = base_prompt_following(backbone, oracle)
+    base = base_prompt_following(backbone, oracle, base_per_pair)
     base.pop("pictures"), base.pop("prompts")
     results = {label: load_results(run_dir) for label, run_dir in runs}
     truths = {label: run_truth(run_dir, oracle, resamples) for label, run_dir in runs}
     metrics = ordered({m for r in results.values() for m in r.metrics})
     rows = []
     for label, truth in truths.items():
-        intervals = summarize(results[label], n_resamples=resamples)
+        intervals = summarize(results[label], StatsOptions(n_resamples=resamples))
         rows.append(
             {
                 "label": label,
@@ -581,7 +586,7 @@ def write_report(
     comparisons = []
     order = [label for label in ("real", "dreambooth_lora", "base") if label in results]
     for a, b in zip(order, order[1:], strict=False):
-        for c in compare([results[a], results[b]], n_resamples=resamples):
+        for c in compare([results[a], results[b]], StatsOptions(n_resamples=resamples)):
             if c.metric in METRICS_BESIDE_TRUTH:
                 r = c.result
                 comparisons.append(
@@ -614,8 +619,8 @@ def write_report(
         "",
         "## The oracle",
         "",
-        "Per label, its accuracy on held-out renders, on the same after the world VAE's round "
-        f"trip, and blurred by {BLUR:g} px (generated pictures are soft).",
+        f"Per label, its accuracy on {oracle_cases} held-out renders, on half as many after the "
+        f"world VAE's round trip, and blurred by {BLUR:g} px (generated pictures are soft).",
         "",
         "| label | held-out renders | after the VAE | blurred |",
         "|---|---|---|---|",
