@@ -38,15 +38,16 @@ def test_wheel_carries_the_data_and_finds_it(tmp_path):
         "bench/_data/baselines/dreambooth_paper.toml",
         "bench/_data/baselines/seed-study.sweep.toml",
         "bench/world/weights/oracle.safetensors",
-        "bench/world/weights/clip.safetensors",
-        "bench/world/weights/dino.safetensors",
-        "bench/world/weights/pipeline/unet/diffusion_pytorch_model.safetensors",
-        "bench/world/weights/pipeline/unet/config.json",
-        "bench/world/weights/pipeline/vae/diffusion_pytorch_model.safetensors",
+        "bench/assets/world/clip.safetensors",
+        "bench/assets/world/dino.safetensors",
+        "bench/assets/world/pipeline/unet/diffusion_pytorch_model.safetensors",
+        "bench/assets/world/pipeline/unet/config.json",
+        "bench/assets/world/pipeline/vae/diffusion_pytorch_model.safetensors",
         "bench/_data/subjects/world/red_mug/00.png",
         "bench/_data/prompts/world_live.toml",
         "bench/_data/suites/world.toml",
-        "bench/scorers/model_configs/bench-world-clip.json",
+        "bench/assets/world/bench-world-clip.json",
+        "bench/scorers/model_configs/bench-tiny-clip.json",
     ):
         assert expected in names, expected
     target = tmp_path / "site"

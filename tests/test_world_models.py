@@ -74,10 +74,16 @@ def test_the_world_backbone_loads_through_from_pretrained_and_says_what_it_is(mo
 def test_the_shipped_parts_are_safetensors_in_half_precision_within_budget():
     from safetensors import safe_open
 
+    import bench
     from bench.diffusion.world_backbone import PARTS
     from bench.scorers.clip import WORLD_WEIGHTS as CLIP
     from bench.scorers.dino import WORLD_WEIGHTS as DINO
 
+    # where the library's shipped files live: its assets, not the world lab's folder
+    shipped = Path(bench.__file__).resolve().parent / "assets" / "world"
+    expected = (shipped / "pipeline", shipped / "clip.safetensors", shipped / "dino.safetensors")
+    found = (PARTS, CLIP, DINO)
+    assert found == expected
     files = sorted(PARTS.rglob("*.safetensors"))
     assert [f.parent.name for f in files] == ["unet", "vae"]
     assert not [f for f in PARTS.rglob("*") if f.suffix in (".bin", ".pt", ".pth", ".ckpt")]
@@ -86,7 +92,7 @@ def test_the_shipped_parts_are_safetensors_in_half_precision_within_budget():
             names = weights.keys()  # a safetensors handle is not iterable
             assert {str(weights.get_tensor(k).dtype) for k in names} == {"torch.float16"}
     total = sum(f.stat().st_size for f in [*files, CLIP, DINO])
-    assert total <= 25 * 2**20, total  # the budget for CLIP, DINO and the pipeline
+    assert total <= 25 * 2**20, total  # the budget for CLIP, DINO and the pipeline together
 
 
 def test_the_unet_loss_is_weighted_by_min_snr():

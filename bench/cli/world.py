@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from bench.cli.common import DeviceOption, JsonOption, RunsOption, SuiteOption, out
+from bench.world import REPORT_RUNS
 
 MODELS = ("oracle", "clip", "dino", "pipeline")  # the pipeline's text encoder is the CLIP's
 
@@ -108,16 +109,6 @@ def check(
     out.print(table)
 
 
-# label -> (method, options): the rows of the world report, the paper's comparisons
-REPORT_RUNS = {
-    "real": ("real", {}),
-    "base": ("base", {}),
-    "textual_inversion": ("textual_inversion", {}),
-    "dreambooth_lora": ("dreambooth_lora", {}),
-    "dreambooth_lora+prior": ("dreambooth_lora", {"prior_preservation": True}),
-}
-
-
 def report(
     suite: SuiteOption = "world",
     runs: RunsOption = None,
@@ -170,7 +161,7 @@ def report(
     from bench.diffusion.backbone import load_backbone
     from bench.errors import BenchError
     from bench.world.oracle import load_oracle
-    from bench.world.report import share, subject_share, write_report
+    from bench.world.report import run_report_rows, share, subject_share, write_report
 
     labels = [s.strip() for s in only.split(",")] if only else list(REPORT_RUNS)
     unknown = [label for label in labels if label not in REPORT_RUNS]
@@ -189,17 +180,15 @@ def report(
             f"--suite {suite}: its backbone is {loaded.backbone}; the report reads suites on the "
             'toy world\'s backbone (backbone = "world", e.g. --suite world)'
         )
-    done, fits = [], {}
-    for label in labels:
-        method, options = REPORT_RUNS[label]
-        seeded = seeds if seeds and _is_fitted(method) else [None]
-        for seed in seeded:
-            chosen = options if seed is None else options | {"seed": seed}
-            shown = f"{label}: bench run --method {method} --suite {suite}"
-            out.print(shown + ("" if seed is None else f" --set seed={seed}"), highlight=False)
-            result = api.run(method, loaded, options=chosen, runs=runs, device=device)
-            fits.setdefault(label, []).append((seed, Path(result.run_dir)))
-        done.append((label, fits[label][0][1]))
+    done, fits = run_report_rows(
+        loaded,
+        labels,
+        seeds,
+        runs,
+        device,
+        suite_ref=suite,
+        say=lambda line: out.print(line, highlight=False),
+    )
     backbone = load_backbone("world", device=device)
     subjects = [s.id for s in loaded.subjects][:6]
     data = write_report(
@@ -238,15 +227,6 @@ def _seeds(text: str) -> list[int]:
             f"--fit-seeds {text!r}: use distinct whole numbers >= 0, comma-separated (e.g. 0,1,2)"
         )
     return seeds
-
-
-def _is_fitted(method: str) -> bool:
-    """Whether a method trains with a seed of its own (a `seed` option): the report refits it."""
-    from dataclasses import fields
-
-    from bench import registry
-
-    return "seed" in {f.name for f in fields(registry.load(registry.METHODS, method).Config)}
 
 
 COMMANDS = {"train": train, "check": check, "report": report}

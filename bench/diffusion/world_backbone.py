@@ -1,7 +1,7 @@
 """The toy world's text-to-image backbone (`--backbone world`): Stable Diffusion 1.x's shape at toy
 size, trained by the project on its drawn world (bench.world.pipeline) and shipped with it.
 
-The package holds only what was trained for it: the VAE and UNet (bench/world/weights/pipeline,
+The package holds only what was trained for it: the VAE and UNet (bench/assets/world/pipeline,
 diffusers' subfolders) and the world CLIP, whose text tower is SD's text encoder here as OpenAI
 CLIP's is in SD-1.x. On first use they are assembled with CLIP's real BPE tokenizer and SD's DDIM
 settings into a whole diffusers directory in the cache (so the token table is not shipped twice),
@@ -14,15 +14,14 @@ import hashlib
 import json
 from pathlib import Path
 
+from bench.assets import world_asset
 from bench.atomic import atomic_dir
 from bench.paths import cache_dir
 
 WORLD = "world"
-_PACKAGE = Path(__file__).resolve().parents[1]
-WEIGHTS = _PACKAGE / "world" / "weights"
-PARTS = WEIGHTS / "pipeline"  # vae/ and unet/
-CLIP_FILE = WEIGHTS / "clip.safetensors"
-CLIP_CONFIG = _PACKAGE / "scorers" / "model_configs" / "bench-world-clip.json"
+PARTS = world_asset("pipeline")  # vae/ and unet/
+CLIP_FILE = world_asset("clip.safetensors")
+CLIP_CONFIG = world_asset("bench-world-clip.json")
 CONTEXT_LENGTH = 32  # the world CLIP's text positions
 # SD-1.x's noise schedule, and its DDIM sampler settings
 SCHEDULE = {

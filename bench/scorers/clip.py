@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from bench.assets import world_asset
 from bench.config import resolve_config
 from bench.scorers import MissingScorerWeights
 from bench.scorers.common import (
@@ -55,12 +56,14 @@ from bench.scorers.common import (
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "openai"
 TINY_ARCH = "bench-tiny-clip"
-MODEL_CONFIGS = Path(__file__).resolve().parent / "model_configs"  # bench's own architectures
-# The toy world's CLIP (bench.world.clip): `model=bench-world-clip` loads the shipped weights
-# unless `pretrained` names another file.
+MODEL_CONFIGS = Path(__file__).resolve().parent / "model_configs"  # the tiny test CLIP's
+# The toy world's CLIP (trained by the world lab): `model=bench-world-clip` loads the shipped
+# weights unless `pretrained` names another file.
 WORLD_ARCH = "bench-world-clip"
-WORLD_WEIGHTS = Path(__file__).resolve().parents[1] / "world" / "weights" / "clip.safetensors"
+WORLD_WEIGHTS = world_asset("clip.safetensors")
+WORLD_CONFIG_FILE = world_asset(f"{WORLD_ARCH}.json")
 TINY_CONFIG_FILE = MODEL_CONFIGS / f"{TINY_ARCH}.json"
+OWN_ARCHS = (TINY_ARCH, WORLD_ARCH)  # bench's own architectures, unknown to open_clip
 WEIGHTS_FILENAME = "open_clip_model.safetensors"
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".npz")
@@ -73,14 +76,15 @@ def clear_model_cache() -> None:
     _MODELS.clear()
 
 
-def _register_tiny_config() -> None:
+def register_model_configs() -> None:
     """Make bench's own architectures (the tiny test CLIP, the toy world's CLIP) known to
-    open_clip."""
+    open_clip, so that its loaders build them by name."""
     global _registered_tiny
     if not _registered_tiny:
         import open_clip
 
-        open_clip.add_model_config(MODEL_CONFIGS)
+        open_clip.add_model_config(TINY_CONFIG_FILE)
+        open_clip.add_model_config(WORLD_CONFIG_FILE)
         _registered_tiny = True
 
 
@@ -199,7 +203,7 @@ def load_clip_model(
                 f"leave model unset (got model={model!r})"
             )
         arch = TINY_ARCH
-        _register_tiny_config()
+        register_model_configs()
         key: tuple = (arch, pretrained, device, False)
         if key not in _MODELS:
             weights = str(tiny_weights_file(seed))
@@ -214,8 +218,8 @@ def load_clip_model(
         return _MODELS[key]
 
     arch = str(model or DEFAULT_MODEL)
-    if (MODEL_CONFIGS / f"{arch}.json").is_file():  # one of bench's own architectures
-        _register_tiny_config()
+    if arch in OWN_ARCHS:
+        register_model_configs()
     if arch not in open_clip.list_models():
         raise ValueError(f"unknown open_clip architecture {arch!r}")
     tag_cfg = open_clip.get_pretrained_cfg(arch, pretrained)

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from bench.assets import world_asset
 from bench.config import resolve_config
 from bench.scorers import MissingScorerWeights
 from bench.scorers.common import (
@@ -58,12 +59,12 @@ DINOV2_SMALL = "vit_small_patch14_dinov2.lvd142m"
 TINY_MODEL = "vit_small_patch16_224.dino"
 TINY_KWARGS: dict[str, int] = {"depth": 2, "embed_dim": 64, "num_heads": 2}
 WEIGHTS_FILENAME = "model.safetensors"
-# The toy world's DINO (bench.world.dino): DINO ViT-S/8's recipe on 64 px pictures, 4 narrow
+# The toy world's DINO (trained by the world lab): DINO ViT-S/8's recipe on 64 px pictures, 4 narrow
 # blocks; `model=bench-world-dino` loads the shipped weights unless weights_file names others.
 WORLD_MODEL = "bench-world-dino"
 WORLD_ARCH = "vit_small_patch8_224.dino"
 WORLD_KWARGS: dict[str, int] = {"img_size": 64, "embed_dim": 96, "depth": 4, "num_heads": 3}
-WORLD_WEIGHTS = Path(__file__).resolve().parents[1] / "world" / "weights" / "dino.safetensors"
+WORLD_WEIGHTS = world_asset("dino.safetensors")
 
 RESIZE = 256
 CROP = 224

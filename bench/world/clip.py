@@ -3,7 +3,7 @@ and a small text transformer over CLIP's own BPE) trained contrastively on rende
 captions. Every batch pairs each scene with a twin that differs in one attribute (class, a
 colour, pattern, part, context or something worn), so the model must read them all, not colour
 alone. It is scored with like any CLIP: `--scorer-option clip.model=bench-world-clip
---scorer-option clip.pretrained=<bench/world/weights/clip.safetensors>`, through open_clip.
+--scorer-option clip.pretrained=<bench/assets/world/clip.safetensors>`, through open_clip.
 
 The identifier token never appears in its captions.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.assets import world_asset
 from bench.world.render import (
     CLASSES,
     COLOURS,
@@ -33,7 +34,7 @@ from bench.world.render import (
 from bench.world.saving import save_half
 
 ARCH = "bench-world-clip"
-WEIGHTS = Path(__file__).resolve().parent / "weights" / "clip.safetensors"
+WEIGHTS = world_asset("clip.safetensors")  # the library loads it from there
 _TWIN_ATTRIBUTES = ("class", "body", "secondary", "pattern", "part", "context", "worn")
 
 
@@ -107,9 +108,9 @@ def build_model():
 
     import open_clip
 
-    from bench.scorers.clip import _register_tiny_config
+    from bench.scorers.clip import register_model_configs
 
-    _register_tiny_config()
+    register_model_configs()
     quiet = logging.getLogger()
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # open_clip warns that no weights were loaded: none are wanted

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.assets import world_asset
 from bench.world.render import (
     COLOURS,
     CONTEXTS,
@@ -29,7 +30,7 @@ from bench.world.render import (
 )
 from bench.world.saving import save_half
 
-WEIGHTS = Path(__file__).resolve().parent / "weights" / "dino.safetensors"
+WEIGHTS = world_asset("dino.safetensors")  # the library loads it from there
 WORN = 0.15  # the chance of each thing worn in a view
 
 

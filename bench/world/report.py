@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.images import read_image
+from bench.world import REPORT_RUNS
 from bench.world.clip import twin
 from bench.world.render import (
     CLASSES,
@@ -520,6 +521,44 @@ def _fit_seeds_section(fit_rows: list[dict]) -> list[str]:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def run_report_rows(
+    suite,
+    labels: Sequence[str],
+    fit_seeds: Sequence[int] = (),
+    runs: Path | None = None,
+    device: str = "auto",
+    suite_ref: str | None = None,
+    say=lambda line: None,
+) -> tuple[list[tuple[str, Path]], dict[str, list[tuple[int | None, Path]]]]:
+    """Run each row of the report (`labels`, keys of REPORT_RUNS) on `suite` through
+    `bench.run` (finished runs are reused); a trained method (one with a `seed` option) at every
+    fit seed. Returns each row's run (its first fit's) and every fit of each row, as
+    (seed, run folder); `say` gets the command each run is, naming the suite as `suite_ref`."""
+    import bench
+
+    done, fits = [], {}
+    for label in labels:
+        method, options = REPORT_RUNS[label]
+        seeded = list(fit_seeds) if fit_seeds and _is_fitted(method) else [None]
+        for seed in seeded:
+            chosen = options if seed is None else options | {"seed": seed}
+            shown = f"{label}: bench run --method {method} --suite {suite_ref or suite.name}"
+            say(shown + ("" if seed is None else f" --set seed={seed}"))
+            result = bench.run(method, suite, options=chosen, runs=runs, device=device)
+            fits.setdefault(label, []).append((seed, Path(result.run_dir)))
+        done.append((label, fits[label][0][1]))
+    return done, fits
+
+
+def _is_fitted(method: str) -> bool:
+    """Whether a method trains with a seed of its own (a `seed` option): the report refits it."""
+    from dataclasses import fields
+
+    from bench import registry
+
+    return "seed" in {f.name for f in fields(registry.load(registry.METHODS, method).Config)}
 
 
 def write_report(
