@@ -37,7 +37,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-PHOTOS = REPO / "subjects" / "smoke" / "red_mug"
+PHOTOS = REPO / "subjects" / "shapes" / "red_mug"
 
 SUITE = """\
 name = "perf"
@@ -47,7 +47,7 @@ images_per_prompt = {images}
 replicates = [0]
 
 [subjects]
-set = "smoke"
+set = "shapes"
 ids = ["red_mug"]
 
 [prompts]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -11,9 +10,9 @@ import pytest
 # Set before anything imports huggingface_hub, so an accidental hub call fails fast.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Under pytest-xdist each worker gets one core's thread (set before torch is imported): two
-# workers of two threads each on two cores would oversubscribe, and spinning threads are slower
-# than sharing (MACHINE-FACTS).
+# Under pytest-xdist each worker gets one thread (set before torch is imported): two workers of
+# two threads each on two cores would oversubscribe, and spinning threads are slower than
+# sharing the cores.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -34,24 +33,6 @@ def session_cache(tmp_path_factory):
         os.environ.pop("BENCH_CACHE", None)
     else:
         os.environ["BENCH_CACHE"] = old
-
-
-@pytest.fixture(scope="session")
-def smoke_dreambooth_run(tmp_path_factory) -> dict:
-    """The README's first command, `bench run --method dreambooth_lora --suite smoke --json`,
-    run once per session through the CLI: its printed result, `runs`, the run store, and
-    `stderr`, its progress (lines, one a second: the CLI runner is not a terminal). The
-    tests of the command and of what the run learned share it (minutes on 2 cores)."""
-    from typer.testing import CliRunner
-
-    from bench.cli import app
-
-    runs = tmp_path_factory.mktemp("smoke") / "runs"
-    command = ["run", "--method", "dreambooth_lora", "--suite", "smoke", "--runs", str(runs)]
-    # A progress line a second, so that the test of its lines does not hang on the speed here.
-    result = CliRunner().invoke(app, [*command, "--json"], env={"BENCH_PROGRESS_SECONDS": "1"})
-    assert result.exit_code == 0, result.output
-    return {"runs": runs, "stderr": result.stderr, **json.loads(result.stdout)}
 
 
 # The runs of the two-subject suite (helpers.DUO) that several modules read: label -> (method,
@@ -108,18 +89,6 @@ def dreambench_root() -> Path:
             pytest.fail(f"DreamBench dataset missing at {DREAMBENCH}; set BENCH_DREAMBENCH_ROOT")
         pytest.skip(f"DreamBench dataset not found at {DREAMBENCH}")
     return DREAMBENCH
-
-
-# ------------------------------------------------------------------- pytest-xdist: who runs what
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    """A module's tests run in one worker (its module-scoped fixtures are built once), unless
-    they name a group of their own: the smoke suite's tests, in two modules, share one fit."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 # --------------------------------------------------------------------------- CI: no silent skips

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 # Two subjects (so every summary has an interval), two prompts, one image each, at 32 px.
@@ -17,7 +18,7 @@ replicates = [0]
 scorers = ["clip_i", "clip_t", "dino"]
 
 [subjects]
-set = "smoke"
+set = "shapes"
 ids = ["red_mug", "blue_robot"]
 
 [prompts]
@@ -158,3 +159,55 @@ def cosine(a, b):
     a = a / a.norm(dim=-1, keepdim=True)
     b = b / b.norm(dim=-1, keepdim=True)
     return a @ b.T
+
+
+# --------------------------------------------------------------------------- the toy world
+
+
+@dataclass(frozen=True)
+class SubjectTruth:
+    """Per prompt image of a run, in the run's order."""
+
+    subject: list[bool]  # every trait of the subject (a recolour prompt changes the body)
+    placed: list[bool]  # of context prompts' images: the context they name
+    traits: dict[str, list[bool]]  # per trait
+    whose: list[str]  # the subject id
+    kinds: list[str]  # what the prompt asks for: "context", "colour" or "worn"
+
+
+def subject_truth(run_dir: Path, oracle) -> SubjectTruth:
+    """What the oracle finds in each prompt image of a run, against the subject's definition."""
+    import numpy as np
+    from PIL import Image
+
+    from bench.world.render import CONTEXTS, RECOLOURS, Scene
+    from bench.world.subjects import SUBJECTS
+
+    pictures, expected, contexts, whose, kinds = [], [], [], [], []
+    for manifest_file in sorted(run_dir.glob("*/replicate-0/manifest.json")):
+        manifest = json.loads(manifest_file.read_text())
+        instance = SUBJECTS[manifest["subject"]["id"]]
+        for entry in manifest["images"]:
+            if entry["prompt_id"] == "prior":
+                continue
+            pictures.append(np.asarray(Image.open(manifest_file.parent / entry["file"])))
+            whose.append(manifest["subject"]["id"])
+            recolour = entry["prompt_id"] if entry["prompt_id"] in RECOLOURS else None
+            expected.append(Scene(instance, recolour=recolour))
+            text = entry["prompt"] or ""  # a photo (the `real` run) has none
+            named = [c for c, words in CONTEXTS.items() if words and text.endswith(words)]
+            contexts.append(named[0] if named else None)
+            wearing = "wearing" in text.split()
+            kinds.append("colour" if recolour else "worn" if wearing else "context")
+    read = oracle.read(pictures)
+    traits = {
+        "body": [r["body"] == s.body for r, s in zip(read, expected, strict=True)],
+        "secondary": [r["secondary"] == s.secondary for r, s in zip(read, expected, strict=True)],
+        "pattern": [
+            r["pattern"] == s.instance.pattern for r, s in zip(read, expected, strict=True)
+        ],
+        "part": [r["part"] == s.instance.part for r, s in zip(read, expected, strict=True)],
+    }
+    subject = [all(hits[i] for hits in traits.values()) for i in range(len(read))]
+    placed = [r["context"] == c for r, c in zip(read, contexts, strict=True) if c]
+    return SubjectTruth(subject, placed, traits, whose, kinds)

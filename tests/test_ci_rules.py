@@ -33,7 +33,7 @@ def test_needs_weights():
     "ci, body, exit_code, workers",
     [
         ("1", SKIPPING, 1, "0"),  # a skip under CI fails the run
-        ("1", SKIPPING, 1, "2"),  # also when pytest-xdist's workers ran the tests (the default)
+        ("1", SKIPPING, 1, "2"),  # also when pytest-xdist's workers ran the tests (addopts)
         ("", SKIPPING, 0, "0"),  # on a developer's machine it is a skip
         ("1", REAL_WEIGHTS_SKIP, 0, "2"),  # the opt-in real-weights tests may skip under CI
     ],

@@ -2,16 +2,12 @@
 
 import io
 import json
-import re
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-import bench
 from bench.cli import app
-
-from helpers import run_score, stored_rows
 
 runner = CliRunner()
 
@@ -141,46 +137,6 @@ def test_listing_commands():
     assert all(name in suites for name in ("dreambench", "smoke", "micro"))
     subjects = invoke("subjects", "list", "smoke").output
     assert "ginger_cat" in subjects and "live" in subjects
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("smoke")  # one worker fits the smoke suite for both
-def test_smoke_suite_end_to_end(smoke_dreambooth_run):
-    """The README's first command: every cell of the smoke suite gets an image and a manifest."""
-    result, runs = smoke_dreambooth_run, smoke_dreambooth_run["runs"]
-    # 3 subjects x 3 prompts x 2 images, and 2 prior images ("a mug") per subject for PRES.
-    assert result["fitted"] == 3 and result["generated"] == 3 * 3 * 2 + 3 * 2
-    run_dir = Path(result["run_dir"])
-    manifests = sorted(run_dir.glob("*/replicate-0/manifest.json"))
-    assert len(manifests) == 3
-    for path in manifests:
-        manifest = json.loads(path.read_text())
-        assert len(manifest["images"]) == 8
-        assert sum(i["prompt_id"] == "prior" for i in manifest["images"]) == 2
-        assert all((path.parent / i["file"]).is_file() for i in manifest["images"])
-    # The printed score is the README's: subjects, then prompts, then images, equally weighted.
-    rows = stored_rows(run_dir)
-    assert len(rows) == 24
-    for metric, images in (("clip_i", 18), ("clip_t", 18), ("dino", 18), ("pres", 6)):
-        summary = result["scores"]["metrics"][metric]
-        assert summary["n_subjects"] == 3 and summary["n_images"] == images
-        by_hand = run_score({k: r[metric] for k, r in rows.items() if r[metric] is not None})
-        assert summary["mean"] == pytest.approx(by_hand, abs=1e-12)
-    again = invoke("run", "--method", "dreambooth_lora", "--suite", "smoke", "--runs", runs)
-    assert again.exit_code == 0
-    assert "fitted 0, generated 0 images, 3 units already done" in again.stdout
-    # The smoke suite is the toy world's: labelled so, and never as random weights.
-    assert "clip_t" in again.stdout and "TOY WORLD" in again.stdout
-    assert "RANDOM WEIGHTS" not in again.stdout
-    provenance = json.loads((run_dir / "run.json").read_text())
-    assert provenance["toy_world"] is True and provenance["random_weights"] is False
-    # In a log (not a terminal) the progress is lines, here one a second: each subject's fit
-    # speaks as it goes and when it ends.
-    progress = result["stderr"]
-    took = r"in (\d+h)?\d+m\d\ds, loss \d"
-    steps = bench.load_suite("smoke").method_defaults["dreambooth_lora"]["steps"]
-    assert len(re.findall(rf"^fit .+: \d+/{steps} \(\d+%\) {took}", progress, re.M)) >= 3
-    assert len(re.findall(rf"^fit .+: done, {steps}/{steps} {took}", progress, re.M)) == 3
 
 
 def test_progress_in_a_log_is_timed_lines(monkeypatch):

@@ -13,7 +13,7 @@ from bench.errors import BenchError
 
 from helpers import clip_by_hand, copy_runs, cosine, dino_by_hand
 
-SUBJECTS = Path(__file__).resolve().parents[1] / "subjects" / "smoke"
+SUBJECTS = Path(__file__).resolve().parents[1] / "subjects" / "shapes"
 runner = CliRunner()
 
 

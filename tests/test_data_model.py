@@ -9,11 +9,11 @@ from bench.data.suites import load_suite
 from bench.errors import BenchError
 from bench.methods.dreambooth_lora import Config as LoRAConfig
 
-SMOKE = Path(__file__).resolve().parent.parent / "subjects" / "smoke"
+SHAPES = Path(__file__).resolve().parent.parent / "subjects" / "shapes"
 
 
-def test_smoke_subjects_load_with_kinds_from_class():
-    subjects = {s.id: s for s in load_subject_dir(SMOKE)}
+def test_shapes_subjects_load_with_kinds_from_class():
+    subjects = {s.id: s for s in load_subject_dir(SHAPES)}
     assert set(subjects) == {"red_mug", "blue_robot", "ginger_cat"}
     assert subjects["ginger_cat"].kind == "live"
     assert subjects["red_mug"].kind == "object"
@@ -37,7 +37,7 @@ def test_subject_validation(kwargs, message):
         "id": "x",
         "class_noun": "mug",
         "kind": "object",
-        "images": (SMOKE / "red_mug" / "00.png",),
+        "images": (SHAPES / "red_mug" / "00.png",),
     }
     with pytest.raises(BenchError, match=message):
         Subject(**{**base, **kwargs})
@@ -46,7 +46,7 @@ def test_subject_validation(kwargs, message):
 def test_subject_toml_rejects_unknown_keys(tmp_path):
     folder = tmp_path / "thing"
     folder.mkdir()
-    (folder / "00.png").write_bytes((SMOKE / "red_mug" / "00.png").read_bytes())
+    (folder / "00.png").write_bytes((SHAPES / "red_mug" / "00.png").read_bytes())
     (folder / "subject.toml").write_text('class = "mug"\ncolour = "red"\n')
     with pytest.raises(BenchError, match=r"subject.toml: unknown key\(s\) colour"):
         load_subject(folder / "subject.toml")
@@ -104,11 +104,26 @@ def test_unknown_suite_suggests():
         load_suite("smoek")
 
 
+def test_the_renamed_subject_set_says_its_new_name(tmp_path):
+    """`smoke` names the suite alone; the drawn shapes the micro suite uses are `shapes`."""
+    suite = tmp_path / "old.toml"
+    suite.write_text(
+        'name = "old"\nbackbone = "tiny"\nresolution = 32\nimages_per_prompt = 1\n'
+        'replicates = [0]\n[subjects]\nset = "smoke"\n'
+        '[prompts]\nobject = "dreambench_object"\nlive = "dreambench_live"\n'
+    )
+    with pytest.raises(
+        BenchError, match=r'old.toml.*set "smoke" is now "shapes": write set = "shapes"'
+    ):
+        load_suite(suite)
+    assert [s.id for s in load_suite("micro").subjects] == ["red_mug"]  # micro reads `shapes`
+
+
 def test_suite_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(
         'name = "bad"\nbackbone = "tiny"\nresolution = 64\nimages_per_prompt = 1\n'
-        'replicates = [0]\nwidth = 3\n[subjects]\nset = "smoke"\n'
+        'replicates = [0]\nwidth = 3\n[subjects]\nset = "shapes"\n'
         '[prompts]\nobject = "dreambench_object"\nlive = "dreambench_live"\n'
     )
     with pytest.raises(BenchError, match=r"bad.toml: unknown key\(s\) width"):
@@ -122,7 +137,7 @@ def test_suite_needs_prompts_for_every_kind(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(
         'backbone = "tiny"\nresolution = 64\nimages_per_prompt = 1\nreplicates = [0]\n'
-        '[subjects]\nset = "smoke"\n[prompts]\nobject = "dreambench_object"\n'
+        '[subjects]\nset = "shapes"\n[prompts]\nobject = "dreambench_object"\n'
     )
     with pytest.raises(BenchError, match="no prompt set for live subject 'ginger_cat'"):
         load_suite(path)

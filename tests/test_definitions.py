@@ -29,7 +29,7 @@ replicates = [7]
 scorers = ["clip_i", "clip_t", "dino"]
 
 [subjects]
-set = "smoke"
+set = "shapes"
 ids = ["red_mug", "ginger_cat"]
 
 [prompts]
@@ -51,7 +51,7 @@ dino = { pretrained = "random:0" }
 dinov2 = { pretrained = "random:0" }
 """
 
-SUBJECTS = Path(__file__).resolve().parent.parent / "subjects" / "smoke"
+SUBJECTS = Path(__file__).resolve().parent.parent / "subjects" / "shapes"
 TOKEN = "sks"  # the smoke subjects' identifier (their subject.toml)
 
 

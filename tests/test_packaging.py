@@ -31,8 +31,8 @@ def test_wheel_carries_the_data_and_finds_it(tmp_path):
     wheel = next(tmp_path.glob("bench-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in (
-        "bench/_data/subjects/smoke/red_mug/00.png",
-        "bench/_data/subjects/smoke/red_mug/subject.toml",
+        "bench/_data/subjects/shapes/red_mug/00.png",
+        "bench/_data/subjects/shapes/red_mug/subject.toml",
         "bench/_data/prompts/dreambench_object.toml",
         "bench/_data/suites/smoke.toml",
         "bench/_data/baselines/dreambooth_paper.toml",

@@ -12,7 +12,7 @@ from bench.errors import BenchError
 
 from helpers import cosine, dino_by_hand, documented_seed
 
-SUBJECTS = Path(__file__).resolve().parents[1] / "subjects" / "smoke"
+SUBJECTS = Path(__file__).resolve().parents[1] / "subjects" / "shapes"
 
 # Two subjects, two prompts x 3 images (DIV needs pairs), 2 prior images per subject.
 SUITE = """\
@@ -25,7 +25,7 @@ replicates = [0]
 scorers = ["clip_i", "dino", "pres", "div"]
 
 [subjects]
-set = "smoke"
+set = "shapes"
 ids = ["red_mug", "blue_robot"]
 
 [prompts]

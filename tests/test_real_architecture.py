@@ -14,7 +14,7 @@ from safetensors import safe_open
 PUBLISHED_PARAMETERS = {"unet": 859_520_964, "vae": 83_653_863, "text_encoder": 123_060_480}
 CONFIGS = Path(__file__).resolve().parents[1] / "bench" / "diffusion" / "configs" / "sd15"
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sd15")]  # one worker builds it
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ images_per_prompt = 3
 replicates = [0]
 
 [subjects]
-set = "smoke"
+set = "shapes"
 ids = ["red_mug"]
 
 [prompts]
@@ -325,7 +325,7 @@ def test_run_json_records_what_the_run_is(tmp_path):
     identity = info["suite"]
     assert identity["name"] == "micro" and identity["backbone"] == "tiny"
     [subject] = identity["subjects"]
-    photos = sorted((REPO / "subjects" / "smoke" / "red_mug").glob("*.png"))
+    photos = sorted((REPO / "subjects" / "shapes" / "red_mug").glob("*.png"))
     digests = [hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in photos]
     assert subject["id"] == "red_mug" and subject["images"] == digests
     assert identity["prompts"]["object"] == [
@@ -357,7 +357,7 @@ def test_where_runs_user_subjects_and_the_leaderboard_go(tmp_path, monkeypatch):
     package_subjects = listing(REPO / "subjects")
     photos = tmp_path / "photos"
     photos.mkdir()
-    for photo in sorted((REPO / "subjects" / "smoke" / "red_mug").glob("*.png")):
+    for photo in sorted((REPO / "subjects" / "shapes" / "red_mug").glob("*.png")):
         (photos / photo.name).write_bytes(photo.read_bytes())
     monkeypatch.delenv("BENCH_HOME", raising=False)
     for env, expected in (

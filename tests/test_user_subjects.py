@@ -13,7 +13,7 @@ from bench.cli import app
 from bench.data.user_subjects import load_user_subject
 
 REPO = Path(__file__).resolve().parent.parent
-RED_MUG = REPO / "subjects" / "smoke" / "red_mug"
+RED_MUG = REPO / "subjects" / "shapes" / "red_mug"
 runner = CliRunner()
 
 
@@ -244,7 +244,7 @@ def test_suites_name_user_subjects_and_need_their_kinds_prompts(home, photos, tm
         "--method", "dreambooth_lora", "--suite", suite, "--runs", tmp_path, "--dry-run"
     )
     assert (plan["suite"], plan["subjects"], plan["cells"]) == ("mine", 1, 1)
-    mixed = _suite(tmp_path, 'set = "smoke"\nids = ["red_mug"]\nuser = ["my_mug"]', object_only)
+    mixed = _suite(tmp_path, 'set = "shapes"\nids = ["red_mug"]\nuser = ["my_mug"]', object_only)
     plan = run_json(
         "--method", "dreambooth_lora", "--suite", mixed, "--runs", tmp_path, "--dry-run"
     )

@@ -1,10 +1,8 @@
-"""What a benchmark exists to detect, asserted in the toy world with the oracle as the judge
-(issue 9): the base model follows prompts, DreamBooth-LoRA learns the subject and keeps the
-prompt, the metrics rank what the oracle sees, and the world report reads runs back as the
-oracle does. The shares are computed here from the PNGs and the subjects' definitions, not by
-the report's code."""
+"""The toy world with the oracle as the judge: the base model follows prompts, and the world
+report reads runs back as the oracle does. The shares are computed here from the PNGs and the
+subjects' definitions (helpers.subject_truth), not by the report's code. What DreamBooth-LoRA
+learns on the smoke suite is in test_smoke.py."""
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +11,11 @@ from PIL import Image
 
 from bench.world.render import CLASSES, CONTEXTS, Instance, Scene, caption
 
-# Measured on the shipped backbone (README): class .99, context .98 of 176 images; the issue's
-# targets are .80 and .70.
+from helpers import subject_truth
+
+# Measured on the shipped backbone (docs/world.md): class .99, context .98 of 176 images; the
+# bars are .80 and .70.
 BASE_CLASS, BASE_CONTEXT = 0.80, 0.80
-# Of the smoke suite's 18 prompt images (README): DreamBooth-LoRA's body colour on the 12 that
-# keep it (no recolour) .92 (base .17), every trait at once .72 (base 0; the issue's bar .60;
-# other fit seeds .61), context .90 of 10 (the issue's bar: .60); DINO .80 (base .21).
-BODY_GAIN, DB_WHOLE, DB_CONTEXT, DINO_GAIN = 0.50, 0.50, 0.60, 0.30
 
 
 @pytest.fixture(scope="module")
@@ -63,67 +59,6 @@ def test_the_base_model_draws_the_class_and_the_context_a_prompt_names(world, or
     )
 
 
-@pytest.fixture(scope="module")
-def smoke_runs(smoke_dreambooth_run):
-    """The smoke suite made by DreamBooth-LoRA with the suite's defaults (the README's first
-    command, run once for the session), by the base model, and its photos."""
-    import bench
-
-    runs = smoke_dreambooth_run["runs"]
-    made = {"runs": runs, "dreambooth_lora": Path(smoke_dreambooth_run["run_dir"])}
-    for method in ("real", "base"):
-        made[method] = bench.run(method, "smoke", runs=runs, device="cpu").run_dir
-    return made
-
-
-@dataclass(frozen=True)
-class SubjectTruth:
-    """Per prompt image of a run, in the run's order."""
-
-    subject: list[bool]  # every trait of the subject (a recolour prompt changes the body)
-    placed: list[bool]  # of context prompts' images: the context they name
-    traits: dict[str, list[bool]]  # per trait
-    whose: list[str]  # the subject id
-    kinds: list[str]  # what the prompt asks for: "context", "colour" or "worn"
-
-
-def _subject_truth(run_dir: Path, oracle) -> SubjectTruth:
-    """What the oracle finds in each prompt image of a run, against the subject's definition."""
-    import json
-
-    from bench.world.render import RECOLOURS
-    from bench.world.subjects import SUBJECTS
-
-    pictures, expected, contexts, whose, kinds = [], [], [], [], []
-    for manifest_file in sorted(run_dir.glob("*/replicate-0/manifest.json")):
-        manifest = json.loads(manifest_file.read_text())
-        instance = SUBJECTS[manifest["subject"]["id"]]
-        for entry in manifest["images"]:
-            if entry["prompt_id"] == "prior":
-                continue
-            pictures.append(np.asarray(Image.open(manifest_file.parent / entry["file"])))
-            whose.append(manifest["subject"]["id"])
-            recolour = entry["prompt_id"] if entry["prompt_id"] in RECOLOURS else None
-            expected.append(Scene(instance, recolour=recolour))
-            text = entry["prompt"] or ""  # a photo (the `real` run) has none
-            named = [c for c, words in CONTEXTS.items() if words and text.endswith(words)]
-            contexts.append(named[0] if named else None)
-            wearing = "wearing" in text.split()
-            kinds.append("colour" if recolour else "worn" if wearing else "context")
-    read = oracle.read(pictures)
-    traits = {
-        "body": [r["body"] == s.body for r, s in zip(read, expected, strict=True)],
-        "secondary": [r["secondary"] == s.secondary for r, s in zip(read, expected, strict=True)],
-        "pattern": [
-            r["pattern"] == s.instance.pattern for r, s in zip(read, expected, strict=True)
-        ],
-        "part": [r["part"] == s.instance.part for r, s in zip(read, expected, strict=True)],
-    }
-    subject = [all(hits[i] for hits in traits.values()) for i in range(len(read))]
-    placed = [r["context"] == c for r, c in zip(read, contexts, strict=True) if c]
-    return SubjectTruth(subject, placed, traits, whose, kinds)
-
-
 def test_the_subject_share_carries_the_interval_the_metrics_carry(oracle, tmp_path):
     """The report's subject share gets the subject-resampled bootstrap interval of its per-image
     hits, as every metric does: here on the photos of the world suite's 12 subjects (the `real`
@@ -133,7 +68,7 @@ def test_the_subject_share_carries_the_interval_the_metrics_carry(oracle, tmp_pa
     from bench.world.report import run_truth
 
     run_dir = bench.run("real", "world", runs=tmp_path, device="cpu", score=False).run_dir
-    truth = _subject_truth(run_dir, oracle)
+    truth = subject_truth(run_dir, oracle)
     assert len(set(truth.whose)) == 12 and 0 < np.mean(truth.subject) < 1
     expected = bootstrap_interval(
         np.asarray(truth.subject, dtype=float),
@@ -226,7 +161,7 @@ def test_the_world_report_reads_the_runs_back(mini_runs, oracle, tmp_path):
     rows = {row["label"]: row for row in report["runs"]}
     assert list(rows) == ["real", "base", "dreambooth_lora"]
     for label in ("base", "dreambooth_lora"):
-        truth = _subject_truth(mini_runs[label], oracle)
+        truth = subject_truth(mini_runs[label], oracle)
         subject, whose, kinds = truth.subject, truth.whose, truth.kinds
         assert rows[label]["subject"] == pytest.approx(np.mean(subject))
         assert np.isnan(rows[label]["subject_interval"]).all()  # 3 subjects: no interval
@@ -294,8 +229,8 @@ def test_the_world_report_reads_the_runs_back(mini_runs, oracle, tmp_path):
     reused = {Path(mini_runs[label]).name for label in ("real", "base", "dreambooth_lora")}
     (refit,) = [f.parent for f in made if f.parent.name not in reused]
     assert json.loads((refit / "run.json").read_text())["config"]["seed"] == 1
-    first = _subject_truth(mini_runs["dreambooth_lora"], oracle)
-    second = _subject_truth(refit, oracle)
+    first = subject_truth(mini_runs["dreambooth_lora"], oracle)
+    second = subject_truth(refit, oracle)
     (fits,) = report["fit_seeds"]
     assert fits["label"] == "dreambooth_lora"
     assert [(f["seed"], f["run_id"]) for f in fits["fits"]] == [
@@ -318,35 +253,3 @@ def test_the_world_report_reads_the_runs_back(mini_runs, oracle, tmp_path):
         + " | ".join(f"{f['subject']:.1%}" for f in fits["fits"])
         + f" | {fits['subject']:.1%} | {fits['prompt']:.0%} | {fits['context']:.0%} |"
     ]
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("smoke")  # one worker fits the smoke suite for both
-def test_dreambooth_lora_learns_the_subject_and_keeps_the_prompt(smoke_runs, oracle):
-    """On the smoke suite, as the oracle reads the PNGs: DreamBooth-LoRA draws the subject's
-    body colour far more often than the base model where the prompt keeps it, and the whole
-    subject (every trait at once) in half of its images or more where the base model hardly ever
-    does, and keeps the context the prompt names; CLIP-I and DINO rank the photos above
-    DreamBooth-LoRA above the base model.
-
-    Issue 9's bar is 60% of the images with every trait; measured 72% (67% with prior
-    preservation), 61% with other fit seeds: the margin covers them and another CPU's rounding."""
-    import bench
-
-    lora = _subject_truth(smoke_runs["dreambooth_lora"], oracle)
-    base = _subject_truth(smoke_runs["base"], oracle)
-
-    def body_kept(truth: SubjectTruth) -> float:  # a recolour asks for another body colour
-        pairs = zip(truth.traits["body"], truth.kinds, strict=True)
-        return float(np.mean([hit for hit, kind in pairs if kind != "colour"]))
-
-    gain = body_kept(lora) - body_kept(base)
-    assert gain >= BODY_GAIN, (body_kept(lora), body_kept(base))
-    whole, whole_base = np.mean(lora.subject), np.mean(base.subject)
-    assert whole >= DB_WHOLE and whole > whole_base, (whole, whole_base)
-    assert np.mean(lora.placed) >= DB_CONTEXT, np.mean(lora.placed)
-    means = {m: bench.summarize(smoke_runs[m]) for m in ("real", "dreambooth_lora", "base")}
-    for metric in ("clip_i", "dino"):
-        real, lora, plain = (means[m][metric].mean for m in ("real", "dreambooth_lora", "base"))
-        assert real > lora > plain, (metric, real, lora, plain)
-    assert means["dreambooth_lora"]["dino"].mean >= means["base"]["dino"].mean + DINO_GAIN

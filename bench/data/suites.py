@@ -21,6 +21,9 @@ MAX_RESOLUTION = 4096  # pixels, for generation and training
 MAX_GENERATION_STEPS = 1000  # denoising steps per image (the paper's protocol uses 50)
 MAX_IMAGES_PER_CELL = 1000  # images per prompt, and prior images per subject
 
+# Shipped subject sets that were renamed: `smoke` names the suite alone.
+RENAMED_SETS = {"smoke": "shapes"}
+
 
 @dataclass(frozen=True)
 class GenerationProtocol:
@@ -274,6 +277,11 @@ def _load_subjects(spec: dict, path: Path, data_root) -> tuple[tuple[Subject, ..
         subjects, objects, live = dreambench.read_dreambench(dreambench.data_root(data_root))
         dreambench_prompts = {"dreambench_object": objects, "dreambench_live": live}
     elif "set" in spec:
+        if spec["set"] in RENAMED_SETS:
+            new = RENAMED_SETS[spec["set"]]
+            raise BenchError(
+                f'{where}: subject set "{spec["set"]}" is now "{new}": write set = "{new}"'
+            )
         subjects = load_subject_dir(data_dir("subjects") / spec["set"])
     elif "path" in spec:
         subjects = load_subject_dir((path.parent / spec["path"]).resolve())

@@ -1,7 +1,8 @@
-"""Draws the smoke suite's subjects: three toy "photo sets" made procedurally, so the embedded
-default suite needs no download. Run from the repository root to redraw:
+"""Draws the `shapes` subject set: three toy "photo sets" made procedurally, for the suites and
+tests on the tiny random-weight backbone (micro, sd15-random), which need no download. Run from
+the repository root to redraw:
 
-    python subjects/smoke/draw.py
+    python subjects/shapes/draw.py
 
 Each subject is one shape seen in 4 "photos" that vary position, scale and background, as a
 real subject's photos vary pose and setting.
@@ -85,7 +86,7 @@ def main() -> None:
             image.save(folder / f"{photo:02d}.png", optimize=True)
         (folder / "subject.toml").write_text(
             f'class = "{class_noun}"\nkind = "{kind}"\n'
-            'source = "drawn procedurally by subjects/smoke/draw.py"\n'
+            'source = "drawn procedurally by subjects/shapes/draw.py"\n'
             'license = "CC0-1.0"\n'
         )
 
