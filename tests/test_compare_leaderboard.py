@@ -112,7 +112,12 @@ def test_compare_two_runs(store):
         "compare", store["ids"]["rank4"], store["ids"]["rank2"], "--runs", store["runs"],
         "--resamples", "500",
     )  # fmt: skip
-    assert out["random_weights"] is True
+    # one field says how real the numbers are (the two flags JSON readers had stay, derived)
+    assert (out["realness"], out["random_weights"], out["toy_world"]) == (
+        "random weights",
+        True,
+        False,
+    )
     assert [(c["metric"], c["diff"], c["p_value"]) for c in out["comparisons"]] == [
         (c.metric, c.result.diff, c.result.p_value) for c in comparisons
     ]
@@ -125,6 +130,25 @@ def test_compare_two_runs(store):
     assert all(c["low"] is None and c["high"] is None for c in out["comparisons"])
     assert "no interval with 2 subjects: below 5 no interval method keeps 95% coverage" in table
     assert "p: exact sign-flip test over 2 subjects (4 patterns)" in table
+
+
+def test_numbers_from_runs_of_mixed_realness_are_as_real_as_the_least_real():
+    """A table over a toy-world run and a random-weight one carries the random-weight note (its
+    numbers mean nothing), and one over real runs carries none."""
+    from types import SimpleNamespace
+
+    from bench.analysis.results import least_real
+    from bench.reports.labels import RANDOM_WEIGHTS_NOTE, TOY_WORLD_NOTE, caveats
+
+    runs = {
+        name: SimpleNamespace(realness=name) for name in ("real", "toy world", "random weights")
+    }
+    assert least_real([runs["toy world"], runs["random weights"], runs["real"]]) == "random weights"
+    assert least_real([runs["real"], runs["toy world"]]) == "toy world"
+    assert least_real([runs["real"]]) == "real"
+    assert caveats("random weights") == [RANDOM_WEIGHTS_NOTE]
+    assert caveats("toy world") == [TOY_WORLD_NOTE]
+    assert caveats("real") == []
 
 
 @pytest.mark.parametrize("ci_method", ["auto", "percentile"])

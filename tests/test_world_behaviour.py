@@ -222,6 +222,10 @@ def test_the_world_report_reads_the_runs_back(mini_runs, oracle, tmp_path):
     )
     assert shown.exit_code == 0, shown.output
     assert "TOY WORLD" in shown.output and "RANDOM WEIGHTS" not in shown.output
+    shown = CliRunner().invoke(
+        app, ["compare", str(mini_runs["base"]), str(mini_runs["dreambooth_lora"]), "--json"]
+    )
+    assert json.loads(shown.stdout)["realness"] == "toy world"
     # --fit-seeds 0,1: DreamBooth-LoRA fitted again at seed 1, real and base (no fit) not; the
     # share of each fit and of both fits' images pooled, as the oracle reads the PNGs here
     made = sorted(Path(mini_runs["runs"]).glob("*/*/run.json"))

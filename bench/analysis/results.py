@@ -42,14 +42,30 @@ class RunResults:
         return list(self.scorers)
 
     @property
+    def realness(self) -> str:
+        """How real the numbers are, one of REALNESS: "random weights" (made on a random-weight
+        backbone or scored by a random-weight scorer: they mean nothing), "toy world" (made in
+        bench's drawn world, by models trained on it), or "real"."""
+        random = self.record.random_weights or any(
+            s["random_weights"] for s in self.scorers.values()
+        )
+        return "random weights" if random else "toy world" if self.record.toy_world else "real"
+
+    @property
     def random_weights(self) -> bool:
-        """Made on a random-weight backbone or scored with a random-weight scorer."""
-        return self.record.random_weights or any(s["random_weights"] for s in self.scorers.values())
+        return self.realness == "random weights"
 
     @property
     def toy_world(self) -> bool:
-        """Made in the toy world, on the backbone bench trained on it (bench/world)."""
-        return self.record.toy_world
+        return self.realness == "toy world"
+
+
+REALNESS = ("random weights", "toy world", "real")  # least real first
+
+
+def least_real(runs) -> str:
+    """The realness of numbers drawn from several runs: that of the least real."""
+    return min((r.realness for r in runs), key=REALNESS.index, default="real")
 
 
 def execution_options(results: RunResults) -> dict[str, list]:

@@ -41,18 +41,18 @@ def compare(
 ) -> None:
     """Paired differences between runs of one suite, with intervals and p-values."""
     from bench import api
+    from bench.analysis.results import least_real
     from bench.reports.tables import compare_json, compare_table
 
     loaded = [api.load_run(ref, runs=runs, convention=convention) for ref in run_refs]
     stats = stats_options(prompts, resamples, ci_method, confidence, seed)
     comparisons = api.compare(loaded, stats=stats)
-    random_weights = any(r.random_weights for r in loaded)
-    toy_world = any(r.toy_world for r in loaded)
+    realness = least_real(loaded)
     convention = loaded[0].convention
     if as_json:
-        out.print_json(json.dumps(compare_json(comparisons, random_weights, convention, toy_world)))
+        out.print_json(json.dumps(compare_json(comparisons, realness, convention)))
     else:
-        out.print(compare_table(comparisons, random_weights, convention, toy_world))
+        out.print(compare_table(comparisons, realness, convention))
 
 
 def leaderboard(

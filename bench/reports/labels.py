@@ -65,9 +65,11 @@ def interval_notes(results: Iterable) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-def caveats(random_weights: bool, results: Iterable = (), toy_world: bool = False) -> list[str]:
-    """The notes a table of these numbers must carry: random weights or the toy world, and how
-    its intervals were made (or why there are none)."""
-    notes = [RANDOM_WEIGHTS_NOTE] if random_weights else []
-    notes += [TOY_WORLD_NOTE] if toy_world else []
-    return notes + interval_notes(results)
+REALNESS_NOTES = {"random weights": RANDOM_WEIGHTS_NOTE, "toy world": TOY_WORLD_NOTE, "real": None}
+
+
+def caveats(realness: str, results: Iterable = ()) -> list[str]:
+    """The notes a table of these numbers must carry: how real they are (random weights, the toy
+    world), and how its intervals were made (or why there are none)."""
+    note = REALNESS_NOTES[realness]
+    return ([note] if note else []) + interval_notes(results)

@@ -70,8 +70,7 @@ def scored_runs(runs_root: Path, convention: str | None = None) -> list[RunResul
 
 
 def _marks(results: RunResults) -> str:
-    marks = [" (random weights)"] if results.random_weights else []
-    return "".join(marks + ([" (toy world)"] if results.toy_world else []))
+    return "" if results.realness == "real" else f" ({results.realness})"
 
 
 def _config_summary(results: RunResults) -> str:

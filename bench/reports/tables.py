@@ -14,8 +14,8 @@ from bench.analysis.stats import Interval
 from bench.reports.labels import caveats, ordered
 
 
-def caption(random_weights: bool, results, toy_world: bool = False) -> str | None:
-    return "\n".join(caveats(random_weights, results, toy_world)) or None
+def caption(realness: str, results) -> str | None:
+    return "\n".join(caveats(realness, results)) or None
 
 
 def fmt(x: float) -> str:
@@ -36,7 +36,7 @@ def score_table(results: RunResults, intervals: dict[str, Interval]) -> Table:
         "images",
         "scorer model",
         title=title,
-        caption=caption(results.random_weights, intervals.values(), results.toy_world),
+        caption=caption(results.realness, intervals.values()),
         caption_style="bold red",
     )
     for metric in ordered(intervals):
@@ -59,8 +59,7 @@ def score_json(results: RunResults, intervals: dict[str, Interval]) -> dict[str,
     return {
         "run_id": results.run_id,
         "run_dir": str(results.root),
-        "random_weights": results.random_weights,
-        "toy_world": results.toy_world,
+        **_realness_json(results.realness),
         "convention": results.convention,
         "scorers": results.scorers,
         "metrics": {m: _finite(asdict(iv)) for m, iv in intervals.items()},
@@ -72,9 +71,7 @@ def _finite(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
 
-def compare_table(
-    comparisons: list, random_weights: bool, convention: str, toy_world: bool = False
-) -> Table:
+def compare_table(comparisons: list, realness: str, convention: str) -> Table:
     first = comparisons[0].result
     table = Table(
         "metric",
@@ -92,7 +89,7 @@ def compare_table(
         caption="\n".join(
             [f"p: {m}" for m in dict.fromkeys(c.result.p_method for c in comparisons)]
             + execution_notes(comparisons)
-            + caveats(random_weights, [c.result for c in comparisons], toy_world)
+            + caveats(realness, [c.result for c in comparisons])
         ),
         caption_style="bold red",
     )
@@ -130,12 +127,18 @@ def execution_notes(comparisons: list) -> list[str]:
     return list(lines.values())
 
 
-def compare_json(
-    comparisons: list, random_weights: bool, convention: str, toy_world: bool = False
-) -> dict[str, Any]:
+def _realness_json(realness: str) -> dict[str, Any]:
+    """`realness`, and the two flags JSON readers had before it."""
     return {
-        "random_weights": random_weights,
-        "toy_world": toy_world,
+        "realness": realness,
+        "random_weights": realness == "random weights",
+        "toy_world": realness == "toy world",
+    }
+
+
+def compare_json(comparisons: list, realness: str, convention: str) -> dict[str, Any]:
+    return {
+        **_realness_json(realness),
         "convention": convention,
         "comparisons": [
             {

@@ -21,15 +21,14 @@ import pandas as pd
 
 from bench import atomic
 from bench.analysis.options import StatsOptions
-from bench.analysis.results import checkpoint_steps, load_results, summarize
+from bench.analysis.results import checkpoint_steps, least_real, load_results, summarize
 from bench.config import parse_assignments
 from bench.errors import BenchError
 from bench.paths import data_dir
 from bench.reports import plots
 from bench.reports.labels import (
     LOWER_IS_BETTER,
-    RANDOM_WEIGHTS_NOTE,
-    TOY_WORLD_NOTE,
+    REALNESS_NOTES,
     interval,
     interval_notes,
     metric_name,
@@ -208,18 +207,11 @@ def report(
         intervals = summarize(results, stats)
         summaries.append((overrides, results, intervals))
     metrics = ordered(summaries[0][2])
-    random = any(r.random_weights for _, r, _ in summaries)
-    toy_world = any(r.toy_world for _, r, _ in summaries)
-    if random:
-        title += " (random weights)"
-    if toy_world:
-        title += " (toy world)"
-
-    lines = [f"# {title}", ""]
-    if random:
-        lines += [f"**{RANDOM_WEIGHTS_NOTE}**.", ""]
-    if toy_world:
-        lines += [f"**{TOY_WORLD_NOTE}**.", ""]
+    realness = least_real(r for _, r, _ in summaries)
+    note = REALNESS_NOTES[realness]
+    if note:
+        title += f" ({realness})"
+    lines = [f"# {title}", ""] + ([f"**{note}**.", ""] if note else [])
     lines += [
         f"Metric means with their intervals, final checkpoint, under convention `{convention}`.",
         "",
@@ -231,8 +223,9 @@ def report(
     data: dict[str, Any] = {
         "title": title,
         "convention": convention,
-        "random_weights": random,
-        "toy_world": toy_world,
+        "realness": realness,
+        "random_weights": realness == "random weights",
+        "toy_world": realness == "toy world",
         "runs": [],
         "tables": {},
     }
