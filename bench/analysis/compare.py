@@ -32,10 +32,10 @@ class MetricComparison:
     execution_differs: dict[str, tuple[list, list]] = field(default_factory=dict)
 
 
-def execution_differences(a: RunResults, b: RunResults) -> dict[str, tuple[list, list]]:
-    """The execution options (not part of a run id) whose values differ between two runs that
-    both generated images: pairing them compares that too, a little."""
-    options_a, options_b = execution_options(a), execution_options(b)
+def execution_differences(options_a: dict, options_b: dict) -> dict[str, tuple[list, list]]:
+    """The execution options (not part of a run id; `execution_options` of each run) whose
+    values differ between two runs that both generated images: pairing them compares that too,
+    a little."""
     if not options_a or not options_b:  # the Real Images row or outside images
         return {}
     return {
@@ -115,8 +115,9 @@ def compare(runs: list[RunResults], stats: StatsOptions = StatsOptions()) -> lis
     """Every pair of runs on every metric both define; Holm adjustment within each metric. Each
     comparison names the execution options its two runs differ in."""
     check_comparable(runs)
+    options = {r.run_id: execution_options(r) for r in runs}  # read once per run
     differs = {
-        (a.run_id, b.run_id): execution_differences(a, b)
+        (a.run_id, b.run_id): execution_differences(options[a.run_id], options[b.run_id])
         for a, b in itertools.combinations(runs, 2)
     }
     out: list[MetricComparison] = []
