@@ -225,6 +225,18 @@ CASES = [
     Case("ci-method", [*LORA, "--ci-method", "nope"], "nope"),
     Case("prompts-mode", [*LORA, "--prompts", "sometimes"], "sometimes"),
     Case("resamples-zero", [*LORA, "--resamples", "0"], "resamples"),
+    Case("confidence-above-1", [*LORA, "--confidence", "1.5"], "--confidence 1.5: use a number"),
+    Case(
+        "leaderboard-confidence-0",
+        ["leaderboard", "--runs", "{runs}", "--out", "{work}/LB.md", "--confidence", "0"],
+        "--confidence 0.0: use a number between 0 and 1",
+    ),
+    Case(
+        "sweep-convention",
+        ["sweep", "--method", "base", "--suite", "micro", "--grid", "seed=0,1", "--runs", "{runs}"]
+        + ["--convention", "nope"],
+        "convention 'nope'",
+    ),
     Case("unknown-method", [*MICRO, "--method", "dreambooth_lor"], "did you mean"),
     Case("markup-in-a-value", [*LORA, "--set", "lr=[bold red]"], "got '[bold red]'"),
     Case("markup-in-a-name", [*MICRO, "--method", "[red]x[/red]"], "'[red]x[/red]'"),
