@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,6 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from bench.analysis.options import StatsOptions
 
 # Piped output (logs, CI) gets wide tables instead of 80 columns of wrapped cells.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -208,8 +211,9 @@ def scorer_table(assignments: list[str] | None) -> dict[str, dict[str, Any]]:
 
 def stats_options(
     prompts: str, resamples: int, ci_method: str, confidence: float, seed: int
-):  # -> StatsOptions, made once from a command's options and passed whole
-    from bench.api import StatsOptions
+) -> StatsOptions:
+    """A command's statistics options as one value, made once and passed whole."""
+    from bench.analysis.options import StatsOptions
 
     return StatsOptions(
         prompt_mode=prompts,

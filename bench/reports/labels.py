@@ -68,6 +68,16 @@ def interval_notes(results: Iterable) -> list[str]:
 REALNESS_NOTES = {"random weights": RANDOM_WEIGHTS_NOTE, "toy world": TOY_WORLD_NOTE, "real": None}
 
 
+def realness_fields(realness: str) -> dict[str, object]:
+    """What JSON says of how real its numbers are: `realness`, and the two flags JSON readers had
+    before it, derived from it."""
+    return {
+        "realness": realness,
+        "random_weights": realness == "random weights",
+        "toy_world": realness == "toy world",
+    }
+
+
 def caveats(realness: str, results: Iterable = ()) -> list[str]:
     """The notes a table of these numbers must carry: how real they are (random weights, the toy
     world), and how its intervals were made (or why there are none)."""

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from bench.analysis.results import RunResults
 from bench.analysis.stats import Interval
-from bench.reports.labels import caveats, ordered
+from bench.reports.labels import caveats, ordered, realness_fields
 
 
 def caption(realness: str, results) -> str | None:
@@ -59,7 +59,7 @@ def score_json(results: RunResults, intervals: dict[str, Interval]) -> dict[str,
     return {
         "run_id": results.run_id,
         "run_dir": str(results.root),
-        **_realness_json(results.realness),
+        **realness_fields(results.realness),
         "convention": results.convention,
         "scorers": results.scorers,
         "metrics": {m: _finite(asdict(iv)) for m, iv in intervals.items()},
@@ -127,18 +127,9 @@ def execution_notes(comparisons: list) -> list[str]:
     return list(lines.values())
 
 
-def _realness_json(realness: str) -> dict[str, Any]:
-    """`realness`, and the two flags JSON readers had before it."""
-    return {
-        "realness": realness,
-        "random_weights": realness == "random weights",
-        "toy_world": realness == "toy world",
-    }
-
-
 def compare_json(comparisons: list, realness: str, convention: str) -> dict[str, Any]:
     return {
-        **_realness_json(realness),
+        **realness_fields(realness),
         "convention": convention,
         "comparisons": [
             {

@@ -33,6 +33,7 @@ from bench.reports.labels import (
     interval_notes,
     metric_name,
     ordered,
+    realness_fields,
 )
 from bench.scorers.conventions import DEFAULT_CONVENTION
 from bench.toml_files import parse_toml_value, read_toml, reject_unknown
@@ -223,9 +224,7 @@ def report(
     data: dict[str, Any] = {
         "title": title,
         "convention": convention,
-        "realness": realness,
-        "random_weights": realness == "random weights",
-        "toy_world": realness == "toy world",
+        **realness_fields(realness),
         "runs": [],
         "tables": {},
     }
