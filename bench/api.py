@@ -156,7 +156,7 @@ def run(
     runs: str | Path | None = None,
     device: str = "auto",
     dtype: str = "auto",
-    batch_size: int = 8,
+    generation_batch_size: int = 8,
     score: bool = True,
     scorer_options: dict[str, dict[str, Any]] | None = None,
     convention: str | None = None,
@@ -173,7 +173,7 @@ def run(
     from bench.store.runner import ExecutionOptions, execute, prepare
 
     loaded = _suite(suite)
-    execution = ExecutionOptions(device=device, dtype=dtype, batch_size=batch_size)
+    execution = ExecutionOptions(device, dtype, generation_batch_size)
     prepared = prepare(method, loaded, options or {}, runs_dir(runs))
     # Every model is checked before any work, and one error names all that are missing.
     missing: list[MissingModel] = []
@@ -380,7 +380,7 @@ def sweep(
     runs: str | Path | None = None,
     device: str = "auto",
     dtype: str = "auto",
-    batch_size: int = 8,
+    generation_batch_size: int = 8,
     scorer_options: dict[str, dict[str, Any]] | None = None,
     convention: str | None = None,
     stats: StatsOptions = StatsOptions(),
@@ -426,7 +426,7 @@ def sweep(
         return SweepResult(sweep_dir, cells)
     progress = reporter or Silent()
     scorers = load_scorers(loaded, scorer_options, device, convention)
-    execution = ExecutionOptions(device=device, dtype=dtype, batch_size=batch_size)
+    execution = ExecutionOptions(device, dtype, generation_batch_size)
     fitted = generated = 0
     for i, (_, prepared) in enumerate(planned, 1):
         progress.message(f"sweep run {i}/{len(planned)} {prepared.run_id}")

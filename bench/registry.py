@@ -15,7 +15,8 @@ from bench.errors import BenchError
 
 METHODS = "bench.methods"
 SCORERS = "bench.scorers"
-_KIND = {METHODS: "method", SCORERS: "scorer"}
+COMMANDS = "bench.commands"  # command groups of the `bench` command line (a typer.Typer each)
+_KIND = {METHODS: "method", SCORERS: "scorer", COMMANDS: "command group"}
 
 
 def did_you_mean(name: str, known: list[str]) -> str:

@@ -28,7 +28,7 @@ def render(suite_path: Path, batch_size: int, runs: Path, device: str, dtype: st
     import bench
 
     result = bench.run(
-        "base", suite_path, runs=runs, batch_size=batch_size, device=device, dtype=dtype,
+        "base", suite_path, runs=runs, generation_batch_size=batch_size, device=device, dtype=dtype,
         score=False,
     )  # fmt: skip
     return {

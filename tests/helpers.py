@@ -180,8 +180,8 @@ def subject_truth(run_dir: Path, oracle) -> SubjectTruth:
     import numpy as np
     from PIL import Image
 
-    from bench.world.render import CONTEXTS, RECOLOURS, Scene
-    from bench.world.subjects import SUBJECTS
+    from bench_world.render import CONTEXTS, RECOLOURS, Scene
+    from bench_world.subjects import SUBJECTS
 
     pictures, expected, contexts, whose, kinds = [], [], [], [], []
     for manifest_file in sorted(run_dir.glob("*/replicate-0/manifest.json")):

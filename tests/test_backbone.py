@@ -15,7 +15,7 @@ def test_tiny_backbone_is_saved_in_diffusers_layout_and_loaded_from_it():
     assert (path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert not list(path.rglob("*.bin"))  # safetensors only
     backbone = load_backbone("tiny", scheduler="DDIMScheduler", device="cpu")
-    assert backbone.random_weights
+    assert backbone.realness == "random weights"
     assert backbone.pipe.safety_checker is None
     assert type(backbone.pipe.scheduler).__name__ == "DDIMScheduler"
     assert backbone.latent_size(64) == 32
@@ -45,7 +45,7 @@ def test_tiny_unet_has_self_attention_only_at_low_resolution():
 
 def test_local_directory_backbone_gets_a_content_revision():
     backbone = load_backbone(str(tiny_backbone_dir()), device="cpu")
-    assert backbone.revision.startswith("local:") and not backbone.random_weights
+    assert backbone.revision.startswith("local:") and backbone.realness == "real"
 
 
 def test_uncached_hub_id_offline_is_one_clear_error():

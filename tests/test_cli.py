@@ -31,14 +31,15 @@ def test_run_micro_then_resume(tmp_path):
     unit = run_dir / "red_mug" / "replicate-0"
     manifest = json.loads((unit / "manifest.json").read_text())
     assert manifest["config"]["steps"] == 8  # the micro suite's default for this method
-    assert manifest["backbone"]["id"] == "tiny" and manifest["backbone"]["random_weights"]
+    assert manifest["backbone"]["id"] == "tiny"
+    assert manifest["backbone"]["realness"] == "random weights"
     assert manifest["provenance"]["versions"]["diffusers"]
     assert {i["file"] for i in manifest["images"]} == {
         "images/on_the_beach-0.png",
         "images/red-0.png",
     }
     assert all((unit / i["file"]).is_file() for i in manifest["images"])
-    assert manifest["execution"]["batch_size"] == 8
+    assert manifest["execution"]["generation_batch_size"] == 8
 
     again = run_json("--method", "dreambooth_lora", "--suite", "micro", "--runs", tmp_path)
     assert again["run_id"] == first["run_id"] and again["run_dir"] == first["run_dir"]

@@ -486,8 +486,8 @@ def test_compare_names_the_execution_options_its_runs_differ_in(store, tmp_path)
     import bench
 
     other = bench.run(
-        "dreambooth_lora", store["suite"], options={"rank": 3}, runs=store["runs"], batch_size=1,
-        stats=bench.StatsOptions(n_resamples=100),
+        "dreambooth_lora", store["suite"], options={"rank": 3}, runs=store["runs"],
+        generation_batch_size=1, stats=bench.StatsOptions(n_resamples=100),
     )  # fmt: skip
     manifests = {
         run: [
@@ -496,7 +496,8 @@ def test_compare_names_the_execution_options_its_runs_differ_in(store, tmp_path)
         for run, run_dir in [("rank4", run_dir_of(store, "rank4")), ("rank3", other.run_dir)]
     }
     batch = {
-        run: sorted({m["execution"]["batch_size"] for m in ms}) for run, ms in manifests.items()
+        run: sorted({m["execution"]["generation_batch_size"] for m in ms})
+        for run, ms in manifests.items()
     }
     assert batch == {"rank4": [8], "rank3": [1]}
     args = [store["ids"]["rank4"], store["ids"]["rank2"], other.run_id, "--runs", store["runs"]]
@@ -506,14 +507,15 @@ def test_compare_names_the_execution_options_its_runs_differ_in(store, tmp_path)
         if other.run_id in pair:
             mine, theirs = (0, 1) if c["run_a"] == other.run_id else (1, 0)
             differs = c["execution_differs"]
-            assert list(differs) == ["batch_size"]
-            assert differs["batch_size"][mine] == [1] and differs["batch_size"][theirs] == [8]
+            assert list(differs) == ["generation_batch_size"]
+            assert differs["generation_batch_size"][mine] == [1]
+            assert differs["generation_batch_size"][theirs] == [8]
         else:  # the two runs made alike
             assert c["execution_differs"] == {}
     text = invoke("compare", *args, "--resamples", "100").output
     flat = " ".join(text.split())
     assert f"{store['ids']['rank4']} vs {other.run_id} were made with different execution " in flat
-    assert "options (batch_size 8 vs 1)" in flat
+    assert "options (generation_batch_size 8 vs 1)" in flat
     assert f"{store['ids']['rank4']} vs {store['ids']['rank2']} were made" not in flat
 
 

@@ -1,4 +1,5 @@
-"""The shipped data (subjects, prompts, suites, baselines) is found from a built wheel too."""
+"""The shipped data (subjects, prompts, suites, baselines) is found from a built wheel too; the
+toy world's lab is a wheel of its own."""
 
 import subprocess
 import sys
@@ -10,26 +11,21 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.slow
-def test_wheel_carries_the_data_and_finds_it(tmp_path):
+def build_wheel(project: Path, out: Path) -> Path:
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(REPO),
-        ],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+        + ["-w", str(out), str(project)],
         check=True,
         timeout=300,
     )
-    wheel = next(tmp_path.glob("bench-*.whl"))
+    return next(out.glob("*.whl"))
+
+
+@pytest.mark.slow
+def test_wheel_carries_the_data_and_finds_it(tmp_path):
+    wheel = build_wheel(REPO, tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
+    assert not [n for n in names if n.startswith(("bench_world/", "world/"))]  # the lab's own
     for expected in (
         "bench/_data/subjects/shapes/red_mug/00.png",
         "bench/_data/subjects/shapes/red_mug/subject.toml",
@@ -37,7 +33,6 @@ def test_wheel_carries_the_data_and_finds_it(tmp_path):
         "bench/_data/suites/smoke.toml",
         "bench/_data/baselines/dreambooth_paper.toml",
         "bench/_data/baselines/seed-study.sweep.toml",
-        "bench/world/weights/oracle.safetensors",
         "bench/assets/world/clip.safetensors",
         "bench/assets/world/dino.safetensors",
         "bench/assets/world/pipeline/unet/diffusion_pytorch_model.safetensors",
@@ -67,3 +62,15 @@ def test_wheel_carries_the_data_and_finds_it(tmp_path):
     ).stdout.split()
     assert out[0] == str(target / "bench" / "_data" / "suites")
     assert out[1] == "3"
+
+
+@pytest.mark.slow
+def test_the_labs_wheel_carries_the_oracle_and_adds_bench_world(tmp_path):
+    wheel = build_wheel(REPO / "world", tmp_path)
+    archive = zipfile.ZipFile(wheel)
+    names = set(archive.namelist())
+    assert "bench_world/weights/oracle.safetensors" in names
+    assert "bench_world/report.py" in names
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    text = archive.read(entry_points).decode()
+    assert "[bench.commands]\nworld = bench_world.cli:app" in text

@@ -91,11 +91,10 @@ def test_the_example_plugin_imports_only_the_public_plugin_module():
     import ast
     import inspect
 
-    from bench_example_plugin import suffix
-
     from bench.methods.dreambooth_lora import DreamBoothLoRA
     from bench.methods.textual_inversion import TextualInversion
     from bench.plugin import Method
+    from bench_example_plugin import suffix
 
     tree = ast.parse(inspect.getsource(suffix))
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}

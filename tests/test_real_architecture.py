@@ -52,7 +52,7 @@ def test_the_backbone_is_sd15_as_published_loaded_from_diffusers_layout(run):
     assert pipe.tokenizer("a sks dog").input_ids == [49406, 320, 48136, 1929, 49407]
     record = json.loads((run.run_dir / "red_mug" / "replicate-0" / "manifest.json").read_text())
     assert record["backbone"]["revision"] == "sd15-random-v1-seed0"
-    assert record["backbone"]["random_weights"] is True
+    assert record["backbone"]["realness"] == "random weights"
 
 
 def test_lora_reaches_every_attention_projection_of_the_real_unet_and_text_encoder(run):

@@ -42,7 +42,7 @@ def smoke_dreambooth_run(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def oracle():
-    from bench.world.oracle import load_oracle
+    from bench_world.oracle import load_oracle
 
     return load_oracle()
 
@@ -89,7 +89,7 @@ def test_smoke_suite_end_to_end(smoke_dreambooth_run):
     assert "clip_t" in again.stdout and "TOY WORLD" in again.stdout
     assert "RANDOM WEIGHTS" not in again.stdout
     provenance = json.loads((run_dir / "run.json").read_text())
-    assert provenance["toy_world"] is True and provenance["random_weights"] is False
+    assert provenance["realness"] == "toy world"
     # In a log (not a terminal) the progress is lines, here one a second: each subject's fit
     # speaks as it goes and when it ends.
     progress = result["stderr"]

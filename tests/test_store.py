@@ -22,6 +22,7 @@ from bench.cli import app
 from bench.data.suites import GenerationProtocol, load_suite
 from bench.errors import BenchError
 from bench.methods.dreambooth_lora import DreamBoothLoRA
+from bench.store.records import RunRecord, UnitManifest
 from bench.store.runner import ExecutionOptions, execute, prepare
 
 from helpers import documented_seed
@@ -119,7 +120,7 @@ def test_a_png_that_fails_half_way_is_not_stored_and_the_run_resumes(tmp_path, m
     with monkeypatch.context() as mp:
         mp.setattr(Image.Image, "save", save_then_break)
         with pytest.raises(DiskFull):
-            execute(prepared, ExecutionOptions(device="cpu", batch_size=4))
+            execute(prepared, ExecutionOptions(device="cpu", generation_batch_size=4))
     unit = prepared.paths.unit("red_mug", 0)
     assert sorted(p.name for p in (unit / "images").iterdir()) == [
         "on_the_beach-0.png",
@@ -132,9 +133,9 @@ def test_a_png_that_fails_half_way_is_not_stored_and_the_run_resumes(tmp_path, m
     hidden = [p for p in prepared.paths.root.rglob("*") if p.name.startswith(".")]
     assert hidden == [prepared.paths.root / ".lock"] and hidden[0].read_bytes() == b""
 
-    execute(prepared, ExecutionOptions(device="cpu", batch_size=4))
+    execute(prepared, ExecutionOptions(device="cpu", generation_batch_size=4))
     clean = prepare("dreambooth_lora", loaded, {}, tmp_path / "clean")
-    execute(clean, ExecutionOptions(device="cpu", batch_size=4))
+    execute(clean, ExecutionOptions(device="cpu", generation_batch_size=4))
     resumed, fresh = listing(prepared.paths.root), listing(clean.paths.root)
     assert [k for k in resumed if k.endswith(".png")] == [k for k in fresh if k.endswith(".png")]
     differ = [k for k in fresh if k.endswith((".png", ".safetensors")) and resumed[k] != fresh[k]]
@@ -184,7 +185,7 @@ def test_a_resumed_run_renders_the_same_full_chunks(tmp_path, monkeypatch):
 
     monkeypatch.setattr(DreamBoothLoRA, "generate", spy)
     prepared = prepare("dreambooth_lora", load_suite(suite), {}, tmp_path / "runs")
-    execute(prepared, ExecutionOptions(device="cpu", batch_size=4))
+    execute(prepared, ExecutionOptions(device="cpu", generation_batch_size=4))
     first_chunk = ["on_the_beach-0.png", "on_the_beach-1.png", "on_the_beach-2.png", "red-0.png"]
     assert chunks == [first_chunk, ["red-1.png", "red-2.png"]]
 
@@ -194,7 +195,7 @@ def test_a_resumed_run_renders_the_same_full_chunks(tmp_path, monkeypatch):
     lost.unlink()
     (unit / "manifest.json").unlink()
     chunks.clear()
-    execute(prepared, ExecutionOptions(device="cpu", batch_size=4))
+    execute(prepared, ExecutionOptions(device="cpu", generation_batch_size=4))
     assert chunks == [first_chunk]
     assert lost.read_bytes() == original
 
@@ -253,7 +254,7 @@ def test_execution_options_do_not_change_the_run_id(tmp_path):
 
     base = dry()
     assert dry("--device", "cpu", "--dtype", "float32", "--batch-size", "1") == base
-    assert dry("--dtype", "bfloat16", "--batch-size", "3") == base
+    assert dry("--dtype", "bfloat16", "--generation-batch-size", "3") == base
 
 
 # --------------------------------------------------------------------------- the manifest
@@ -281,7 +282,7 @@ def test_the_manifest_records_values_not_just_keys(tmp_path):
     prepared = prepare("dreambooth_lora", suite, {"rank": 2}, tmp_path)
     started = datetime.now(timezone.utc).replace(microsecond=0)
     clock = time.perf_counter()
-    execute(prepared, ExecutionOptions(device="cpu", batch_size=5))
+    execute(prepared, ExecutionOptions(device="cpu", generation_batch_size=5))
     wall = time.perf_counter() - clock
     manifest = json.loads((prepared.paths.unit("red_mug", 0) / "manifest.json").read_text())
 
@@ -301,7 +302,13 @@ def test_the_manifest_records_values_not_just_keys(tmp_path):
     assert manifest["backbone"]["id"] == "tiny"
     assert manifest["backbone"]["revision"] == "tiny-v1-seed0"
     assert (manifest["backbone"]["device"], manifest["backbone"]["dtype"]) == ("cpu", "float32")
-    assert manifest["execution"] == {"device": "cpu", "dtype": "auto", "batch_size": 5}
+    assert manifest["execution"] == {"device": "cpu", "dtype": "auto", "generation_batch_size": 5}
+    # A manifest written when the option was called `batch_size` reads under today's name.
+    path = prepared.paths.unit("red_mug", 0) / "manifest.json"
+    old = {**manifest, "execution": {"device": "cpu", "dtype": "auto", "batch_size": 5}}
+    path.write_text(json.dumps(old))
+    execution = UnitManifest.read(path).execution
+    assert execution == {"device": "cpu", "dtype": "auto", "generation_batch_size": 5}
     assert manifest["config"]["rank"] == 2 and manifest["config"]["steps"] == 8  # micro's
     assert manifest["generation"] == dataclasses.asdict(suite.generation)
     assert manifest["subject"]["images"] == [str(p) for p in suite.subjects[0].images]
@@ -383,18 +390,18 @@ def test_a_run_is_resumed_only_at_the_batch_size_it_was_generated_with(tmp_path)
     suite = tmp_path / "store.toml"
     suite.write_text(SUITE)
     prepared = prepare("dreambooth_lora", load_suite(suite), {}, tmp_path / "runs")
-    execute(prepared, ExecutionOptions(device="cpu", batch_size=4))
+    execute(prepared, ExecutionOptions(device="cpu", generation_batch_size=4))
     unit = prepared.paths.unit("red_mug", 0)
     (unit / "images" / "red-2.png").unlink()
     (unit / "manifest.json").unlink()
     before = listing(prepared.paths.root)
-    with pytest.raises(BenchError, match="generated with --batch-size 4, not 2"):
-        execute(prepared, ExecutionOptions(device="cpu", batch_size=2))
+    with pytest.raises(BenchError, match="generated with --generation-batch-size 4, not 2"):
+        execute(prepared, ExecutionOptions(device="cpu", generation_batch_size=2))
     assert listing(prepared.paths.root) == before
-    execute(prepared, ExecutionOptions(device="cpu", batch_size=4))
+    execute(prepared, ExecutionOptions(device="cpu", generation_batch_size=4))
     assert (unit / "images" / "red-2.png").is_file() and (unit / "manifest.json").is_file()
     # Finished runs are rescored or listed at any batch size: nothing is rendered.
-    execute(prepared, ExecutionOptions(device="cpu", batch_size=1))
+    execute(prepared, ExecutionOptions(device="cpu", generation_batch_size=1))
 
 
 # --------------------------------------------------------------------------- typed records
@@ -412,8 +419,9 @@ def test_run_records_say_what_kind_of_run_they_are(tmp_path):
         prepared = prepare(method, suite, {}, tmp_path)
         execute(prepared, ExecutionOptions(device="cpu"))
         info = json.loads((prepared.paths.root / "run.json").read_text())
-        assert (info["format"], info["kind"], info["generation_batch_size"]) == (1, kind, batch)
-        assert info["random_weights"] is (kind == "generated")  # the tiny backbone
+        assert (info["format"], info["kind"], info["generation_batch_size"]) == (2, kind, batch)
+        # the tiny backbone's, or (no backbone) the photos'
+        assert info["realness"] == ("random weights" if kind == "generated" else "real")
     [lora] = (tmp_path / "micro").glob("dreambooth_lora-*/run.json")
     defaults = json.loads(lora.read_text())
     # not micro's overrides; as JSON holds them (a tuple option reads back as a list)
@@ -432,7 +440,7 @@ def test_a_store_from_a_newer_bench_or_a_damaged_file_is_a_one_line_error(tmp_pa
     assert result.exit_code == 2
     assert result.output.strip() == (
         f"error: {run_json}: written by a newer bench (store format 99; this bench reads up to "
-        "1); upgrade bench to read it"
+        "2); upgrade bench to read it"
     )
 
     run_json.write_text(json.dumps(record)[:-20])
@@ -443,11 +451,21 @@ def test_a_store_from_a_newer_bench_or_a_damaged_file_is_a_one_line_error(tmp_pa
     listed = runs_cli("runs", "--runs", tmp_path)
     assert listed.exit_code == 0 and f"damaged: {run_json}: damaged (line 1)" in listed.output
 
-    # A run.json from before format versions is read, its kind and random weights filled in.
-    old = {k: v for k, v in record.items() if k not in ("format", "kind", "random_weights")}
+    # A run.json from before format versions is read, its kind and realness filled in.
+    old = {k: v for k, v in record.items() if k not in ("format", "kind", "realness")}
     run_json.write_text(json.dumps(old))
     [row] = json.loads(runs_cli("runs", "--runs", tmp_path, "--json").stdout)
     assert row["kind"] == "generated" and row["units_done"] == 1
+    assert RunRecord.read(run_json).realness == "random weights"  # micro's tiny backbone
+    # Format 1 said it in two flags.
+    for flags, realness in (
+        ({"random_weights": True, "toy_world": False}, "random weights"),
+        ({"random_weights": False, "toy_world": True}, "toy world"),
+        ({"random_weights": False, "toy_world": False}, "real"),
+    ):
+        one = {k: v for k, v in record.items() if k != "realness"} | flags | {"format": 1}
+        run_json.write_text(json.dumps(one))
+        assert RunRecord.read(run_json).realness == realness
 
 
 def test_damaged_scores_are_redone_not_trusted(tmp_path):

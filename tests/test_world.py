@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bench.world.render import (
+from bench_world.render import (
     CLASSES,
     COLOURS,
     CONTEXTS,
@@ -116,7 +116,7 @@ def test_the_shipped_oracle_reads_held_out_renders_at_least_95_percent_right_and
     are (blurred by PIL's 1 px Gaussian, not the training's own softening)."""
     from PIL import Image, ImageFilter
 
-    from bench.world.oracle import HEADS, load_oracle, training_scenes
+    from bench_world.oracle import HEADS, load_oracle, training_scenes
 
     scenes = training_scenes(seed=20261126, n=600)  # not the training seed (0)
     truth = [labels(s) for s in scenes]
@@ -137,7 +137,7 @@ def test_softening_blurs_and_dims_but_keeps_hues_and_some_pictures_as_drawn():
     channels, so the gaps between channels scale alike."""
     import torch
 
-    from bench.world.oracle import SOFTEN_KEEP, soften
+    from bench_world.oracle import SOFTEN_KEEP, soften
 
     n = 400
     colour = torch.tensor([0.5, 0.0, -0.4])  # an orange, in [-1, 1], clear of the clamp
@@ -159,7 +159,7 @@ def test_softening_blurs_and_dims_but_keeps_hues_and_some_pictures_as_drawn():
 
 def test_the_oracle_reads_labels_not_the_pose():
     """One instance in several poses and contexts: the oracle finds the same class and colours."""
-    from bench.world.oracle import load_oracle
+    from bench_world.oracle import load_oracle
 
     rng = np.random.default_rng(5)
     scenes = [random_pose(rng, Scene(MUG, context=c)) for c in ("beach", "city", "snow", "plain")]
@@ -173,7 +173,7 @@ def test_training_is_deterministic_and_the_weights_load_through_safetensors(tmp_
     """The seconds-long version of the training: same seed, same weights, saved and loaded."""
     from safetensors.torch import load_file
 
-    from bench.world.oracle import load_oracle, save_oracle, train_oracle
+    from bench_world.oracle import load_oracle, save_oracle, train_oracle
 
     def quick():
         return train_oracle(seed=1, n_train=128, epochs=1, batch_size=64, log=lambda _: None)
@@ -194,7 +194,7 @@ def test_world_commands_train_and_check(tmp_path):
     from typer.testing import CliRunner
 
     from bench.cli import app
-    from bench.world.oracle import accuracy, load_oracle, training_scenes
+    from bench_world.oracle import accuracy, load_oracle, training_scenes
 
     runner = CliRunner()
     weights = tmp_path / "oracle.safetensors"
@@ -267,7 +267,7 @@ CLIP_I_WINS = 0.9
 def world_clip_scorers():
     """clip_i and clip_t on the shipped world CLIP, loaded the way a user's file is."""
     from bench.scorers.clip import make_clip_i, make_clip_t
-    from bench.world.clip import ARCH, WEIGHTS
+    from bench_world.clip import ARCH, WEIGHTS
 
     options = {"model": ARCH, "pretrained": str(WEIGHTS), "device": "cpu"}
     return make_clip_i(options), make_clip_t(options)
@@ -282,7 +282,7 @@ def pictures(scenes):
 def test_world_clip_follows_prompts_one_attribute_at_a_time():
     """CLIP-T of a picture with its own DreamBench caption beats the caption of its twin (the
     scene with one attribute changed: class, context or something worn)."""
-    from bench.world.clip import twin
+    from bench_world.clip import twin
 
     rng = np.random.default_rng(20261126)
     scenes, twins = [], []
@@ -339,8 +339,8 @@ def test_the_twins_of_what_metrics_see_differ_in_exactly_one_thing():
     place, recolour or thing worn, and nothing else in its caption changes."""
     from dataclasses import asdict
 
-    from bench.world.clip import twin
-    from bench.world.report import ASKED, TRAITS, asking, prompt_twin
+    from bench_world.clip import twin
+    from bench_world.report import ASKED, TRAITS, asking, prompt_twin
 
     rng = np.random.default_rng(5)
     for _ in range(50):
@@ -374,8 +374,8 @@ def test_what_an_image_metric_sees_is_measured_one_trait_at_a_time():
     sees one trait alone (the oracle's reading of it, one-hot): that trait is seen nearly
     always (the oracle is right on both photos), every other almost never (a tie is not seen;
     only the oracle's few misreadings of the trait in a changed picture count)."""
-    from bench.world.oracle import load_oracle
-    from bench.world.report import TRAITS, identity_cases, image_metric_sees
+    from bench_world.oracle import load_oracle
+    from bench_world.report import TRAITS, identity_cases, image_metric_sees
 
     oracle, cases = load_oracle(), identity_cases(40)
     for trait in TRAITS:  # each twin is the second photo's scene with its trait changed
@@ -414,8 +414,8 @@ def test_what_an_image_metric_sees_is_measured_one_trait_at_a_time():
 def test_what_clip_t_sees_is_measured_one_asked_thing_at_a_time():
     """The same for CLIP-T, with a picture embedding that sees the context alone (the oracle's
     reading) and a text embedding that reads the context's words in the caption."""
-    from bench.world.oracle import load_oracle
-    from bench.world.report import ASKED, text_metric_sees
+    from bench_world.oracle import load_oracle
+    from bench_world.report import ASKED, text_metric_sees
 
     oracle, places = load_oracle(), list(CONTEXTS)
 
@@ -443,7 +443,7 @@ def test_an_interrupted_pipeline_training_resumes_to_the_same_weights(tmp_path):
     """`bench world train --only pipeline` keeps its training state: stopped in the second UNet
     stage and run again, it ends with the weights and configs of a run that was never stopped,
     byte for byte."""
-    from bench.world.pipeline import train_pipeline
+    from bench_world.pipeline import train_pipeline
 
     sizes = {"n_scenes": 48, "vae_images": 32, "vae_epochs": 1, "unet_steps": 4}
     sizes |= {"refine_steps": 4, "checkpoint_every": 2}
@@ -480,7 +480,7 @@ def test_the_pipeline_recipe_trains_its_unet_on_swapped_tails_from_the_first_ste
 ):
     """`bench world train --only pipeline` (README, tail swap): every UNet step of the recipe,
     from the first, trains on captions whose tails are swapped (`swap_tails` at TAIL_SWAP)."""
-    from bench.world import pipeline
+    from bench_world import pipeline
 
     shares = []
     real_swap_tails = pipeline.swap_tails
@@ -504,7 +504,7 @@ def test_a_swapped_tail_is_another_captions_end_of_text_and_padding_aligned_at_i
     last state repeated once they run out; rows not chosen are untouched."""
     import torch
 
-    from bench.world.pipeline import swap_tails
+    from bench_world.pipeline import swap_tails
 
     eos, length = 7, 10
     ends = [2, 5, 8, 3]  # where each row's first end-of-text falls
@@ -527,3 +527,53 @@ def test_a_swapped_tail_is_another_captions_end_of_text_and_padding_aligned_at_i
         assert got[end:].tolist() == expected, (row, donor)
         moved += donor != row
     assert moved >= 2
+
+
+# --------------------------------------------------------------------------- `bench world`
+
+
+def bench_command(*args: str, env: dict | None = None):
+    """The `bench` command line in a fresh process, as a user runs it."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_the_lab_adds_bench_world_and_its_errors_are_one_line():
+    """`bench world` comes from the lab's `bench.commands` entry point, and bench turns the
+    lab's errors into its own one-line error with exit code 2."""
+    from importlib.metadata import entry_points
+
+    [found] = [ep for ep in entry_points(group="bench.commands") if ep.name == "world"]
+    assert found.value == "bench_world.cli:app"
+    done = bench_command("world", "check", "--renders", "0")
+    assert (done.returncode, done.stdout, done.stderr) == (
+        2,
+        "",
+        "error: --renders 0: use a whole number >= 1\n",
+    )
+
+
+def test_a_lab_that_fails_to_import_takes_no_other_command_down(tmp_path):
+    """A broken command plugin: `bench world` says why in one line, and every other command
+    still works."""
+    fake = tmp_path / "bench_world"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('a broken install')\n")
+    broken = {"PYTHONPATH": str(tmp_path)}  # found before the installed lab
+    done = bench_command("world", "report", "--suite", "world", env=broken)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "error: `bench world` is unavailable: its plugin failed to load "
+        "(ImportError: a broken install)\n"
+    )
+    listed = bench_command("methods", env=broken)
+    assert listed.returncode == 0 and "dreambooth_lora" in listed.stdout

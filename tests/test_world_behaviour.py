@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.world.render import CLASSES, CONTEXTS, Instance, Scene, caption
+from bench_world.render import CLASSES, CONTEXTS, Instance, Scene, caption
 
 from helpers import subject_truth
 
@@ -20,7 +20,7 @@ BASE_CLASS, BASE_CONTEXT = 0.80, 0.80
 
 @pytest.fixture(scope="module")
 def oracle():
-    from bench.world.oracle import load_oracle
+    from bench_world.oracle import load_oracle
 
     return load_oracle()
 
@@ -65,9 +65,9 @@ def test_the_subject_share_carries_the_interval_the_metrics_carry(oracle, tmp_pa
     run, seconds), where the oracle misses a trait on 2 of 60, so the interval has width."""
     import bench
     from bench.analysis.stats import bootstrap_interval
-    from bench.world.report import run_truth
+    from bench_world.report import run_truth
 
-    run_dir = bench.run("real", "world", runs=tmp_path, device="cpu", score=False).run_dir
+    run_dir = bench.run("real", "world", runs=tmp_path, device="cpu").run_dir
     truth = subject_truth(run_dir, oracle)
     assert len(set(truth.whose)) == 12 and 0 < np.mean(truth.subject) < 1
     expected = bootstrap_interval(
@@ -247,7 +247,7 @@ def test_the_world_report_reads_the_runs_back(mini_runs, oracle, tmp_path):
     assert fits["subject"] == pytest.approx(np.mean(first.subject + second.subject))
     assert fits["context"] == pytest.approx(np.mean(first.placed + second.placed))
     assert fits["images"] == 2 * 3 * 2 * 2
-    from bench.world.report import run_truth
+    from bench_world.report import run_truth
 
     with pytest.raises(ValueError, match="is not another fit of"):  # pools fits of one method
         run_truth(mini_runs["dreambooth_lora"], oracle, other_fits=[mini_runs["base"]])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.world.render import CONTEXTS, GLASSES, HATS, RECOLOURS, SCARVES, Scene, caption
+from bench_world.render import CONTEXTS, GLASSES, HATS, RECOLOURS, SCARVES, Scene, caption
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,7 +25,7 @@ def test_the_text_encoder_is_the_world_clips_text_tower():
     import torch
 
     from bench.diffusion.world_backbone import CLIP_FILE, load_text_encoder, tokenizer
-    from bench.world.clip import build_model
+    from bench_world.clip import build_model
 
     clip, clip_tokenizer = build_model()
     open_clip.load_checkpoint(clip, str(CLIP_FILE))
@@ -60,8 +60,8 @@ def test_the_world_backbone_loads_through_from_pretrained_and_says_what_it_is(mo
     monkeypatch.setattr(diffusers.StableDiffusionPipeline, "from_pretrained", classmethod(spy))
     backbone = load_backbone("world", device="cpu")
     assert loaded_from == [(str(world_backbone.world_backbone_dir()), True)]
-    assert backbone.toy_world and not backbone.random_weights
-    assert backbone.provenance()["toy_world"] is True
+    assert backbone.realness == "toy world"
+    assert backbone.provenance()["realness"] == "toy world"
     digest = backbone.revision.removeprefix(f"world-v{world_backbone.VERSION}-")
     assert len(digest) == 12 and digest == world_backbone.revision()[-12:]
     pipe = backbone.pipe
@@ -101,7 +101,7 @@ def test_the_unet_loss_is_weighted_by_min_snr():
     from diffusers import DDPMScheduler
 
     from bench.diffusion.world_backbone import SCHEDULE
-    from bench.world.pipeline import SNR_GAMMA, timestep_weights
+    from bench_world.pipeline import SNR_GAMMA, timestep_weights
 
     betas = np.linspace(0.00085**0.5, 0.012**0.5, 1000) ** 2
     alpha_bar = np.cumprod(1 - betas)
@@ -117,7 +117,7 @@ def test_the_unet_training_uses_the_weights_and_without_a_cap_is_the_plain_loss(
     import torch
 
     from bench.diffusion.world_backbone import CLIP_FILE, load_text_encoder, tokenizer
-    from bench.world.pipeline import train_unet
+    from bench_world.pipeline import train_unet
 
     latents = torch.randn(8, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     text_encoder, words = load_text_encoder(CLIP_FILE), tokenizer()
@@ -169,9 +169,9 @@ def test_world_dino_is_a_timm_model_loaded_from_its_file():
 
 
 def test_the_world_subjects_are_the_instances_they_name():
-    """subjects/world holds what draw.py draws from bench.world.subjects, byte for byte."""
+    """subjects/world holds what draw.py draws from bench_world.subjects, byte for byte."""
     from bench.data.subjects import load_subject_dir
-    from bench.world.subjects import SUBJECTS, photos
+    from bench_world.subjects import SUBJECTS, photos
 
     loaded = {s.id: s for s in load_subject_dir(REPO / "subjects" / "world")}
     assert set(loaded) == set(SUBJECTS) and len(loaded) >= 12
@@ -224,6 +224,6 @@ def test_world_prompts_are_dreambenchs_own_in_its_order():
 
 
 def _mug():
-    from bench.world.subjects import SUBJECTS
+    from bench_world.subjects import SUBJECTS
 
     return SUBJECTS["red_mug"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench import realness
 from bench.analysis.options import StatsOptions
 from bench.analysis.stats import Interval, bootstrap_interval
 from bench.errors import BenchError
@@ -43,29 +44,16 @@ class RunResults:
 
     @property
     def realness(self) -> str:
-        """How real the numbers are, one of REALNESS: "random weights" (made on a random-weight
-        backbone or scored by a random-weight scorer: they mean nothing), "toy world" (made in
-        bench's drawn world, by models trained on it), or "real"."""
-        random = self.record.random_weights or any(
-            s["random_weights"] for s in self.scorers.values()
-        )
-        return "random weights" if random else "toy world" if self.record.toy_world else "real"
-
-    @property
-    def random_weights(self) -> bool:
-        return self.realness == "random weights"
-
-    @property
-    def toy_world(self) -> bool:
-        return self.realness == "toy world"
-
-
-REALNESS = ("random weights", "toy world", "real")  # least real first
+        """How real the numbers are (bench.realness): the backbone's it was made on, or "random
+        weights" where a scorer's weights are random."""
+        random = any(s["random_weights"] for s in self.scorers.values())
+        scorers = realness.RANDOM_WEIGHTS if random else realness.REAL
+        return realness.least_real([self.record.realness, scorers])
 
 
 def least_real(runs) -> str:
     """The realness of numbers drawn from several runs: that of the least real."""
-    return min((r.realness for r in runs), key=REALNESS.index, default="real")
+    return realness.least_real(r.realness for r in runs)
 
 
 def execution_options(results: RunResults) -> dict[str, list]:

@@ -242,7 +242,15 @@ DtypeOption = Annotated[
         "bfloat16."
     ),
 ]
-BatchSizeOption = Annotated[int, typer.Option("--batch-size", help="Images per generation batch.")]
+GenerationBatchSizeOption = Annotated[
+    int,
+    typer.Option(
+        "--generation-batch-size",
+        "--batch-size",
+        help="Images per generation batch (recorded in the manifests, not in the run id; "
+        "--batch-size is its short name).",
+    ),
+]
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Method option as key=value (TOML literal); repeatable."),

@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from bench.cli.common import (
-    BatchSizeOption,
     BootstrapSeedOption,
     CIMethodOption,
     ConfidenceOption,
@@ -18,6 +17,7 @@ from bench.cli.common import (
     DataRootOption,
     DeviceOption,
     DtypeOption,
+    GenerationBatchSizeOption,
     JsonOption,
     PromptsOption,
     ResamplesOption,
@@ -48,7 +48,7 @@ def run(
     runs: RunsOption = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
-    batch_size: BatchSizeOption = 8,
+    generation_batch_size: GenerationBatchSizeOption = 8,
     backbone: Annotated[
         str | None,
         typer.Option(
@@ -88,7 +88,7 @@ def run(
     from bench.store.runner import ExecutionOptions
 
     # Checked before any work.
-    ExecutionOptions(device=device, dtype=dtype, batch_size=batch_size)
+    ExecutionOptions(device, dtype, generation_batch_size)
     get_convention(convention)
     stats = stats_options(prompts, resamples, ci_method, confidence, bootstrap_seed)
     loaded = api.load_suite(
@@ -122,7 +122,7 @@ def run(
             runs=runs,
             device=device,
             dtype=dtype,
-            batch_size=batch_size,
+            generation_batch_size=generation_batch_size,
             score=not no_score,
             scorer_options=scorer_table(scorer_option),
             convention=convention,
@@ -286,7 +286,7 @@ def sweep(
     data_root: DataRootOption = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
-    batch_size: BatchSizeOption = 8,
+    generation_batch_size: GenerationBatchSizeOption = 8,
     scorer_option: ScorerOption = None,
     convention: ConventionOption = None,
     prompts: PromptsOption = "fixed",
@@ -317,7 +317,7 @@ def sweep(
         runs=runs,
         device=device,
         dtype=dtype,
-        batch_size=batch_size,
+        generation_batch_size=generation_batch_size,
         scorer_options=scorer_table(scorer_option),
         convention=convention,
         stats=stats_options(prompts, resamples, ci_method, confidence, bootstrap_seed),

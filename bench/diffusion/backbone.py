@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError, MissingModel
+from bench.realness import RANDOM_WEIGHTS, REAL, TOY_WORLD
 
 TINY = "tiny"  # the embedded suites' backbone (bench.diffusion.random_backbones)
 
@@ -28,8 +29,7 @@ class Backbone:
     path: Path  # where it was loaded from
     device: Any  # torch.device
     dtype: Any  # torch.dtype
-    random_weights: bool
-    toy_world: bool = False  # the toy world's backbone (bench.diffusion.world_backbone)
+    realness: str  # bench.realness: random weights, the toy world's (world_backbone), or real
 
     @property
     def latent_channels(self) -> int:
@@ -43,8 +43,7 @@ class Backbone:
             "id": self.id,
             "revision": self.revision,
             "path": str(self.path),
-            "random_weights": self.random_weights,
-            "toy_world": self.toy_world,
+            "realness": self.realness,
             "device": str(self.device),
             "dtype": str(self.dtype).removeprefix("torch."),
         }
@@ -146,16 +145,16 @@ def load_backbone(
     quiet_libraries()
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    random_weights = toy_world = False
+    realness = REAL
     from bench.diffusion import random_backbones, world_backbone
 
     if spec == world_backbone.WORLD:
         path = world_backbone.world_backbone_dir()  # named by its revision
-        source, rev, toy_world = str(path), None, True
+        source, rev, realness = str(path), None, TOY_WORLD
         resolved_revision = path.name
     elif random_backbones.is_random_backbone(spec):
         path = random_backbones.random_backbone_dir(spec)
-        source, rev, random_weights = str(path), None, True
+        source, rev, realness = str(path), None, RANDOM_WEIGHTS
         resolved_revision = random_backbones.revision(spec)
     elif Path(spec).is_dir():
         path, source, rev = Path(spec), spec, None
@@ -205,9 +204,7 @@ def load_backbone(
         module.eval()
     pipe.to(torch_device)
     pipe.set_progress_bar_config(disable=True)
-    return Backbone(
-        pipe, spec, resolved_revision, path, torch_device, torch_dtype, random_weights, toy_world
-    )
+    return Backbone(pipe, spec, resolved_revision, path, torch_device, torch_dtype, realness)
 
 
 def _hub_commit(repo_id: str, revision: str | None) -> str | None:

@@ -1,5 +1,5 @@
 """The toy world's text-to-image backbone (`--backbone world`): Stable Diffusion 1.x's shape at toy
-size, trained by the project on its drawn world (bench.world.pipeline) and shipped with it.
+size, trained by the project on its drawn world (bench_world.pipeline) and shipped with it.
 
 The package holds only what was trained for it: the VAE and UNet (bench/assets/world/pipeline,
 diffusers' subfolders) and the world CLIP, whose text tower is SD's text encoder here as OpenAI

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.data.plan import Cell
-from bench.methods.protocol import MethodContext
+from bench.plugin import Cell, MethodContext
 
 
 @dataclass(frozen=True)

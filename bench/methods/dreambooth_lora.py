@@ -21,23 +21,28 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import atomic
-from bench.data.plan import Cell, stable_seed
-from bench.data.suites import MAX_RESOLUTION
-from bench.diffusion.class_images import class_images
-from bench.diffusion.training import (
+from bench.plugin import (
+    MAX_BATCH,
+    MAX_CLASS_IMAGES,
+    MAX_RANK,
+    MAX_RESOLUTION,
+    MAX_STEPS,
+    BenchError,
+    Cell,
+    MethodContext,
+    cache_dir,
+    class_images,
     denoising_loss,
     encode_text,
     latent_distribution,
     load_images,
     loss_scaler,
+    stable_seed,
     training_scheduler,
+    within,
     word_embedding,
+    write_bytes,
 )
-from bench.errors import BenchError
-from bench.methods.limits import MAX_BATCH, MAX_CLASS_IMAGES, MAX_RANK, MAX_STEPS, within
-from bench.methods.protocol import MethodContext
-from bench.paths import cache_dir
 
 ARTIFACT = "pytorch_lora_weights.safetensors"
 KOHYA_ARTIFACT = "lora_kohya.safetensors"
@@ -466,7 +471,7 @@ def _sort_safetensors_header(path: Path) -> None:
     header = json.dumps(json.loads(raw[8 : 8 + length]), sort_keys=True, separators=(",", ":"))
     header += " " * (-len(header) % 8)  # the format pads the header to 8-byte alignment
     data = raw[8 + length :]  # tensor offsets count from here, so they stay valid
-    atomic.write_bytes(path, len(header).to_bytes(8, "little") + header.encode() + data)
+    write_bytes(path, len(header).to_bytes(8, "little") + header.encode() + data)
 
 
 def kohya_state_dict(unet_lora: dict, text_lora: dict, alpha: float) -> dict:

@@ -16,18 +16,22 @@ import copy
 import math
 from dataclasses import dataclass
 
-from bench.data.plan import Cell, stable_seed
-from bench.diffusion.training import (
+from bench.plugin import (
+    MAX_BATCH,
+    MAX_STEPS,
+    MAX_VECTORS,
+    BenchError,
+    Cell,
+    MethodContext,
     denoising_loss,
     latent_distribution,
     load_images,
     loss_scaler,
+    stable_seed,
     training_scheduler,
+    within,
     word_embedding,
 )
-from bench.errors import BenchError
-from bench.methods.limits import MAX_BATCH, MAX_STEPS, MAX_VECTORS, within
-from bench.methods.protocol import MethodContext
 
 ARTIFACT = "learned_embeds.safetensors"
 # The initial embedding when init_from_class is off: a neutral word.

@@ -19,7 +19,7 @@ LOWER_IS_BETTER = frozenset({"pres"})  # prior collapse: the less the class look
 
 RANDOM_WEIGHTS_NOTE = "RANDOM WEIGHTS: these numbers test the pipeline and mean nothing"
 TOY_WORLD_NOTE = (
-    "TOY WORLD: made in bench's drawn world by models bench trained on it (bench/world); they "
+    "TOY WORLD: made in bench's drawn world by models bench trained on it (docs/world.md); they "
     "show whether a method learns a subject and the metrics follow the truth there, not how it "
     "does on photos"
 )

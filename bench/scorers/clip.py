@@ -11,7 +11,7 @@ random-weight test model; or ``random-full:<seed>`` for the architecture at its 
 random weights), ``quick_gelu`` (default: what the tag was trained with; for a local file,
 what the architecture's ``openai`` tag uses, since that file is normally an offline copy of the
 default weights), ``device`` and ``batch_size``. ``model=bench-world-clip`` is the toy world's
-CLIP (bench.world.clip), loaded from its shipped file unless ``pretrained`` names another.
+CLIP (bench_world.clip), loaded from its shipped file unless ``pretrained`` names another.
 
 Real weights are found the libraries' own way (the Hugging Face hub cache, or a download when the
 network is on). Tiny random weights are written once to ``cache_dir()/scorers/<key>/`` as

@@ -16,7 +16,7 @@ Options: ``model`` (timm model name), ``weights_file`` (a local weights file, lo
 ``pretrained_cfg_overlay=dict(file=...)``), ``pretrained`` (``random:<seed>`` for a tiny random
 test model of the same architecture family, ``random-full:<seed>`` for the model at its real size
 with random weights; otherwise leave unset), ``device``, ``batch_size``.
-``model=bench-world-dino`` is the toy world's DINO (bench.world.dino) on whole 64 px pictures,
+``model=bench-world-dino`` is the toy world's DINO (bench_world.dino) on whole 64 px pictures,
 loaded from its shipped file unless ``weights_file`` names another.
 
 Tiny random weights are written once to ``cache_dir()/scorers/<key>/model.safetensors`` and loaded

@@ -21,6 +21,7 @@ from bench.data.suites import Suite
 from bench.errors import BenchError
 from bench.images import read_image
 from bench.paths import inside
+from bench.realness import REAL
 from bench.store.layout import RunPaths, provenance, subject_record
 from bench.store.lock import run_lock
 from bench.store.records import ImageEntry, RunRecord, UnitManifest
@@ -150,7 +151,7 @@ def _write_import(suite, units, rid, name, manifest, images_dir, paths: RunPaths
         method_defaults={},
         suite=suite.identity(),
         units_total=len(units),
-        random_weights=False,  # made elsewhere; the scorers say whether theirs are random
+        realness=REAL,  # made elsewhere; the scorers say whether theirs are random
         provenance=provenance(),
     ).write(paths.run_json)
     for (subject_id, replicate), unit in sorted(units.items()):

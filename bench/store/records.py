@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from bench import atomic
 from bench.errors import BenchError
 from bench.paths import inside
+from bench.realness import RANDOM_WEIGHTS, REAL, TOY_WORLD
 
 # The convention scores are defined under unless a row says otherwise (bench.scorers.conventions).
 DEFAULT_CONVENTION = "dreambooth"
 
-FORMAT = 1
+FORMAT = 2
 KINDS = ("generated", "reference", "external")  # how a run's images came to be
 
 
@@ -84,10 +85,9 @@ class RunRecord:
     method_defaults: dict[str, Any]  # the method's own defaults, when the run was made
     suite: dict[str, Any]  # the suite's identity (bench.data.suites.Suite.identity)
     units_total: int
-    random_weights: bool  # generated on a random-weight backbone (scorers say their own)
+    realness: str  # of the backbone it was generated on (bench.realness; scorers say their own)
     provenance: dict[str, Any]
     generation_batch_size: int | None = None  # None: nothing is generated (reference, external)
-    toy_world: bool = False  # generated on the toy world's backbone (bench/world)
     format: int = FORMAT
 
     def __post_init__(self) -> None:
@@ -113,6 +113,8 @@ class RunRecord:
             )
         if version == 0:
             data = _from_format_0(data)
+        if data.get("format") == 1:
+            data = _from_format_1(data)
         try:
             return cls(**_known(cls, data))
         except TypeError as e:
@@ -131,8 +133,18 @@ def _from_format_0(data: dict[str, Any]) -> dict[str, Any]:
         "kind": kind,
         "method_defaults": {},
         "random_weights": data.get("suite", {}).get("backbone") == "tiny",
-        "format": FORMAT,
+        "format": 1,
     }
+
+
+def _from_format_1(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 said how real a run is in two flags, `random_weights` and `toy_world`."""
+    realness = REAL
+    if data.get("toy_world"):
+        realness = TOY_WORLD
+    if data.get("random_weights"):
+        realness = RANDOM_WEIGHTS
+    return {**data, "realness": realness, "format": FORMAT}
 
 
 # --------------------------------------------------------------------------- manifest.json
@@ -165,7 +177,7 @@ class UnitManifest:
     backbone: dict[str, Any] | None = None  # id, revision, path, random_weights, device, dtype
     generation: dict[str, Any] | None = None
     resolution: int | None = None
-    execution: dict[str, Any] | None = None  # device, dtype, batch size
+    execution: dict[str, Any] | None = None  # device, dtype, generation_batch_size
     timings: dict[str, Any] | None = None  # fit_seconds, generate_seconds
 
     def write(self, path: Path) -> None:
@@ -177,6 +189,10 @@ class UnitManifest:
         try:
             images = [ImageEntry(**_known(ImageEntry, e)) for e in data.get("images", [])]
             manifest = cls(**{**_known(cls, data), "images": images})
+            if manifest.execution and "batch_size" in manifest.execution:  # its former name
+                execution = dict(manifest.execution)
+                execution["generation_batch_size"] = execution.pop("batch_size")
+                manifest = replace(manifest, execution=execution)
         except TypeError as e:
             raise BenchError(
                 f"{path}: incomplete manifest ({e}); delete its unit folder and run `bench run` "

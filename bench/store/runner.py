@@ -21,6 +21,7 @@ from bench.methods.limits import MAX_BATCH
 from bench.methods.protocol import MethodContext, capabilities
 from bench.paths import cache_dir
 from bench.progress import Reporter, Silent
+from bench.realness import REAL
 from bench.store.integrity import is_whole, unit_problem
 from bench.store.layout import RunPaths, provenance, run_id, subject_record
 from bench.store.lock import STAGING, run_lock
@@ -33,15 +34,18 @@ class ExecutionOptions:
 
     device: str = "auto"
     dtype: str = "auto"
-    batch_size: int = 8  # images per generation batch
+    generation_batch_size: int = 8  # images per generation batch (RunRecord's too)
 
     def __post_init__(self) -> None:
         from bench.diffusion.backbone import check_device_name, check_dtype_name
 
         check_device_name(self.device)
         check_dtype_name(self.dtype)
-        if not 1 <= self.batch_size <= MAX_BATCH:
-            raise BenchError(f"--batch-size must be >= 1 and <= {MAX_BATCH}, got {self.batch_size}")
+        if not 1 <= self.generation_batch_size <= MAX_BATCH:
+            raise BenchError(
+                f"--generation-batch-size must be >= 1 and <= {MAX_BATCH}, got "
+                f"{self.generation_batch_size}"
+            )
 
 
 @dataclass(frozen=True)
@@ -226,10 +230,9 @@ def _run_record(prepared: PreparedRun, options: ExecutionOptions, backbone) -> R
         method_defaults=_defaults(prepared.config),
         suite=prepared.suite.identity(),
         units_total=len(prepared.units()),
-        random_weights=bool(backbone and backbone.random_weights),
+        realness=backbone.realness if backbone else REAL,
         provenance=provenance(),
-        generation_batch_size=None if reference else options.batch_size,
-        toy_world=bool(backbone and backbone.toy_world),
+        generation_batch_size=None if reference else options.generation_batch_size,
     )
 
 
@@ -245,11 +248,11 @@ def _check_batch_size(prepared: PreparedRun, options: ExecutionOptions) -> None:
     """A run's images are rendered at one batch size: batched and single matrix products round
     differently and sampling amplifies it, so another size would give other images."""
     recorded = RunRecord.read(prepared.paths.run_json).generation_batch_size
-    if recorded is not None and recorded != options.batch_size:
+    if recorded is not None and recorded != options.generation_batch_size:
         raise BenchError(
-            f"run {prepared.run_id} was generated with --batch-size {recorded}, not "
-            f"{options.batch_size}: resume it with --batch-size {recorded} (another batch size "
-            "renders different images)"
+            f"run {prepared.run_id} was generated with --generation-batch-size {recorded}, not "
+            f"{options.generation_batch_size}: resume it with --generation-batch-size {recorded} "
+            "(another batch size renders different images)"
         )
 
 
@@ -264,7 +267,7 @@ def _generate(
     """Render the cells whose PNG is missing in ctx.workdir/images; returns how many."""
     backbone, suite, written = ctx.backbone, ctx.suite, 0
     task = progress.task(label, total=len(cells))
-    for chunk in batches(cells, options.batch_size):
+    for chunk in batches(cells, options.generation_batch_size):
         missing = [c for c in chunk if not (RunPaths.images(ctx.workdir) / c.image_name).exists()]
         if missing:
             # The whole chunk is rendered, so batches match an uninterrupted run.

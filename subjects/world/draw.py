@@ -1,4 +1,4 @@
-"""Draws the toy world's subjects (bench.world.subjects) into this folder: for each, its photos
+"""Draws the toy world's subjects (bench_world.subjects) into this folder: for each, its photos
 (one instance of the world in a few poses and everyday settings, 64 px) and subject.toml. Run
 from the repository root to redraw; the same code draws the same bytes:
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench.world.render import describe
-from bench.world.subjects import SUBJECTS, photos
+from bench_world.render import describe
+from bench_world.subjects import SUBJECTS, photos
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,7 +28,7 @@ def main() -> None:
         (folder / "subject.toml").write_text(
             f'class = "{instance.cls}"\n'
             f'kind = "{instance.kind}"\n'
-            f'source = "the toy world (bench.world): {describe(instance)}; drawn by '
+            f'source = "the toy world (bench_world): {describe(instance)}; drawn by '
             'subjects/world/draw.py"\n'
             'license = "CC0-1.0"\n',
             encoding="utf-8",

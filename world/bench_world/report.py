@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.images import read_image
-from bench.world import REPORT_RUNS
-from bench.world.clip import twin
-from bench.world.render import (
+from bench.lab import read_image
+from bench_world import REPORT_RUNS
+from bench_world.clip import twin
+from bench_world.render import (
     CLASSES,
     CONTEXTS,
     GLASSES,
@@ -53,7 +53,7 @@ def oracle_on_renders(oracle, n: int = 2000) -> dict[str, float]:
 def oracle_on_reconstructions(oracle, vae, n: int = 1000) -> dict[str, float]:
     """The oracle's accuracy on held-out renders after the world VAE's round trip: what the
     latent space keeps of each label."""
-    from bench.world.pipeline import decode, encode
+    from bench_world.pipeline import decode, encode
 
     return _accuracy_on(oracle, n, lambda pictures: decode(vae, encode(vae, pictures)))
 
@@ -77,7 +77,7 @@ def oracle_on_blurred(oracle, n: int = 1000, sigma: float = BLUR) -> dict[str, f
 
 def _accuracy_on(oracle, n: int, change) -> dict[str, float]:
     """`accuracy` on `n` held-out renders, each changed by `change`."""
-    from bench.world.oracle import accuracy, training_scenes
+    from bench_world.oracle import accuracy, training_scenes
 
     scenes = training_scenes(seed=HELD_OUT_SEED, n=n)
     return accuracy(oracle, scenes, change([render(s) for s in scenes]))
@@ -184,12 +184,11 @@ def metrics_see(n: int = 300, batch_size: int = 64) -> dict[str, dict[str, float
     CLIP (CLIP-T), each on `n` held-out cases, each model loaded as the scorers load it."""
     from PIL import Image
 
-    from bench.scorers.clip import WORLD_ARCH, load_clip_model
-    from bench.scorers.dino import WORLD_MODEL, load_dino_model
+    from bench.lab import WORLD_CLIP, WORLD_DINO, load_clip_model, load_dino_model
 
     clip, dino = (
-        load_clip_model(WORLD_ARCH, device="cpu"),
-        load_dino_model(WORLD_MODEL, device="cpu"),
+        load_clip_model(WORLD_CLIP, device="cpu"),
+        load_dino_model(WORLD_DINO, device="cpu"),
     )
 
     def images(model):
@@ -305,7 +304,8 @@ class RunTruth:
 def run_truth(
     run_dir: Path, oracle, resamples: int = 10_000, other_fits: Sequence[Path] = ()
 ) -> RunTruth:
-    """Read every image of a run on world subjects back with the oracle. The subject share gets
+    """Read every image of a scored run on world subjects back with the oracle (the images its
+    scores name, through `bench.load_run`). The subject share gets
     the interval every metric gets (stats.bootstrap_interval: subjects resampled, prompts
     fixed), so that a bar on it can be read against the spread between subjects.
 
@@ -314,41 +314,36 @@ def run_truth(
     interval resamples subjects each with all its fits' images (a fit's luck stays inside its
     subject, as image noise does)."""
 
-    from bench.analysis.stats import bootstrap_interval
-    from bench.data.plan import PRIOR_PROMPT_ID
-    from bench.store.layout import RunPaths
-    from bench.store.records import RunRecord, UnitManifest
-    from bench.world.subjects import SUBJECTS
+    import bench
+    from bench.lab import PRIOR_PROMPT_ID, bootstrap_interval
+    from bench_world.subjects import SUBJECTS
 
-    record = RunRecord.read(RunPaths(run_dir).run_json)
+    record = bench.load_run(run_dir).record
     pictures, expected, asks, priors, prior_truth, whose, prompt_ids = [], [], [], [], [], [], []
     for fit_dir in [run_dir, *other_fits]:
-        paths = RunPaths(fit_dir)
-        fit = RunRecord.read(paths.run_json)
-        if (fit.method, fit.suite) != (record.method, record.suite):
+        fit = bench.load_run(fit_dir)
+        if (fit.record.method, fit.record.suite) != (record.method, record.suite):
             raise ValueError(
                 f"{fit_dir}: run {fit.run_id} is not another fit of {record.run_id} "
-                f"(method {fit.method} on suite {fit.suite.get('name')}, not {record.method} "
-                f"on {record.suite.get('name')})"
+                f"(method {fit.record.method} on suite {fit.record.suite.get('name')}, not "
+                f"{record.method} on {record.suite.get('name')})"
             )
-        for unit in paths.units():
-            manifest = UnitManifest.read(paths.manifest(unit))
-            instance = SUBJECTS[manifest.subject["id"]]
-            for entry in manifest.images:
-                picture = np.asarray(read_image(unit / entry.file))
-                if entry.prompt_id == PRIOR_PROMPT_ID:
-                    priors.append(picture)
-                    prior_truth.append(labels(Scene(instance)))
-                    continue
-                text = entry.scoring_prompt or ""
-                scene = prompt_scene(instance, text) if text else Scene(instance)
-                if scene is None:
-                    raise ValueError(f"{fit_dir}: prompt {text!r} is not one the world draws")
-                pictures.append(picture)
-                expected.append(labels(scene))
-                whose.append(manifest.subject["id"])
-                prompt_ids.append(entry.prompt_id)
-                asks.append(asked(scene) if text else None)
+        for row in fit.scores.itertuples():
+            instance = SUBJECTS[row.subject]
+            picture = np.asarray(read_image(fit.root / row.image))
+            if row.prompt_id == PRIOR_PROMPT_ID:
+                priors.append(picture)
+                prior_truth.append(labels(Scene(instance)))
+                continue
+            text = row.scoring_prompt or ""
+            scene = prompt_scene(instance, text) if text else Scene(instance)
+            if scene is None:
+                raise ValueError(f"{fit_dir}: prompt {text!r} is not one the world draws")
+            pictures.append(picture)
+            expected.append(labels(scene))
+            whose.append(row.subject)
+            prompt_ids.append(row.prompt_id)
+            asks.append(asked(scene) if text else None)
     read = oracle.read(pictures)
     prior = [
         all(r[t] == e[t] for t in TRAITS)
@@ -404,27 +399,26 @@ def contact_sheet(
     same cell, so the same noise); a PIL image."""
     from PIL import Image
 
-    from bench.store.layout import RunPaths
-    from bench.store.records import UnitManifest
-    from bench.world.subjects import photos as subject_photos
+    import bench
+    from bench_world.subjects import photos as subject_photos
 
     size, gap = 64, 4
     columns = photos + len(run_dirs)
     sheet = Image.new(
         "RGB", (columns * (size + gap) - gap, len(subjects) * (size + gap) - gap), "white"
     )
+    results = [bench.load_run(run_dir) for run_dir in run_dirs]
     for row, subject in enumerate(subjects):
         cells = [Image.fromarray(p) for p in subject_photos(subject)[:photos]]
-        for run_dir in run_dirs:
-            paths = RunPaths(run_dir)
-            unit = next(u for u in paths.units() if u.parent.name == subject)
-            manifest = UnitManifest.read(paths.manifest(unit))
-            entry = next(
-                e
-                for e in manifest.images
-                if e.prompt_id == prompt_id and e.image_index == image_index
-            )
-            cells.append(read_image(unit / entry.file))
+        for run in results:
+            scores = run.scores
+            image = scores.loc[
+                (scores["subject"] == subject)
+                & (scores["prompt_id"] == prompt_id)
+                & (scores["image_index"] == image_index),
+                "image",
+            ].iloc[0]
+            cells.append(read_image(run.root / image))
         for column, cell in enumerate(cells):
             sheet.paste(cell.resize((size, size)), (column * (size + gap), row * (size + gap)))
     return sheet.resize((sheet.width * scale, sheet.height * scale), Image.NEAREST)
@@ -556,9 +550,9 @@ def _is_fitted(method: str) -> bool:
     """Whether a method trains with a seed of its own (a `seed` option): the report refits it."""
     from dataclasses import fields
 
-    from bench import registry
+    from bench.lab import load_method
 
-    return "seed" in {f.name for f in fields(registry.load(registry.METHODS, method).Config)}
+    return "seed" in {f.name for f in fields(load_method(method).Config)}
 
 
 def write_report(
@@ -583,12 +577,16 @@ def write_report(
     `base_per_pair` images of each class and context."""
     import json
 
-    from bench.analysis.compare import compare
-    from bench.analysis.options import StatsOptions
-    from bench.analysis.results import load_results, summarize
-    from bench.analysis.stats import MIN_INTERVAL_SUBJECTS
-    from bench.atomic import atomic_path, write_json, write_text
-    from bench.reports.labels import interval, metric_name, ordered
+    import bench
+    from bench.lab import (
+        MIN_INTERVAL_SUBJECTS,
+        atomic_path,
+        interval,
+        metric_name,
+        ordered,
+        write_json,
+        write_text,
+    )
 
     on_renders = oracle_on_renders(oracle, oracle_cases)
     on_vae = oracle_on_reconstructions(oracle, backbone.pipe.vae, oracle_cases // 2)
@@ -596,12 +594,13 @@ def write_report(
     seen = metrics_see(seen_cases)
     base = base_prompt_following(backbone, oracle, base_per_pair)
     base.pop("pictures"), base.pop("prompts")
-    results = {label: load_results(run_dir) for label, run_dir in runs}
+    results = {label: bench.load_run(run_dir) for label, run_dir in runs}
+    stats = bench.StatsOptions(n_resamples=resamples)
     truths = {label: run_truth(run_dir, oracle, resamples) for label, run_dir in runs}
     metrics = ordered({m for r in results.values() for m in r.metrics})
     rows = []
     for label, truth in truths.items():
-        intervals = summarize(results[label], StatsOptions(n_resamples=resamples))
+        intervals = bench.summarize(results[label], stats=stats)
         rows.append(
             {
                 "label": label,
@@ -625,7 +624,7 @@ def write_report(
     comparisons = []
     order = [label for label in ("real", "dreambooth_lora", "base") if label in results]
     for a, b in zip(order, order[1:], strict=False):
-        for c in compare([results[a], results[b]], StatsOptions(n_resamples=resamples)):
+        for c in bench.compare([results[a], results[b]], stats=stats):
             if c.metric in METRICS_BESIDE_TRUTH:
                 r = c.result
                 comparisons.append(
@@ -654,7 +653,7 @@ def write_report(
         f"# The toy world report: suite `{suite}`",
         "",
         f"Backbone `{backbone.revision}`. Every share below is the oracle reading the PNGs back "
-        "(bench/world/report.py); the metrics are the suite's scorers, with 95% intervals.",
+        "(world/bench_world/report.py); the metrics are the suite's scorers, with 95% intervals.",
         "",
         "## The oracle",
         "",

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.assets import world_asset
-from bench.world.render import (
+from bench.lab import world_asset
+from bench_world.render import (
     CLASSES,
     COLOURS,
     CONTEXTS,
@@ -31,7 +31,7 @@ from bench.world.render import (
     render,
     setting,
 )
-from bench.world.saving import save_half
+from bench_world.saving import save_half
 
 ARCH = "bench-world-clip"
 WEIGHTS = world_asset("clip.safetensors")  # the library loads it from there
@@ -108,7 +108,7 @@ def build_model():
 
     import open_clip
 
-    from bench.scorers.clip import register_model_configs
+    from bench.lab import register_model_configs
 
     register_model_configs()
     quiet = logging.getLogger()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.world.render import Instance, Scene, random_pose, render
+from bench_world.render import Instance, Scene, random_pose, render
 
 # Where the photos are taken: the plain backdrop twice, then three everyday surfaces.
 PHOTO_CONTEXTS = ("plain", "wooden_floor", "plain", "pink_fabric", "dirt_road")

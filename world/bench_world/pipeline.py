@@ -32,20 +32,20 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.diffusion.world_backbone import (
-    CLIP_FILE,
-    CONTEXT_LENGTH,
-    PARTS,
-    SCHEDULE,
-    load_text_encoder,
-    tokenizer,
+from bench.lab import (
+    WORLD_CONTEXT_LENGTH,
+    WORLD_NOISE_SCHEDULE,
+    cache_dir,
+    load_world_text_encoder,
+    world_asset,
+    world_tokenizer,
 )
-from bench.paths import cache_dir
-from bench.world.clip import describe_scene
-from bench.world.oracle import pixel_tensor
-from bench.world.render import Scene, caption, random_scene, render_many
+from bench_world.clip import describe_scene
+from bench_world.oracle import pixel_tensor
+from bench_world.render import Scene, caption, random_scene, render_many
 
-DIRECTORY = PARTS  # where the trained VAE and UNet are shipped
+DIRECTORY = world_asset("pipeline")  # where the trained VAE and UNet are shipped
+CLIP_FILE = world_asset("clip.safetensors")  # its text tower is the pipeline's text encoder
 LATENT_SIZE = 16  # 64 px / 4
 DROP_CAPTION = 0.1  # the unconditional share, for classifier-free guidance
 FULL_DESCRIPTION = 0.4  # the share of captions that describe the whole look
@@ -114,7 +114,11 @@ def _embed(text_encoder, tokenizer, texts: list[str], tail_swap: float = 0.0, ge
     import torch
 
     ids = tokenizer(
-        texts, padding="max_length", max_length=CONTEXT_LENGTH, truncation=True, return_tensors="pt"
+        texts,
+        padding="max_length",
+        max_length=WORLD_CONTEXT_LENGTH,
+        truncation=True,
+        return_tensors="pt",
     ).input_ids
     with torch.no_grad():
         hidden = text_encoder(ids)[0]
@@ -241,7 +245,7 @@ def train_unet(
     unet = build_unet() if start is None else copy.deepcopy(start).float().train()
     unet.requires_grad_(True)
     average = copy.deepcopy(unet).requires_grad_(False)
-    noise_schedule = DDPMScheduler(**SCHEDULE)
+    noise_schedule = DDPMScheduler(**WORLD_NOISE_SCHEDULE)
     weights = timestep_weights(noise_schedule.alphas_cumprod, snr_gamma)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
@@ -264,7 +268,7 @@ def train_unet(
         clean = latents[index]
         noise = torch.randn(clean.shape, generator=generator)
         timesteps = torch.randint(
-            0, SCHEDULE["num_train_timesteps"], (batch_size,), generator=generator
+            0, WORLD_NOISE_SCHEDULE["num_train_timesteps"], (batch_size,), generator=generator
         )
         noisy = noise_schedule.add_noise(clean, noise, timesteps)
         texts = [captions[i] for i in index.tolist()]
@@ -486,9 +490,9 @@ def train_unet_stage(directory: Path, scenes, images, caption_seed: int, clip_fi
     def checkpoint(unet) -> None:
         save_parts(directory, unet=unet)
 
-    text_encoder = load_text_encoder(clip_file)
+    text_encoder = load_world_text_encoder(clip_file)
     unet = train_unet(
-        latents, captions, text_encoder, tokenizer(), log=log, checkpoint=checkpoint, **how
+        latents, captions, text_encoder, world_tokenizer(), log=log, checkpoint=checkpoint, **how
     )
     checkpoint(unet)
 
@@ -498,7 +502,7 @@ def save_parts(directory: Path, dtype=None, **modules) -> None:
     in its diffusers subfolder, each swapped in whole."""
     import torch
 
-    from bench.atomic import apply_umask
+    from bench.lab import apply_umask
 
     dtype = dtype or torch.float16
     directory.mkdir(parents=True, exist_ok=True)

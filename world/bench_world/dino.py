@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.assets import world_asset
-from bench.world.render import (
+from bench.lab import world_asset
+from bench_world.render import (
     COLOURS,
     CONTEXTS,
     GLASSES,
@@ -28,7 +28,7 @@ from bench.world.render import (
     random_pose,
     render_many,
 )
-from bench.world.saving import save_half
+from bench_world.saving import save_half
 
 WEIGHTS = world_asset("dino.safetensors")  # the library loads it from there
 WORN = 0.15  # the chance of each thing worn in a view
@@ -80,7 +80,7 @@ def _pixels(pictures):
     """uint8 (..., 64, 64, 3) as the scorer feeds them: channels first, ImageNet statistics."""
     import torch
 
-    from bench.scorers.dino import IMAGENET_MEAN, IMAGENET_STD
+    from bench.lab import IMAGENET_MEAN, IMAGENET_STD
 
     array = torch.from_numpy(np.asarray(pictures)).float().div(255.0)
     array = (array - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
@@ -91,9 +91,9 @@ def build_model():
     """A fresh, randomly initialized world DINO: timm's architecture, no classifier head."""
     import timm
 
-    from bench.scorers.dino import WORLD_ARCH, WORLD_KWARGS
+    from bench.lab import WORLD_DINO_ARCH, WORLD_DINO_KWARGS
 
-    return timm.create_model(WORLD_ARCH, pretrained=False, num_classes=0, **WORLD_KWARGS)
+    return timm.create_model(WORLD_DINO_ARCH, pretrained=False, num_classes=0, **WORLD_DINO_KWARGS)
 
 
 def train_dino(

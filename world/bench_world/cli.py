@@ -1,17 +1,29 @@
-"""`bench world`: the toy world's models (rebuilt from code) and how well they do."""
+"""`bench world`: the toy world's models (rebuilt from code) and how well they do. bench finds
+this command group through the `bench.commands` entry point of this package's pyproject; bench
+turns a BenchError raised here into its one-line error and exit code 2."""
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
-from bench.cli.common import DeviceOption, JsonOption, RunsOption, SuiteOption, out
-from bench.world import REPORT_RUNS
+from bench_world import REPORT_RUNS
+
+out = Console(width=None if sys.stdout.isatty() else 160)  # as bench's own commands print
+# bench's own declarations of these options, word for word
+RunsOption = Annotated[
+    Path | None, typer.Option("--runs", help="Run store (default $BENCH_RUNS or ./runs).")
+]
+SuiteOption = Annotated[str, typer.Option("--suite", "-s", help="Suite name or .toml path.")]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 MODELS = ("oracle", "clip", "dino", "pipeline")  # the pipeline's text encoder is the CLIP's
 
@@ -33,8 +45,8 @@ def train(
     2 CPU cores), CLIP (about 25), DINO (about 7) and the text-to-image pipeline (VAE, then UNet,
     about 2 hours; its text encoder is the CLIP's). The pipeline keeps its training
     state in the cache: stopped, the same command resumes it to the same weights."""
-    from bench.errors import BenchError
-    from bench.world import clip, dino, oracle, pipeline
+    from bench.lab import BenchError
+    from bench_world import clip, dino, oracle, pipeline
 
     if only is not None and only not in MODELS:
         raise BenchError(f"--only {only!r}: use {' or '.join(MODELS)}")
@@ -82,10 +94,10 @@ def check(
 ) -> None:
     """The oracle's accuracy per label on held-out renders (a seed training never uses), as
     drawn and blurred as soft as generated pictures are."""
-    from bench.errors import BenchError
-    from bench.world.oracle import WEIGHTS, accuracy, load_oracle, training_scenes
-    from bench.world.render import render
-    from bench.world.report import BLUR, HELD_OUT_SEED, blurred
+    from bench.lab import BenchError
+    from bench_world.oracle import WEIGHTS, accuracy, load_oracle, training_scenes
+    from bench_world.render import render
+    from bench_world.report import BLUR, HELD_OUT_SEED, blurred
 
     if renders < 1:
         raise BenchError(f"--renders {renders}: use a whole number >= 1")
@@ -157,11 +169,10 @@ def report(
     read every image back with the oracle: the oracle's own accuracy, the base model's prompt
     following, each method's subject and prompt fidelity beside its metrics, and a contact
     sheet. With --fit-seeds, how much of a method's share is its fit's luck."""
-    from bench import api
-    from bench.diffusion.backbone import load_backbone
-    from bench.errors import BenchError
-    from bench.world.oracle import load_oracle
-    from bench.world.report import run_report_rows, share, subject_share, write_report
+    import bench
+    from bench.lab import BenchError, load_backbone
+    from bench_world.oracle import load_oracle
+    from bench_world.report import run_report_rows, share, subject_share, write_report
 
     labels = [s.strip() for s in only.split(",")] if only else list(REPORT_RUNS)
     unknown = [label for label in labels if label not in REPORT_RUNS]
@@ -174,7 +185,7 @@ def report(
     if base_per_pair < 1:
         raise BenchError(f"--base-per-pair {base_per_pair}: use a whole number >= 1")
     seeds = _seeds(fit_seeds) if fit_seeds is not None else []
-    loaded = api.load_suite(suite)
+    loaded = bench.load_suite(suite)
     if loaded.backbone != "world":
         raise BenchError(
             f"--suite {suite}: its backbone is {loaded.backbone}; the report reads suites on the "
@@ -216,7 +227,7 @@ def report(
 
 def _seeds(text: str) -> list[int]:
     """--fit-seeds "0,1,2" as distinct whole numbers, in order."""
-    from bench.errors import BenchError
+    from bench.lab import BenchError
 
     try:
         seeds = [int(s) for s in text.split(",")]
@@ -229,4 +240,10 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-COMMANDS = {"train": train, "check": check, "report": report}
+app = typer.Typer(
+    help="The toy world: rebuild its models from code, check them, report on them.",
+    no_args_is_help=True,
+)
+app.command("train")(train)
+app.command("check")(check)
+app.command("report")(report)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.world.render import (
+from bench_world.render import (
     CLASSES,
     COLOURS,
     CONTEXTS,
@@ -33,7 +33,7 @@ from bench.world.render import (
     random_scene,
     render,
 )
-from bench.world.saving import save_half
+from bench_world.saving import save_half
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "oracle.safetensors"
 

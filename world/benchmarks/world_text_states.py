@@ -9,8 +9,8 @@
    the context caption's padding. The oracle reads whether the whole subject (every trait) and
    the context are drawn.
 
-    python benchmarks/world_text_states.py --subject green_teapot --context beach
-    python benchmarks/world_text_states.py --backbone DIR  # a world pipeline trained otherwise
+    python world/benchmarks/world_text_states.py --subject green_teapot --context beach
+    python world/benchmarks/world_text_states.py --backbone DIR  # another world pipeline
 
 Prints the shares and, per text state, the share of images with the whole subject and with the
 context. About 2 minutes on 2 CPU cores (one torch job at a time).
@@ -71,7 +71,7 @@ def attention_shares(pipe, prompt: str, steps: int = 10) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subject", default="green_teapot", help="a subject of the world suite")
-    parser.add_argument("--context", default="beach", help="a context of bench.world.render")
+    parser.add_argument("--context", default="beach", help="a context of bench_world.render")
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument(
         "--backbone", default="world", help="the shipped world, or a world pipeline directory"
@@ -82,11 +82,11 @@ def main() -> None:
     import torch
 
     import bench
-    from bench.diffusion.backbone import load_backbone
-    from bench.diffusion.training import encode_text
-    from bench.world.oracle import load_oracle
-    from bench.world.render import CONTEXTS
-    from bench.world.subjects import SUBJECTS
+    from bench.lab import load_backbone
+    from bench.plugin import encode_text
+    from bench_world.oracle import load_oracle
+    from bench_world.render import CONTEXTS
+    from bench_world.subjects import SUBJECTS
 
     places = [c for c, words in CONTEXTS.items() if words]
     if args.context not in places:

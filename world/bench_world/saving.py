@@ -11,11 +11,11 @@ def save_half(state: dict, path: Path, metadata: dict[str, str] | None = None) -
     import torch
     from safetensors.torch import save_file
 
-    from bench import atomic
+    from bench.lab import atomic_path
 
     half = {
         k: v.detach().to(torch.float16 if v.is_floating_point() else v.dtype).contiguous()
         for k, v in state.items()
     }
-    with atomic.atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:
         save_file(half, str(tmp), metadata=metadata)
