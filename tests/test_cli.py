@@ -193,3 +193,39 @@ def test_a_diverging_fit_is_a_one_line_error(tmp_path, method):
     assert "Traceback" not in result.output
     [unit] = tmp_path.glob("micro/*/red_mug/replicate-0")
     assert list(unit.iterdir()) == []  # nothing of the failed fit is kept
+
+
+def test_sweep_takes_every_option_run_and_compare_take():
+    """A sweep is runs, then comparisons: each option of `run` and `compare` reaches it too
+    (less what a sweep decides itself: it always scores, and runs are its cells)."""
+    import typer.main
+
+    commands = typer.main.get_command(app).commands
+
+    def options(command: str) -> list[set[str]]:
+        """Each option's names (an option may have two: compare's --seed is --bootstrap-seed)."""
+        params = commands[command].params
+        return [{o for o in p.opts if o.startswith("--")} for p in params if p.opts != [p.name]]
+
+    swept = set().union(*options("sweep"))
+    own = {"--no-score"}  # a sweep scores every run
+    missing = [o for o in options("run") + options("compare") if not o & (swept | own)]
+    assert missing == []
+
+
+def test_a_sweeps_backbone_and_prompt_file_reach_its_runs(tmp_path):
+    """`bench sweep --backbone B --prompt-file F` makes the runs `bench run --backbone B
+    --prompt-file F` makes: the same run ids, which hash the suite's backbone and prompts."""
+    prompts = tmp_path / "prompts.toml"
+    prompts.write_text('[[prompt]]\nid = "snow"\ntemplate = "a {token} {class} in the snow"\n')
+    changed = ["--backbone", "sd15-random", "--prompt-file", prompts]
+    common = ["--suite", "micro", "--method", "dreambooth_lora", "--runs", tmp_path, "--dry-run"]
+
+    def invoke(*args) -> dict:
+        done = CliRunner().invoke(app, [str(a) for a in (*args, *common, "--json")])
+        assert done.exit_code == 0, done.output
+        return json.loads(done.stdout)
+
+    swept = invoke("sweep", "--grid", "rank=2", *changed)["runs"][0]["run_id"]
+    assert swept == invoke("run", "--set", "rank=2", *changed)["run_id"]
+    assert swept != invoke("run", "--set", "rank=2")["run_id"]

@@ -251,6 +251,28 @@ GenerationBatchSizeOption = Annotated[
         "--batch-size is its short name).",
     ),
 ]
+BackboneOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Override the suite's backbone: a hub id or local dir, or a built-in one: "
+        "`world` (the toy world's, the smoke suite's), `tiny` or `sd15-random`."
+    ),
+]
+SubjectsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--subject",
+        help="A user subject (`bench subjects add`) in place of the suite's subjects; repeatable.",
+    ),
+]
+PromptFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--prompt-file",
+        help='A prompt-set TOML ([[prompt]] template = "a {token} {class} ...") in place '
+        "of the suite's prompts.",
+    ),
+]
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Method option as key=value (TOML literal); repeatable."),

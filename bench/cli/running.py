@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from bench.cli.common import (
+    BackboneOption,
     BootstrapSeedOption,
     CIMethodOption,
     ConfidenceOption,
@@ -19,11 +20,13 @@ from bench.cli.common import (
     DtypeOption,
     GenerationBatchSizeOption,
     JsonOption,
+    PromptFileOption,
     PromptsOption,
     ResamplesOption,
     RunsOption,
     ScorerOption,
     SetOption,
+    SubjectsOption,
     SuiteOption,
     out,
     progress_reporter,
@@ -31,14 +34,6 @@ from bench.cli.common import (
     stats_options,
 )
 from bench.errors import BenchError
-
-SubjectsOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--subject",
-        help="A user subject (`bench subjects add`) in place of the suite's subjects; repeatable.",
-    ),
-]
 
 
 def run(
@@ -49,23 +44,10 @@ def run(
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     generation_batch_size: GenerationBatchSizeOption = 8,
-    backbone: Annotated[
-        str | None,
-        typer.Option(
-            help="Override the suite's backbone: a hub id or local dir, or a built-in one: "
-            "`world` (the toy world's, the smoke suite's), `tiny` or `sd15-random`."
-        ),
-    ] = None,
+    backbone: BackboneOption = None,
     data_root: DataRootOption = None,
     subject: SubjectsOption = None,
-    prompt_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--prompt-file",
-            help='A prompt-set TOML ([[prompt]] template = "a {token} {class} ...") in place '
-            "of the suite's prompts.",
-        ),
-    ] = None,
+    prompt_file: PromptFileOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Plan only: print the cells and what is left to do.")
     ] = False,
@@ -276,12 +258,9 @@ def sweep(
             help="Intermediate checkpoints per run, evenly spaced, each generated and scored."
         ),
     ] = None,
-    subject: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--subject", help="Run on these subjects (`bench subjects add`) instead of the suite's."
-        ),
-    ] = None,
+    subject: SubjectsOption = None,
+    backbone: BackboneOption = None,
+    prompt_file: PromptFileOption = None,
     runs: RunsOption = None,
     data_root: DataRootOption = None,
     device: DeviceOption = "auto",
@@ -323,7 +302,9 @@ def sweep(
         stats=stats_options(prompts, resamples, ci_method, confidence, bootstrap_seed),
         dry_run=dry_run,
     )
-    loaded = api.load_suite(suite, data_root=data_root, subjects=subject)
+    loaded = api.load_suite(
+        suite, data_root=data_root, backbone=backbone, subjects=subject, prompt_file=prompt_file
+    )
     if dry_run:
         result = api.sweep(method, loaded, **arguments)
     else:
