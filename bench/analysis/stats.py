@@ -83,15 +83,29 @@ are sorted, so the order of the rows does not matter.
 
 Paired comparisons
 ------------------
-The p-value of a paired comparison is a sign-flip (randomization) test over subjects: under the
-null hypothesis that the two methods do equally well, each subject's mean difference is as likely
-to be positive as negative, so the observed mean difference is compared with the means of every
-pattern of flipped signs. It is exact, enumerating all 2^S patterns, up to ``EXACT_SIGN_FLIPS``
-subjects, and a Monte Carlo test with as many random patterns as bootstrap resamples beyond
-(p = (1 + hits) / (draws + 1), still valid). It cannot go below 2 / 2^S: with 3 subjects the
-smallest p-value is 0.25, however far apart the runs are, because 3 subjects cannot show more. A
-bootstrap p-value would claim far more (0.0002 when all three agree in sign). The interval of the
-difference stays the bootstrap interval of the mode in use.
+The p-value of a paired comparison rests on the subjects' mean differences and takes the larger
+of two tests' p-values, so it holds its level wherever either test does:
+
+- A sign-flip (randomization) test: under the null hypothesis that the two methods do equally
+  well, each subject's mean difference is as likely to be positive as negative, so the observed
+  mean difference is compared with the means of every pattern of flipped signs. It is exact,
+  enumerating all 2^S patterns, up to ``EXACT_SIGN_FLIPS`` subjects, and a Monte Carlo test with
+  as many random patterns as bootstrap resamples beyond (p = (1 + hits) / (draws + 1), still
+  valid). It cannot go below 2 / 2^S: with 3 subjects the smallest p-value is 0.25, however far
+  apart the runs are, because 3 subjects cannot show more. A bootstrap p-value alone would claim
+  far more (0.0002 when all three agree in sign). Studentizing its statistic changes nothing: a
+  sign flip keeps the sum of squares, so the t statistic is an increasing function of the mean
+  and orders the patterns as the mean does.
+- A studentized bootstrap test (``studentized_bootstrap_test``), from ``MIN_INTERVAL_SUBJECTS``
+  subjects: the t statistic of the mean difference against the bootstrap distribution of the
+  resampled t, equal-tailed. The sign-flip test needs the differences to be symmetric about 0;
+  where the methods are equal on average but the differences are skewed (one subject fails
+  badly) it rejects too often (measured at a nominal 5% with centred exponential differences:
+  9.3% with 10 subjects, 7.1% with 30). The bootstrap-t corrects the skewness term of the mean's
+  distribution; the larger p-value rejects 4.7% and 3.6% there, and stays at or under the
+  sign-flip test's exact level when the differences are symmetric.
+
+The interval of the difference stays the bootstrap interval of the mode in use.
 """
 
 from __future__ import annotations
@@ -113,7 +127,9 @@ __all__ = [
     "holm",
     "paired_comparison",
     "pairwise_comparisons",
+    "paired_p_value",
     "sign_flip_test",
+    "studentized_bootstrap_test",
     "subject_means",
 ]
 
@@ -538,9 +554,8 @@ def paired_comparison(
     run is dropped from both, so ``diff == mean_a - mean_b`` exactly.
 
     The interval of the difference is made as in :func:`bootstrap_interval` (``method``, and
-    none below ``MIN_INTERVAL_SUBJECTS`` subjects). The two-sided p-value is the
-    sign-flip test over subjects of the module docstring (``sign_flip_test``), exact up to
-    ``EXACT_SIGN_FLIPS`` subjects.
+    none below ``MIN_INTERVAL_SUBJECTS`` subjects). The two-sided p-value is
+    ``paired_p_value`` of the subjects' mean differences (the module docstring).
     """
     _check_options(prompt_mode, n_resamples, confidence, method)
     a = _as_values(values_a, "values_a")
@@ -559,7 +574,7 @@ def paired_comparison(
     low, high, ci_method, note = _interval(
         design, method, prompt_mode, int(n_resamples), confidence, seed
     )
-    p_value, p_method = sign_flip_test(design.subject_means, seed=seed, n_draws=int(n_resamples))
+    p_value, p_method = paired_p_value(design.subject_means, seed=seed, n_draws=int(n_resamples))
     return Comparison(
         mean_a=mean_a,
         mean_b=mean_b,
@@ -612,6 +627,51 @@ def sign_flip_test(
     if exact:
         return float(result.pvalue), f"exact sign-flip test over {n} subjects ({2**n} patterns)"
     return float(result.pvalue), f"sign-flip test over {n} subjects, {n_draws} random patterns"
+
+
+def studentized_bootstrap_test(
+    differences: Any, *, seed: int = 0, n_resamples: int = 10_000
+) -> float:
+    """Two-sided p-value that the mean of `differences` (one per subject) is 0, by the
+    studentized bootstrap: t = mean / (sd / sqrt(S)) against t* = (mean* - mean) / (sd* / sqrt(S))
+    of subjects resampled with replacement, p = 2 min(P(t* <= t), P(t* >= t)), each share counted
+    as (1 + hits) / (resamples + 1). NaN where the differences do not vary (t is undefined)."""
+    d = np.asarray(differences, dtype=float)
+    n = d.size
+    if n < 2 or np.ptp(d) == 0:
+        return float("nan")
+    mean = d.mean()
+    t = mean / (d.std(ddof=1) / math.sqrt(n))
+    rng = np.random.default_rng(seed)
+    below = above = 0
+    chunk = max(1, _CHUNK_ELEMENTS // n)
+    for start in range(0, n_resamples, chunk):
+        drawn = d[rng.integers(0, n, (min(chunk, n_resamples - start), n))]
+        shift = drawn.mean(axis=1) - mean
+        se = drawn.std(axis=1, ddof=1) / math.sqrt(n)
+        # A resample of one repeated value has no spread: its t is 0 at the mean, else infinite.
+        flat = np.where(shift > 0, np.inf, np.where(shift < 0, -np.inf, 0.0))
+        t_star = np.divide(shift, se, out=flat, where=se > 0)
+        below += int((t_star <= t).sum())
+        above += int((t_star >= t).sum())
+    tail = min(below, above)
+    return min(1.0, 2 * (1 + tail) / (n_resamples + 1))
+
+
+def paired_p_value(differences: Any, *, seed: int = 0, n_draws: int = 10_000) -> tuple[float, str]:
+    """The two-sided p-value of a paired comparison from its subjects' mean differences, and how
+    it was made: the sign-flip test's, and from ``MIN_INTERVAL_SUBJECTS`` subjects the larger of
+    it and the studentized bootstrap test's (the module docstring says why)."""
+    p_flip, how = sign_flip_test(differences, seed=seed, n_draws=n_draws)
+    d = np.asarray(differences, dtype=float)
+    if d.size < MIN_INTERVAL_SUBJECTS:
+        return p_flip, how
+    p_boot = studentized_bootstrap_test(d, seed=seed, n_resamples=n_draws)
+    if p_boot != p_boot:  # the differences do not vary: the sign-flip test alone
+        return p_flip, how
+    return max(p_flip, p_boot), (
+        f"the larger of the {how} and the studentized bootstrap test ({n_draws} resamples)"
+    )
 
 
 def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
