@@ -186,3 +186,64 @@ def test_each_scorer_feature_is_the_documented_one(run, clip, dino):
         expected = by_hand(paths)
         expected = expected / expected.norm(dim=-1, keepdim=True)
         assert torch.allclose(got, expected, atol=1e-6), scorer.id
+
+
+# --------------------------------------------------------------------------- fit seeds
+
+
+@pytest.mark.parametrize("method_name", ["dreambooth_lora", "textual_inversion"])
+def test_each_replicate_is_its_own_fit_with_the_documented_seed(method_name, tmp_path, monkeypatch):
+    """docs/store.md: a fit's random draws come from a generator seeded with the seed of
+    ("fit", subject, replicate, the method's `seed` option), and DreamBooth-LoRA's adapter
+    initialisation from ("fit-init", ...). A spy on torch, calling through, records the seeds;
+    two replicates are two different fits."""
+    from safetensors.torch import load_file
+
+    from bench.config import resolve_config
+    from bench.data.suites import load_suite
+    from bench.diffusion.backbone import load_backbone
+    from bench.lab import load_method
+    from bench.plugin import MethodContext
+
+    seeded: list[int] = []
+
+    class SpyGenerator(torch.Generator):
+        def manual_seed(self, seed):
+            seeded.append(int(seed))
+            return super().manual_seed(seed)
+
+    real_manual_seed = torch.manual_seed
+
+    def spy_manual_seed(seed):
+        seeded.append(int(seed))
+        return real_manual_seed(seed)
+
+    monkeypatch.setattr(torch, "Generator", SpyGenerator)
+    monkeypatch.setattr(torch, "manual_seed", spy_manual_seed)
+    suite = load_suite("micro")
+    backbone = load_backbone("tiny", device="cpu")
+    method = load_method(method_name)
+    subject = suite.subjects[0]
+    artifacts = []
+    for replicate in (0, 1):
+        seeded.clear()
+        config = resolve_config(method.Config, {"steps": 2, "seed": 3})
+        ctx = MethodContext(
+            backbone=backbone,
+            suite=suite,
+            subject=subject,
+            config=config,
+            replicate=replicate,
+            workdir=tmp_path / str(replicate),
+            cache=tmp_path,
+        )
+        ctx.workdir.mkdir()  # as the runner makes it
+        method().fit(ctx)
+        assert documented_seed("fit", subject.id, replicate, 3) in seeded, replicate
+        if method_name == "dreambooth_lora":
+            assert documented_seed("fit-init", subject.id, replicate, 3) in seeded
+        [artifact] = [p for p in ctx.workdir.glob("*.safetensors")]
+        artifacts.append(load_file(artifact))
+    first, second = artifacts
+    assert first.keys() == second.keys()
+    assert any(not torch.equal(first[k], second[k]) for k in first)  # independent fits

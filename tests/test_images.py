@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from bench.errors import BenchError
-from bench.images import BACKGROUND, MIN_SIDE, read_image
+from bench.images import MIN_SIDE, read_image
 
-WHITE = np.array(BACKGROUND)
+WHITE = np.array((255, 255, 255))  # the promised background of transparent pixels (README)
 
 
 def quadrants(width=40, height=24) -> np.ndarray:
@@ -33,6 +33,22 @@ def test_exif_orientation_is_applied(tmp_path):
     # Orientation 6: the viewer turns the stored pixels 90 degrees clockwise.
     assert np.array_equal(shown, np.rot90(original, k=-1))
     assert shown.shape == (40, 24, 3)
+
+
+@pytest.mark.parametrize(("suffix", "byte_order"), [(".png", "<"), (".tif", "<"), (".tif", ">")])
+def test_every_16_bit_value_is_scaled_to_the_nearest_8_bit_one(tmp_path, suffix, byte_order):
+    """All 65,536 values of a 16-bit greyscale image (a 256 x 256 picture holding each once):
+    v becomes round(v * 255 / 65535), 0 -> 0 and 65535 -> 255, whatever the file's byte order."""
+    values = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    path = tmp_path / f"ramp{suffix}"
+    mode = "I;16" if byte_order == "<" else "I;16B"
+    raw = values.astype(f"{byte_order}u2").tobytes()
+    Image.frombytes(mode, (256, 256), raw).save(path)
+    got = np.asarray(read_image(path))
+    # v * 255 / 65535 = v / 257 is never a half (257 is odd), so rounding is unambiguous.
+    expected = ((values.astype(np.int64) * 2 * 255 + 65535) // (2 * 65535)).astype(np.uint8)
+    assert np.array_equal(got[..., 0], expected)
+    assert np.array_equal(got[..., 1], expected) and np.array_equal(got[..., 2], expected)
 
 
 def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path):
