@@ -24,6 +24,7 @@ from typing import Any
 from bench.analysis.options import StatsOptions
 from bench.analysis.results import RunResults, load_results
 from bench.analysis.stats import Interval
+from bench.data.subjects import check_photos
 from bench.data.suites import Suite
 from bench.errors import BenchError, MissingModel, MissingModels, raise_missing
 from bench.paths import runs_dir
@@ -174,6 +175,7 @@ def run(
 
     loaded = _suite(suite)
     execution = ExecutionOptions(device, dtype, generation_batch_size)
+    check_photos(loaded.subjects)  # before any model loads or file is written
     prepared = prepare(method, loaded, options or {}, runs_dir(runs))
     # Every model is checked before any work, and one error names all that are missing.
     missing: list[MissingModel] = []
@@ -295,6 +297,7 @@ def import_images(
     if not name.replace("_", "").replace("-", "").isalnum():
         raise BenchError(f"--name {name!r}: use letters, digits, '_' or '-'")
     loaded = _suite(suite)
+    check_photos(loaded.subjects)  # the scorers' references, before anything is written
     scorers = load_scorers(loaded, scorer_options, device, convention)
     run_dir = import_run(loaded, Path(manifest), images, name, runs_dir(runs))
     result = RunResult(run_dir.name, run_dir, 0, 0, 0)
@@ -424,6 +427,7 @@ def sweep(
     cells = [(o, p.run_id) for o, p in planned]
     if dry_run:
         return SweepResult(sweep_dir, cells)
+    check_photos(loaded.subjects)  # before any model loads or file is written
     progress = reporter or Silent()
     scorers = load_scorers(loaded, scorer_options, device, convention)
     execution = ExecutionOptions(device, dtype, generation_batch_size)

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,10 +36,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory that becomes `path` only if the block succeeds."""
+    """Yield a temporary directory that becomes `path` only if the block succeeds. Its name
+    carries this host and process, so that the temporary folders of processes killed while
+    building `path` (a kill skips every cleanup) are removed by the next builder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_abandoned_dirs(path)
+    owner = f".{path.name}.{_HOST}.{os.getpid()}."
+    tmp = Path(tempfile.mkdtemp(prefix=owner, suffix=".tmp", dir=path.parent))
     tmp.chmod(0o777 & ~_umask())
     try:
         yield tmp
@@ -48,6 +53,31 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+_HOST = socket.gethostname().replace(".", "-")
+
+
+def remove_abandoned_dirs(path: Path) -> list[Path]:
+    """Remove the temporary folders of `atomic_dir(path)` whose process, on this host, is gone;
+    returns them. Those of live processes, or of other hosts sharing the folder, are kept."""
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.{_HOST}.*.tmp"):
+        pid = tmp.name.removeprefix(f".{path.name}.{_HOST}.").split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -34,3 +34,21 @@ def raise_missing(errors: list[MissingModel]) -> None:
     if errors:
         combined = MissingModels(errors)
         raise combined.errors[0] if len(combined.errors) == 1 else combined
+
+
+def os_error_of(error: BaseException, filename: str | None = None) -> OSError | None:
+    """The operating system's error inside `error`: the error itself when it is an OSError, or
+    the one a library reports in its own type and words ("... (os error 28)", as safetensors'
+    Rust writer does), as an OSError naming `filename`; None when it holds none. So a full disk
+    reads the same whichever library was writing."""
+    import errno as codes
+    import os
+    import re
+
+    if isinstance(error, OSError):
+        return error
+    found = re.search(r"\(os error (\d+)\)", str(error))
+    if found is None or int(found.group(1)) not in codes.errorcode:
+        return None
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), filename)

@@ -104,6 +104,42 @@ def truncated_png() -> bytes:
     return buffer.getvalue()[:300]
 
 
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels (a decompression bomb's header)."""
+    import io
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)  # IHDR: after the signature, length, type
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def suite_with_photo(photo: bytes) -> Callable[[Path], None]:
+    """work/s.toml: the micro suite on a copy of its subject whose last photo is `photo`."""
+
+    def setup(ws: Path) -> None:
+        subjects = ws / "work" / "subjects"
+        shutil.copytree(REPO / "subjects" / "shapes" / "red_mug", subjects / "red_mug")
+        (subjects / "red_mug" / "03.png").write_bytes(photo)
+        suite = (REPO / "suites" / "micro.toml").read_text()
+        suite = suite.replace('set = "shapes"', f'path = "{subjects}"')
+        (ws / "work" / "s.toml").write_text(suite)
+
+    return setup
+
+
+def tiny_png(side: int) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side), (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def store_file(pattern: str, mutate: Callable[[Path], None]) -> Callable[[Path], None]:
     """Mutate the one file of the stored run that matches `pattern`."""
 
@@ -112,6 +148,13 @@ def store_file(pattern: str, mutate: Callable[[Path], None]) -> Callable[[Path],
         mutate(match)
 
     return setup
+
+
+def drop_last_row(path: Path) -> None:
+    """The file loses its last whole row: still valid JSON lines, one image short."""
+    lines = path.read_text().splitlines(keepends=True)
+    assert len(lines) > 1
+    path.write_text("".join(lines[:-1]))
 
 
 def truncate(path: Path) -> None:
@@ -288,6 +331,36 @@ CASES = [
             .replace("resolution = 32", "resolution = 65536"),
         )(ws),
     ),
+    *(
+        Case(
+            f"suite-photo-{kind}",
+            ["run", "--method", "dreambooth_lora", "--suite", "{work}/s.toml", "--runs", "{runs}"],
+            f"03.png: {expect}",
+            setup=suite_with_photo(photo),
+        )
+        for kind, photo, expect in [
+            ("corrupt", b"not an image at all", "not a readable image"),
+            ("truncated", truncated_png(), "not a readable image"),
+            ("10px", tiny_png(10), "10x10 pixels, under the minimum"),
+            ("oversized", png_claiming(20_000, 20_000), "over 89,478,485 pixels, refused"),
+        ]
+    ),
+    Case(
+        "score-images-suite-photo-corrupt",
+        ["score", "--suite", "{work}/s.toml", "--runs", "{runs}", "--images", "{work}/images"],
+        "03.png: not a readable image",
+        setup=lambda ws: (
+            suite_with_photo(b"garbage")(ws),
+            images_with_manifest([row(prompt="on_the_beach")])(ws),
+        ),
+    ),
+    Case(
+        "sweep-suite-photo-10px",
+        ["sweep", "--method", "dreambooth_lora", "--suite", "{work}/s.toml", "--grid", "rank=2,4"]
+        + ["--runs", "{runs}"],
+        "03.png: 10x10 pixels",
+        setup=suite_with_photo(tiny_png(10)),
+    ),
     Case(
         "prompt-file-missing",
         [*MICRO, "--method", "base", "--prompt-file", "{work}/p.toml"],
@@ -379,7 +452,7 @@ CASES = [
     Case(
         "add-only-bad-photos",
         ["subjects", "add", "mug", "--class", "mug", "--images", "{work}/bad"],
-        "no usable",
+        "no usable image (0.png: not a readable image",
         setup=write("bad/0.png", truncated_png()),
     ),
     # ---- bench score manifests
@@ -481,6 +554,18 @@ CASES = [
         "manifest.jsonl row 1: must be an object",
         setup=write("images/manifest.jsonl", "[1, 2]\n"),
     ),
+    Case(
+        "manifest-not-utf8",
+        SCORE,
+        "manifest.jsonl: not UTF-8 text (byte 11 is 0xff); save the manifest as UTF-8",
+        setup=write("images/manifest.jsonl", b'{"image": "\xff.png"}\n'),
+    ),
+    Case(
+        "manifest-csv-not-utf8",
+        [*SCORE, "--manifest", "{work}/images/m.csv"],
+        "m.csv: not UTF-8 text",
+        setup=write("images/m.csv", b"image,subject\n\xe9.png,red_mug\n"),
+    ),
     Case("manifest-none", SCORE, "no manifest", setup=lambda ws: png(ws / "work/images/a.png")),
     Case(
         "manifest-bad-name",
@@ -544,6 +629,20 @@ CASES = [
         ["leaderboard", "--runs", "{runs}", "--out", "{work}/lb.md"],
         "scores.jsonl",
         setup=store_file("*/*/scores.jsonl", truncate),
+        stored=True,
+    ),
+    Case(
+        "leaderboard-scores-row-lost",
+        ["leaderboard", "--runs", "{runs}", "--out", "{work}/lb.md"],
+        "its rows do not match the images of",
+        setup=store_file("*/*/scores.jsonl", drop_last_row),
+        stored=True,
+    ),
+    Case(
+        "compare-scores-row-lost",
+        ["compare", "{run}", "{run}", "--runs", "{runs}"],
+        "its rows do not match the images of",
+        setup=store_file("*/*/scores.jsonl", drop_last_row),
         stored=True,
     ),
     Case(

@@ -314,6 +314,90 @@ def test_a_full_or_read_only_disk_is_one_line_and_writes_no_file(code, fix, tmp_
     assert not [p for p in runs.rglob("*") if p.is_file() and p.name != ".lock"]
 
 
+def test_a_failed_adapter_write_is_one_line_naming_the_unit_and_leaves_no_file(tmp_path):
+    """A real refused write inside safetensors' own writer: the adapter passes the file-size limit
+    (RLIMIT_FSIZE, so the kernel says EFBIG, as a full disk says ENOSPC). One line naming the
+    unit and the fix, exit 2, no unit file left; the same command without the limit finishes."""
+    import resource
+
+    from bench.diffusion.random_backbones import random_backbone_dir
+
+    random_backbone_dir("tiny")  # the cached backbone exists before the limit applies
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "bench", "run", "--method", "dreambooth_lora"]
+    command += ["--suite", "micro", "--runs", str(runs), "--no-score"]
+
+    def limited() -> None:  # run.json and PNGs fit under it; the 107 kB adapter does not
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, preexec_fn=limited)
+    [run_dir] = runs.glob("micro/dreambooth_lora-*")
+    unit = run_dir / "red_mug" / "replicate-0"
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert done.stderr == (
+        f"error: {unit}: {os.strerror(errno.EFBIG)}; a file would pass the size limit "
+        "(`ulimit -f`) or the file system's largest; raise the limit, or point --runs (or "
+        "BENCH_CACHE) at another disk\n"
+    )
+    assert sorted(p.name for p in runs.rglob("*") if p.is_file()) == [".lock", "run.json"]
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert (unit / "pytorch_lora_weights.safetensors").is_file()
+
+
+def test_a_libraries_report_of_a_full_disk_reads_as_bench_own():
+    from safetensors import SafetensorError
+
+    from bench.errors import os_error_of
+
+    said = SafetensorError(
+        "Error while serializing: I/O error: No space left on device (os error 28)"
+    )
+    error = os_error_of(said, "/runs/u")
+    assert (error.errno, error.strerror, error.filename) == (28, os.strerror(28), "/runs/u")
+    assert os_error_of(ValueError("no number here")) is None
+
+
+def test_a_backbone_build_killed_midway_leaves_nothing_the_next_build_does_not_remove(
+    tmp_path, monkeypatch
+):
+    """SIGKILL while the tiny backbone is first built into an empty cache leaves its temporary
+    folder (a kill skips every cleanup); the next build removes it. Folders of live processes,
+    or of another host sharing the cache, are kept."""
+    import socket
+
+    cache = tmp_path / "cache"
+    env = {**os.environ, "BENCH_CACHE": str(cache)}
+    build = "from bench.diffusion.random_backbones import random_backbone_dir as d; d('tiny')"
+    backbones = cache / "backbones"
+    for _ in range(3):  # the kill must land while the folder exists: retry the rare miss
+        shutil.rmtree(cache, ignore_errors=True)
+        child = subprocess.Popen([sys.executable, "-c", build], env=env)
+        deadline = time.monotonic() + 120
+        while not list(backbones.glob(".tiny-*.tmp")) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        abandoned = list(backbones.glob(".tiny-*.tmp"))
+        if abandoned and not list(backbones.glob("tiny-*")):
+            break
+    else:
+        pytest.fail("the build was never killed midway")
+    host = socket.gethostname().replace(".", "-")
+    live = backbones / f".tiny-v1-seed0.{host}.{os.getpid()}.abc.tmp"  # this test's process
+    elsewhere = backbones / ".tiny-v1-seed0.other-host.1.abc.tmp"
+    live.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.setenv("BENCH_CACHE", str(cache))
+    from bench.diffusion.random_backbones import random_backbone_dir
+
+    assert (random_backbone_dir("tiny") / "model_index.json").is_file()
+    assert sorted(p.name for p in backbones.iterdir()) == sorted(
+        ["tiny-v1-seed0", live.name, elsewhere.name]
+    )
+
+
 def test_store_files_follow_the_umask(tmp_path):
     runs = tmp_path / "runs"
     old = os.umask(0o002)  # a team's shared store

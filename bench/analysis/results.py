@@ -14,6 +14,7 @@ from bench.analysis.options import StatsOptions
 from bench.analysis.stats import Interval, bootstrap_interval
 from bench.errors import BenchError
 from bench.scorers.conventions import get_convention
+from bench.store.integrity import scores_problem
 from bench.store.layout import RunPaths
 from bench.store.records import (
     DEFAULT_CONVENTION,
@@ -102,6 +103,13 @@ def load_results(
                 f"{convention}` scores its stored images"
             )
         raise BenchError(f"{run_root}: has no scores yet; run `bench run` again to score it")
+    for path in files:  # every unit scored whole: no image missing from its scores, none twice
+        problem = scores_problem(path.parent, convention)
+        if problem is not None:
+            raise BenchError(
+                f"{problem}; run the same `bench run` again (or `bench score --run "
+                f"{record.run_id}`) to rescore it"
+            )
     rows = [row for f in files for row in read_scores(f)]
     scorer_sets = {json.dumps(r.scorers, sort_keys=True) for r in rows}
     if len(scorer_sets) > 1:

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from bench.errors import BenchError
+from bench.errors import BenchError, os_error_of
 
 if TYPE_CHECKING:
     from bench.analysis.options import StatsOptions
@@ -40,6 +40,12 @@ def handles_errors(command):
         except OSError as e:  # a full disk, a read-only store, a missing permission
             _error_line(os_error_message(e))
             raise typer.Exit(2) from None
+        except Exception as e:  # a library's failed write, in its own error type
+            system = os_error_of(e)
+            if system is None:
+                raise
+            _error_line(os_error_message(system))
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             _error_line(
                 "interrupted; what was finished is kept: run the same command again to go on"
@@ -57,6 +63,8 @@ def _error_line(message: str) -> None:
 FIXES = {
     errno.ENOSPC: "free some space, or point --runs (or BENCH_CACHE) at another disk",
     errno.EDQUOT: "free some space, or point --runs (or BENCH_CACHE) at another disk",
+    errno.EFBIG: "a file would pass the size limit (`ulimit -f`) or the file system's largest; "
+    "raise the limit, or point --runs (or BENCH_CACHE) at another disk",
     errno.EROFS: "the file system is read-only; point --runs at a writable folder",
     errno.EACCES: "check the folder's permissions, or point --runs at a folder you can write",
     errno.EPERM: "check the folder's permissions, or point --runs at a folder you can write",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.images import read_image
 from bench.paths import inside
 from bench.toml_files import read_toml, reject_unknown, require
 
@@ -42,6 +43,15 @@ class Subject:
         for image in self.images:
             if not image.is_file():
                 raise BenchError(f"{where}: image {image} does not exist")
+
+
+def check_photos(subjects) -> None:
+    """Read every photo of `subjects` as training and scoring will (`read_image`): a corrupt,
+    truncated, tiny or oversized one is its one-line error before any model loads or any file
+    of a run is written."""
+    for subject in subjects:
+        for photo in subject.images:
+            read_image(photo)
 
 
 def kind_for_class(class_noun: str) -> str:

@@ -87,9 +87,11 @@ def register_subject(
         raise BenchError(f"{folder}: {what}; pass --images DIR, a folder of the subject's photos")
     usable, skipped = usable_images(folder)
     if not usable:
+        # Every file and why it was refused, so the user sees what to fix.
+        why = "; ".join(f"{path.name}: {reason}" for path, reason in skipped) or "it is empty"
         raise BenchError(
-            f"{folder}: no usable image ({len(skipped)} file(s) skipped); add photos of the "
-            f"subject as {', '.join(IMAGE_SUFFIXES)} files that open as images"
+            f"{folder}: no usable image ({why}); add photos of the subject as "
+            f"{', '.join(IMAGE_SUFFIXES)} files that open as images"
         )
     target = user_subjects_dir() / name
     if target.exists() and not force:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,18 @@ REQUIRED = ("image", "subject", "prompt", "image_index")
 def read_manifest(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise BenchError(f"{path}: manifest not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise BenchError(
+            f"{path}: not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x}); save the "
+            "manifest as UTF-8"
+        ) from None
     if path.suffix.lower() == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
     elif path.suffix.lower() in (".jsonl", ".json"):
         rows = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))

@@ -16,7 +16,7 @@ from bench import atomic, registry
 from bench.config import config_dict, resolve_config
 from bench.data.plan import batches, cells_for, initial_latents
 from bench.data.suites import Suite
-from bench.errors import BenchError
+from bench.errors import BenchError, os_error_of
 from bench.methods.limits import MAX_BATCH
 from bench.methods.protocol import MethodContext, capabilities
 from bench.paths import cache_dir
@@ -303,8 +303,13 @@ def _fit(prepared: PreparedRun, ctx: MethodContext, progress: Reporter, label: s
     staged = dataclasses.replace(ctx, workdir=staging, progress=report)
     try:
         log = prepared.method.fit(staged) or {}
-    except BaseException:  # a failed fit leaves nothing behind; the next run starts it afresh
+    except BaseException as e:  # a failed fit leaves nothing behind; the next run starts afresh
         shutil.rmtree(staging, ignore_errors=True)
+        # A library's failed write (safetensors' own error type) names the disk's error and
+        # the unit it was writing, as bench's own writes do.
+        system = None if isinstance(e, OSError) else os_error_of(e, str(ctx.workdir))
+        if system is not None:
+            raise system from None
         raise
     seconds = time.perf_counter() - started
     atomic.apply_umask(staging)
