@@ -509,3 +509,19 @@ def test_real_clip_tokenizer_works_offline():
     tokens = open_clip.get_tokenizer("ViT-B-32")(["a dog on the beach"])
     assert tokens.shape == (1, 77)
     assert tokens[0, 0].item() == 49406 and 49407 in tokens[0].tolist()
+
+
+@pytest.mark.parametrize("scorer", ["dino", "dinov2"])
+def test_random_full_weights_tell_images_apart(scorer, tmp_path, monkeypatch):
+    """The full-size random DINO and DINOv2 (`pretrained=random-full:0`, the sd15-random suite's)
+    give an image's own copy 1 and another picture less: DINOv2's layer scale, drawn at its
+    trained init of 1e-5, would give every image the same embedding (cosine 1 everywhere)."""
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    dino_mod.clear_model_cache()
+    make = dino_mod.make_dinov2 if scorer == "dinov2" else dino_mod.make_dino
+    model = make({"pretrained": "random-full:0", "device": "cpu"})
+    photo, other = make_images(2, seed=11, size=(224, 224))
+    values = model.score([photo, other], prompts=["", ""], references=[photo], reference_key="k")
+    assert values[0] == pytest.approx(1.0, abs=1e-6)
+    assert values[1] < 0.99
+    dino_mod.clear_model_cache()

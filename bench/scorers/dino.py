@@ -99,12 +99,16 @@ def model_kwargs(model_name: str) -> dict[str, Any]:
     return {"img_size": CROP} if "dinov2" in model_name else {}
 
 
+def random_kwargs(model_name: str) -> dict[str, Any]:
+    """How random weights of `model_name` are drawn beyond its defaults. DINOv2's layer scale
+    starts at 1, not at its trained init of 1e-5: untrained, 1e-5 scales every block's output
+    to nothing, so every image would leave with the same CLS token."""
+    return {"init_values": 1.0} if "dinov2" in model_name else {}
+
+
 def tiny_kwargs(model_name: str) -> dict[str, Any]:
-    """The tiny random test model of `model_name`'s architecture: its recipe, 2 narrow blocks.
-    DINOv2's layer scale starts at 1 here, not 1e-5: untrained, 1e-5 would leave every image
-    with the same CLS token."""
-    extra = {"init_values": 1.0} if "dinov2" in model_name else {}
-    return {**TINY_KWARGS, **model_kwargs(model_name), **extra}
+    """The tiny random test model of `model_name`'s architecture: its recipe, 2 narrow blocks."""
+    return {**TINY_KWARGS, **model_kwargs(model_name), **random_kwargs(model_name)}
 
 
 def tiny_weights_file(seed: int, model_name: str = TINY_MODEL) -> Path:
@@ -126,17 +130,24 @@ def tiny_weights_file(seed: int, model_name: str = TINY_MODEL) -> Path:
     return ensure_tiny_weights(path, build, seed, meta)
 
 
+def full_random_name(model_name: str, seed: int) -> str:
+    """The name of `model_name`'s random weights at its real size: where they are cached and
+    the scorer id they are scored under (DINOv2's name says its layer scale starts at 1)."""
+    variant = "random-full-layerscale1" if random_kwargs(model_name) else "random-full"
+    return f"{variant}/seed{seed}"
+
+
 def full_random_weights_file(model_name: str, seed: int) -> Path:
     """Build (once) and return random weights of `model_name` at its real size."""
     import timm
 
-    path = tiny_weights_path(f"timm-{model_name}-full-seed{seed}", WEIGHTS_FILENAME)
+    folder = f"timm-{model_name}-{full_random_name(model_name, seed).replace('/', '-')}"
+    path = tiny_weights_path(folder, WEIGHTS_FILENAME)
     meta = {"library": "timm", "model": model_name, "seed": str(seed), "size": "full"}
+    kwargs = {**model_kwargs(model_name), **random_kwargs(model_name)}
 
     def build():
-        return timm.create_model(
-            model_name, pretrained=False, num_classes=0, **model_kwargs(model_name)
-        )
+        return timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
 
     return ensure_tiny_weights(path, build, seed, meta)
 
@@ -237,7 +248,7 @@ def load_dino_model(
         )
     elif full_seed is not None:  # the architecture at its real size
         file = str(full_random_weights_file(name, full_seed))
-        model_id = f"timm:{name}/random-full/seed{full_seed}"
+        model_id = f"timm:{name}/{full_random_name(name, full_seed)}"
     elif pretrained not in (None, "", "default"):
         raise ValueError(
             f"dino pretrained={pretrained!r}: use random:<seed>, random-full:<seed>, or "
