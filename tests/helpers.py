@@ -200,7 +200,9 @@ def subject_truth(run_dir: Path, oracle) -> SubjectTruth:
             wearing = "wearing" in text.split()
             kinds.append("colour" if recolour else "worn" if wearing else "context")
     read = oracle.read(pictures)
+    # The subject: its class and every trait (the recolour changes the body's colour).
     traits = {
+        "class": [r["class"] == s.instance.cls for r, s in zip(read, expected, strict=True)],
         "body": [r["body"] == s.body for r, s in zip(read, expected, strict=True)],
         "secondary": [r["secondary"] == s.secondary for r, s in zip(read, expected, strict=True)],
         "pattern": [

@@ -242,3 +242,18 @@ def test_bad_conventions_are_one_line_errors_that_write_nothing(store):
         "convention dreambench-plus scores dino with vit_small_patch8_224.dino" in conflict.output
     )
     assert sorted(p.name for p in store["dir"].rglob("scores*")) == before
+
+
+def test_a_metric_the_convention_does_not_rescale_is_marked_raw():
+    """dreambench-plus reports its cosines x 100; PRES and DIV keep their raw values there, and
+    their columns say so. Under conventions that rescale nothing, no mark."""
+    from bench.reports.labels import metric_label
+
+    assert metric_label("pres", "dreambench-plus") == "PRES (raw)"
+    assert metric_label("div", "dreambench-plus") == "DIV (raw)"
+    assert [metric_label(m, "dreambench-plus") for m in ("dino", "dinov2", "clip_i")] == [
+        "DINO",
+        "DINOv2",
+        "CLIP-I",
+    ]
+    assert metric_label("pres", "dreambooth") == metric_label("pres", "cc101") == "PRES"

@@ -35,6 +35,21 @@ def metric_name(metric: str) -> str:
     return METRIC_NAMES.get(metric, metric)
 
 
+def off_scale(metric: str, convention: str) -> bool:
+    """Whether `metric` keeps its raw value under a convention that rescales the others (PRES, a
+    raw cosine, beside dreambench-plus's cosines x 100): its column says so."""
+    from bench.scorers.conventions import get_convention
+
+    profile = get_convention(convention)
+    return profile.scale != 1.0 and metric not in profile.scorers
+
+
+def metric_label(metric: str, convention: str) -> str:
+    """The metric's name in a table of `convention`'s scores: "PRES (raw)" where the convention
+    rescales the other metrics and not it."""
+    return metric_name(metric) + (" (raw)" if off_scale(metric, convention) else "")
+
+
 def ordered(metrics: Iterable[str]) -> list[str]:
     """The known metrics in table order, then any others sorted."""
     seen = set(metrics)

@@ -21,6 +21,7 @@ from bench.reports.labels import (
     METRIC_ORDER,
     interval,
     interval_notes,
+    metric_label,
     metric_name,
     ordered,
 )
@@ -100,7 +101,8 @@ def run_rows(runs: list[RunResults], stats: StatsOptions) -> pd.DataFrame:
         }
         for m in metrics:
             iv = intervals.get(m)
-            row[metric_name(m)] = interval(iv.mean, iv.low, iv.high) if iv else "n.a."
+            label = metric_label(m, results.convention)
+            row[label] = interval(iv.mean, iv.low, iv.high) if iv else "n.a."
         row.update(
             {
                 "subjects": first.n_subjects,

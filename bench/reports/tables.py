@@ -11,7 +11,7 @@ from rich.text import Text
 
 from bench.analysis.results import RunResults
 from bench.analysis.stats import Interval
-from bench.reports.labels import caveats, ordered, realness_fields
+from bench.reports.labels import caveats, off_scale, ordered, realness_fields
 
 
 def caption(realness: str, results) -> str | None:
@@ -45,7 +45,7 @@ def score_table(results: RunResults, intervals: dict[str, Interval]) -> Table:
         if results.scorers[metric]["random_weights"]:
             model += " (random weights)"
         table.add_row(
-            metric,
+            metric + (" (raw)" if off_scale(metric, results.convention) else ""),
             fmt(iv.mean),
             Text("none" if math.isnan(iv.low) else f"[{fmt(iv.low)}, {fmt(iv.high)}]"),
             str(iv.n_subjects),
@@ -96,7 +96,7 @@ def compare_table(comparisons: list, realness: str, convention: str) -> Table:
     for c in comparisons:
         r = c.result
         table.add_row(
-            c.metric,
+            c.metric + (" (raw)" if off_scale(c.metric, convention) else ""),
             c.run_a,
             c.run_b,
             fmt(r.mean_a),

@@ -9,7 +9,9 @@ each one and the results never share a column:
   cosines in [-1, 1].
 - ``dreambench-plus``: DreamBench++'s automatic metrics. The same CLIP ViT-B/32, DINO ViT-S/8
   (``dino_vits8``) in place of ViT-S/16, and DINOv2-small (CLS token) as a fourth metric; every
-  cosine multiplied by 100.
+  cosine multiplied by 100. The other steps of its evaluation code (JPEG at quality 75, one
+  photo per image, DINOv2's position embeddings interpolated without antialiasing) are not
+  copied: docs/metrics.md lists where the numbers differ.
 - ``cc101``: CustomConcept101. Text alignment in the CLIPScore convention, 2.5 x max(cosine, 0);
   image alignment the raw mean cosine over every generated x reference pair (CLIP ViT-B/32, DINO
   ViT-S/16), as in ``dreambooth``.

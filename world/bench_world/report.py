@@ -41,6 +41,7 @@ from bench_world.render import (
 
 HELD_OUT_SEED = 20261126  # renders no world model was trained on
 TRAITS = ("body", "secondary", "pattern", "part")  # what tells a subject from its class
+SUBJECT = ("class", *TRAITS)  # what an image must show to show the subject
 
 
 # --------------------------------------------------------------------------- the oracle
@@ -291,11 +292,11 @@ class RunTruth:
     run_id: str
     method: str
     images: int
-    subject: float  # share with every trait the prompt leaves the subject (TRAITS)
+    subject: float  # share with the class and every trait the prompt leaves (SUBJECT)
     subject_interval: tuple[float, float]  # its 95% interval, subjects resampled (NaN below 5)
     by_subject: dict[str, float]  # the same share, per subject id
     by_prompt_kind: dict[str, float]  # the same share, per kind of prompt (`prompt_kind`)
-    traits: dict[str, float]  # share per trait
+    traits: dict[str, float]  # share per label of SUBJECT (class, body, secondary, pattern, part)
     prompt: float  # share with what the prompt asked for (context, colour or worn)
     context: float  # on the prompts that ask for a context: share in it
     prior: float  # of the plain class images ("a mug", for PRES): share showing the subject
@@ -346,11 +347,11 @@ def run_truth(
             asks.append(asked(scene) if text else None)
     read = oracle.read(pictures)
     prior = [
-        all(r[t] == e[t] for t in TRAITS)
+        all(r[t] == e[t] for t in SUBJECT)
         for r, e in zip(oracle.read(priors), prior_truth, strict=True)
     ]
-    hits = {t: [r[t] == e[t] for r, e in zip(read, expected, strict=True)] for t in TRAITS}
-    subject = [all(hits[t][i] for t in TRAITS) for i in range(len(read))]
+    hits = {t: [r[t] == e[t] for r, e in zip(read, expected, strict=True)] for t in SUBJECT}
+    subject = [all(hits[t][i] for t in SUBJECT) for i in range(len(read))]
     spread = bootstrap_interval(
         np.asarray(subject, dtype=float), whose, prompt_ids, n_resamples=resamples
     )
@@ -696,17 +697,16 @@ def write_report(
         "",
         "## Methods, by the truth and by the metrics",
         "",
-        "Subject: the oracle finds every trait of the subject (body and trim colour, pattern, "
-        "part; a recolour prompt changes the body), with its 95% interval (subjects resampled, "
-        "as for the metrics: the studentized bootstrap, or the percentile one where most "
-        "subjects score alike; none below 5 subjects). Prompt: it finds what the prompt asks "
+        "Subject: the oracle finds the subject's class and every trait (body and trim colour, "
+        "pattern, part; a recolour prompt changes the body), with its 95% interval (subjects "
+        "resampled, as for the metrics: the studentized bootstrap, or the percentile one where "
+        "most subjects score alike; none below 5 subjects). Prompt: it finds what the prompt asks "
         "(context, colour or thing worn). Prior: of the plain class images, the share that show "
         "the subject (prior collapse; lower is better).",
         "",
-        "| run | images | subject | body | trim | pattern | part | prompt | context | prior | "
-        + " | ".join(metric_name(m) for m in metrics)
-        + " |",
-        "|---" * (10 + len(metrics)) + "|",
+        "| run | images | subject | class | body | trim | pattern | part | prompt | context | "
+        "prior | " + " | ".join(metric_name(m) for m in metrics) + " |",
+        "|---" * (11 + len(metrics)) + "|",
     ]
     for row in rows:
         t = row["traits"]
@@ -714,7 +714,7 @@ def write_report(
             f"`{row['label']}`",
             str(row["images"]),
             share_with_interval(row["subject"], *row["subject_interval"]),
-            *[share(t[k]) for k in TRAITS],
+            *[share(t[k]) for k in SUBJECT],
             share(row["prompt"]),
             share(row["context"]),
             share(row["prior"]),
@@ -723,12 +723,12 @@ def write_report(
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Subject, per subject: the share of its images with every trait.",
+        "Subject, per subject: the share of its images with the class and every trait.",
         "",
         *_shares_table("subject", "by_subject", rows),
         "",
         "Subject, per kind of prompt (what it asks for: a context, a colour, a thing worn): the "
-        "share of those images with every trait.",
+        "share of those images with the class and every trait.",
         "",
         *_shares_table("prompt", "by_prompt_kind", rows),
     ]
