@@ -168,11 +168,12 @@ def cosine(a, b):
 class SubjectTruth:
     """Per prompt image of a run, in the run's order."""
 
-    subject: list[bool]  # every trait of the subject (a recolour prompt changes the body)
+    subject: list[bool]  # its class and every trait (a recolour prompt changes the body)
     placed: list[bool]  # of context prompts' images: the context they name
     traits: dict[str, list[bool]]  # per trait
     whose: list[str]  # the subject id
     kinds: list[str]  # what the prompt asks for: "context", "colour" or "worn"
+    cells: list[str]  # "subject/prompt id/image index/replicate"
 
 
 def subject_truth(run_dir: Path, oracle) -> SubjectTruth:
@@ -183,7 +184,7 @@ def subject_truth(run_dir: Path, oracle) -> SubjectTruth:
     from bench_world.render import CONTEXTS, RECOLOURS, Scene
     from bench_world.subjects import SUBJECTS
 
-    pictures, expected, contexts, whose, kinds = [], [], [], [], []
+    pictures, expected, contexts, whose, kinds, cells = [], [], [], [], [], []
     for manifest_file in sorted(run_dir.glob("*/replicate-0/manifest.json")):
         manifest = json.loads(manifest_file.read_text())
         instance = SUBJECTS[manifest["subject"]["id"]]
@@ -192,6 +193,10 @@ def subject_truth(run_dir: Path, oracle) -> SubjectTruth:
                 continue
             pictures.append(np.asarray(Image.open(manifest_file.parent / entry["file"])))
             whose.append(manifest["subject"]["id"])
+            cells.append(
+                f"{manifest['subject']['id']}/{entry['prompt_id']}/{entry['image_index']}/"
+                f"{manifest['replicate']}"
+            )
             recolour = entry["prompt_id"] if entry["prompt_id"] in RECOLOURS else None
             expected.append(Scene(instance, recolour=recolour))
             text = entry["prompt"] or ""  # a photo (the `real` run) has none
@@ -212,4 +217,4 @@ def subject_truth(run_dir: Path, oracle) -> SubjectTruth:
     }
     subject = [all(hits[i] for hits in traits.values()) for i in range(len(read))]
     placed = [r["context"] == c for r, c in zip(read, contexts, strict=True) if c]
-    return SubjectTruth(subject, placed, traits, whose, kinds)
+    return SubjectTruth(subject, placed, traits, whose, kinds, cells)

@@ -176,6 +176,15 @@ def test_the_world_report_reads_the_runs_back(mini_runs, oracle, tmp_path):
         )
         assert rows[label]["context"] == pytest.approx(np.mean(truth.placed))
         assert rows[label]["run_id"] == Path(mini_runs[label]).name
+        # Every image's hits are in the JSON, so any share can be recomputed from it.
+        hits = rows[label]["hits"]
+        assert hits["labels"] == ["class", "body", "secondary", "pattern", "part"]
+        assert hits["images"] == {
+            cell: "".join("1" if truth.traits[k][i] else "0" for k in hits["labels"])
+            for i, cell in enumerate(truth.cells)
+        }
+        recomputed = np.mean([found == "11111" for found in hits["images"].values()])
+        assert rows[label]["subject"] == pytest.approx(recomputed)
     import bench
 
     learned = bench.summarize(mini_runs["dreambooth_lora"])["dino"]

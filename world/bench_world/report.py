@@ -15,7 +15,7 @@ Every number here comes from the oracle reading PNGs back, never from a scorer.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -300,6 +300,9 @@ class RunTruth:
     prompt: float  # share with what the prompt asked for (context, colour or worn)
     context: float  # on the prompts that ask for a context: share in it
     prior: float  # of the plain class images ("a mug", for PRES): share showing the subject
+    # per prompt image ("subject/prompt id/image index/replicate"): "1" or "0" for each label
+    # of SUBJECT, in its order, so that any share can be recomputed from the report's JSON
+    hits: dict[str, str] = field(default_factory=dict)
 
 
 def run_truth(
@@ -321,7 +324,8 @@ def run_truth(
 
     record = bench.load_run(run_dir).record
     pictures, expected, asks, priors, prior_truth, whose, prompt_ids = [], [], [], [], [], [], []
-    for fit_dir in [run_dir, *other_fits]:
+    cells = []  # each image's cell: subject/prompt id/image index/replicate (and fit, pooled)
+    for fit_number, fit_dir in enumerate([run_dir, *other_fits]):
         fit = bench.load_run(fit_dir)
         if (fit.record.method, fit.record.suite) != (record.method, record.suite):
             raise ValueError(
@@ -342,6 +346,8 @@ def run_truth(
                 raise ValueError(f"{fit_dir}: prompt {text!r} is not one the world draws")
             pictures.append(picture)
             expected.append(labels(scene))
+            cell = f"{row.subject}/{row.prompt_id}/{row.image_index}/{row.replicate}"
+            cells.append(cell if not other_fits else f"{cell}/fit-{fit_number}")
             whose.append(row.subject)
             prompt_ids.append(row.prompt_id)
             asks.append(asked(scene) if text else None)
@@ -370,6 +376,10 @@ def run_truth(
         subject_interval=(spread.low, spread.high),
         by_subject=_share_by(subject, whose),
         by_prompt_kind=_share_by(subject, kinds),
+        hits={
+            cell: "".join("1" if hits[t][i] else "0" for t in SUBJECT)
+            for i, cell in enumerate(cells)
+        },
         traits={t: float(np.mean(v)) for t, v in hits.items()},
         prompt=float(np.mean(prompt)) if prompt else float("nan"),
         context=float(np.mean(context)) if context else float("nan"),
@@ -437,8 +447,8 @@ def share(x: float, decimals: int = 0) -> str:
 
 
 def subject_share(x: float) -> str:
-    """The subject share to a tenth of a percent: issue 9's bar (60%) is read on it, and 59.8%
-    must not print as 60%."""
+    """The subject share to a tenth of a percent: the world suite's bar (60%) is read on it,
+    and 59.8% must not print as 60%."""
     return share(x, decimals=1)
 
 
@@ -612,6 +622,7 @@ def write_report(
                 "by_subject": truth.by_subject,
                 "by_prompt_kind": truth.by_prompt_kind,
                 "traits": truth.traits,
+                "hits": {"labels": list(SUBJECT), "images": truth.hits},
                 "prompt": truth.prompt,
                 "context": truth.context,
                 "prior": truth.prior,

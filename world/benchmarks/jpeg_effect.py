@@ -38,6 +38,8 @@ def main() -> None:
     from bench.lab import read_image
 
     results = bench.load_run(args.run, runs=args.runs)
+    if results.record.is_reference:
+        parser.error(f"{args.run}: the photos' row is scored leave-one-out; pass a generated run")
     suite = bench.load_suite(results.record.suite["name"])
     photos = {s.id: [read_image(p) for p in s.images] for s in suite.subjects}
     scores = results.scores[results.scores["prompt_id"] != "prior"]
