@@ -17,8 +17,8 @@ from bench.cli import app
 from helpers import SubjectTruth, run_score, stored_rows, subject_truth
 
 # Of the smoke suite's 18 prompt images (docs/world.md): DreamBooth-LoRA's body colour on the 12
-# that keep it (no recolour) .92 (base .17), every trait at once .72 (base 0; the bar .60;
-# other fit seeds .61), context .90 of 10 (the bar: .60); DINO .80 (base .21).
+# that keep it (no recolour) .92 (base .17), the subject (its class and every trait) .56 (base 0;
+# fit seeds 0 to 2: .56, .61, .61), context .90 of 10 (the bar: .60); DINO .80 (base .21).
 BODY_GAIN, DB_WHOLE, DB_CONTEXT, DINO_GAIN = 0.50, 0.50, 0.60, 0.30
 
 
@@ -103,12 +103,13 @@ def test_smoke_suite_end_to_end(smoke_dreambooth_run):
 def test_dreambooth_lora_learns_the_subject_and_keeps_the_prompt(smoke_runs, oracle):
     """On the smoke suite, as the oracle reads the PNGs: DreamBooth-LoRA draws the subject's
     body colour far more often than the base model where the prompt keeps it, and the whole
-    subject (every trait at once) in half of its images or more where the base model hardly ever
-    does, and keeps the context the prompt names; CLIP-I and DINO rank the photos above
+    subject (its class and every trait) in half of its images or more where the base model
+    hardly ever does, and keeps the context the prompt names; CLIP-I and DINO rank the photos above
     DreamBooth-LoRA above the base model.
 
-    The bar is 60% of the images with every trait; measured 72% (67% with prior preservation),
-    61% with other fit seeds: the margin covers them and another CPU's rounding."""
+    Measured: the subject (its class and every trait) in 56% of the images at fit seed 0 (61% at
+    seeds 1 and 2; 61% with prior preservation): the test's 50% covers the seeds and another
+    CPU's rounding."""
     import bench
 
     lora = subject_truth(smoke_runs["dreambooth_lora"], oracle)
