@@ -14,7 +14,7 @@ from bench.analysis.options import StatsOptions
 from bench.analysis.stats import Interval, bootstrap_interval
 from bench.errors import BenchError
 from bench.scorers.conventions import get_convention
-from bench.store.integrity import scores_problem
+from bench.store.integrity import rows_problem
 from bench.store.layout import RunPaths
 from bench.store.records import (
     DEFAULT_CONVENTION,
@@ -103,14 +103,16 @@ def load_results(
                 f"{convention}` scores its stored images"
             )
         raise BenchError(f"{run_root}: has no scores yet; run `bench run` again to score it")
+    rows = []
     for path in files:  # every unit scored whole: no image missing from its scores, none twice
-        problem = scores_problem(path.parent, convention)
+        unit_rows = read_scores(path)
+        problem = rows_problem(path, unit_rows)
         if problem is not None:
             raise BenchError(
                 f"{problem}; run the same `bench run` again (or `bench score --run "
                 f"{record.run_id}`) to rescore it"
             )
-    rows = [row for f in files for row in read_scores(f)]
+        rows += unit_rows
     scorer_sets = {json.dumps(r.scorers, sort_keys=True) for r in rows}
     if len(scorer_sets) > 1:
         raise BenchError(

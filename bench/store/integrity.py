@@ -48,10 +48,17 @@ def scores_problem(unit: Path, convention: str = DEFAULT_CONVENTION) -> str | No
     if not path.exists():
         return "unscored"
     try:
-        rows = read_scores(path)
-        manifest = UnitManifest.read(RunPaths.manifest(unit))
+        return rows_problem(path, read_scores(path))
     except BenchError as e:
         return str(e)
+
+
+def rows_problem(path: Path, rows: list) -> str | None:
+    """Why the score rows read from `path` (a unit's scores file) do not score exactly the
+    images of the unit's manifest once each; None when they do. Raises a BenchError when the
+    manifest cannot be read."""
+    unit = path.parent
+    manifest = UnitManifest.read(RunPaths.manifest(unit))
     run_root = _run_root(unit, manifest.checkpoint is not None)
     expected = sorted(str((unit / e.file).relative_to(run_root)) for e in manifest.images)
     if sorted(r.image for r in rows) != expected:

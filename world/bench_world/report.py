@@ -322,11 +322,12 @@ def run_truth(
     from bench.lab import PRIOR_PROMPT_ID, bootstrap_interval
     from bench_world.subjects import SUBJECTS
 
-    record = bench.load_run(run_dir).record
+    fits = [bench.load_run(fit_dir) for fit_dir in [run_dir, *other_fits]]
+    record = fits[0].record
     pictures, expected, asks, priors, prior_truth, whose, prompt_ids = [], [], [], [], [], [], []
     cells = []  # each image's cell: subject/prompt id/image index/replicate (and fit, pooled)
-    for fit_number, fit_dir in enumerate([run_dir, *other_fits]):
-        fit = bench.load_run(fit_dir)
+    for fit_number, fit in enumerate(fits):
+        fit_dir = fit.root
         if (fit.record.method, fit.record.suite) != (record.method, record.suite):
             raise ValueError(
                 f"{fit_dir}: run {fit.run_id} is not another fit of {record.run_id} "
