@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from bench.realness import RANDOM_WEIGHTS, REAL, TOY_WORLD
+
 METRIC_ORDER = ("dino", "dinov2", "clip_i", "clip_t", "pres", "div")  # DreamBench's order first
 METRIC_NAMES = {
     "dino": "DINO",
@@ -80,7 +82,7 @@ def interval_notes(results: Iterable) -> list[str]:
     return list(dict.fromkeys(lines))
 
 
-REALNESS_NOTES = {"random weights": RANDOM_WEIGHTS_NOTE, "toy world": TOY_WORLD_NOTE, "real": None}
+REALNESS_NOTES = {RANDOM_WEIGHTS: RANDOM_WEIGHTS_NOTE, TOY_WORLD: TOY_WORLD_NOTE, REAL: None}
 
 
 def realness_fields(realness: str) -> dict[str, object]:
@@ -88,8 +90,8 @@ def realness_fields(realness: str) -> dict[str, object]:
     before it, derived from it."""
     return {
         "realness": realness,
-        "random_weights": realness == "random weights",
-        "toy_world": realness == "toy world",
+        "random_weights": realness == RANDOM_WEIGHTS,
+        "toy_world": realness == TOY_WORLD,
     }
 
 

@@ -400,7 +400,7 @@ def _share_by(hits: list[bool], groups: list[str]) -> dict[str, float]:
 
 
 def contact_sheet(
-    run_dirs: Sequence[Path],
+    runs: Sequence,
     subjects: Sequence[str],
     prompt_id: str,
     photos: int = 3,
@@ -408,18 +408,19 @@ def contact_sheet(
     scale: int = 2,
 ):
     """One row per subject: `photos` of its photos, then each run's image of `prompt_id` (the
-    same cell, so the same noise); a PIL image."""
+    same cell, so the same noise); a PIL image. `runs`: run folders, ids or loaded runs (what
+    `bench.load_run` takes)."""
     from PIL import Image
 
     import bench
     from bench_world.subjects import photos as subject_photos
 
     size, gap = 64, 4
-    columns = photos + len(run_dirs)
+    columns = photos + len(runs)
     sheet = Image.new(
         "RGB", (columns * (size + gap) - gap, len(subjects) * (size + gap) - gap), "white"
     )
-    results = [bench.load_run(run_dir) for run_dir in run_dirs]
+    results = [bench.load_run(run) for run in runs]
     for row, subject in enumerate(subjects):
         cells = [Image.fromarray(p) for p in subject_photos(subject)[:photos]]
         for run in results:
@@ -766,7 +767,7 @@ def write_report(
         ]
     if fit_rows:
         lines += ["", *_fit_seeds_section(fit_rows)]
-    sheet_runs = [run_dir for label, run_dir in runs if label != "real"]
+    sheet_runs = [results[label] for label, _ in runs if label != "real"]  # loaded above
     sheet = contact_sheet(sheet_runs, contact_subjects, contact_prompt)
     labels_row = ", ".join(label for label, _ in runs if label != "real")
     lines += [
