@@ -158,6 +158,7 @@ def run(
     device: str = "auto",
     dtype: str = "auto",
     generation_batch_size: int = 8,
+    pack: int | None = None,
     score: bool = True,
     scorer_options: dict[str, dict[str, Any]] | None = None,
     convention: str | None = None,
@@ -174,7 +175,7 @@ def run(
     from bench.store.runner import ExecutionOptions, execute, prepare
 
     loaded = _suite(suite)
-    execution = ExecutionOptions(device, dtype, generation_batch_size)
+    execution = ExecutionOptions(device, dtype, generation_batch_size, pack)
     check_photos(loaded.subjects)  # before any model loads or file is written
     prepared = prepare(method, loaded, options or {}, runs_dir(runs))
     # Every model is checked before any work, and one error names all that are missing.
@@ -384,6 +385,7 @@ def sweep(
     device: str = "auto",
     dtype: str = "auto",
     generation_batch_size: int = 8,
+    pack: int | None = None,
     scorer_options: dict[str, dict[str, Any]] | None = None,
     convention: str | None = None,
     stats: StatsOptions = StatsOptions(),
@@ -430,7 +432,7 @@ def sweep(
     check_photos(loaded.subjects)  # before any model loads or file is written
     progress = reporter or Silent()
     scorers = load_scorers(loaded, scorer_options, device, convention)
-    execution = ExecutionOptions(device, dtype, generation_batch_size)
+    execution = ExecutionOptions(device, dtype, generation_batch_size, pack)
     fitted = generated = 0
     for i, (_, prepared) in enumerate(planned, 1):
         progress.message(f"sweep run {i}/{len(planned)} {prepared.run_id}")

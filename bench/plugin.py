@@ -19,6 +19,15 @@ from bench.data.suites import MAX_RESOLUTION, GenerationProtocol, Suite
 from bench.diffusion.backbone import Backbone
 from bench.diffusion.class_images import class_images
 from bench.diffusion.generation import render
+from bench.diffusion.packed_lora import (
+    DropoutSeeds,
+    PackedLoRA,
+    adapted_layers,
+    attach_packed_lora,
+    detach_packed_lora,
+    packed_adapter_state,
+    peft_initial_adapters,
+)
 from bench.diffusion.training import (
     denoising_loss,
     encode_text,
@@ -61,6 +70,13 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "peft_initial_adapters",
+    "packed_adapter_state",
+    "detach_packed_lora",
+    "attach_packed_lora",
+    "adapted_layers",
+    "PackedLoRA",
+    "DropoutSeeds",
     "MAX_BATCH",
     "MAX_CLASS_IMAGES",
     "MAX_RANK",

@@ -87,6 +87,32 @@ def test_conformance_catches_a_method_that_mutates_the_backbone(monkeypatch):
     assert checks["fit leaves the backbone unchanged"] is False
 
 
+@pytest.mark.slow
+def test_conformance_checks_a_packed_fit_against_fitting_each_unit_alone(monkeypatch):
+    import dataclasses
+
+    from bench.methods.dreambooth_lora import DreamBoothLoRA
+
+    name = "a pack of two units fits each as fitting it alone does"
+    assert {c.name: c.passed for c in check_method("dreambooth_lora")}[name] is True
+    fit_pack = DreamBoothLoRA.fit_pack
+
+    def crossed(self, ctxs):  # in a pack of two, each unit's folder gets the other unit's fit
+        if len(ctxs) != 2:
+            return fit_pack(self, ctxs)
+        first, second = ctxs
+        return fit_pack(
+            self,
+            [
+                dataclasses.replace(first, replicate=second.replicate),
+                dataclasses.replace(second, replicate=first.replicate),
+            ],
+        )
+
+    monkeypatch.setattr(DreamBoothLoRA, "fit_pack", crossed)
+    assert {c.name: c.passed for c in check_method("dreambooth_lora")}[name] is False
+
+
 def test_the_example_plugin_imports_only_the_public_plugin_module():
     import ast
     import inspect

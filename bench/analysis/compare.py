@@ -38,11 +38,14 @@ def execution_differences(options_a: dict, options_b: dict) -> dict[str, tuple[l
     a little."""
     if not options_a or not options_b:  # the Real Images row or outside images
         return {}
-    return {
-        key: (options_a.get(key, []), options_b.get(key, []))
-        for key in sorted(set(options_a) | set(options_b))
-        if options_a.get(key) != options_b.get(key)
-    }
+    differences = {}
+    for key in sorted(set(options_a) | set(options_b)):
+        # None: the option did not apply (a method that does not fit packed has no pack size)
+        a = [v for v in options_a.get(key, []) if v is not None]
+        b = [v for v in options_b.get(key, []) if v is not None]
+        if a and b and a != b:
+            differences[key] = (a, b)
+    return differences
 
 
 def _is_reference(results: RunResults) -> bool:

@@ -259,6 +259,16 @@ GenerationBatchSizeOption = Annotated[
         "--batch-size is its short name).",
     ),
 ]
+PackOption = Annotated[
+    int | None,
+    typer.Option(
+        "--pack",
+        min=1,
+        help="Units fitted together in one loop by a method that fits packed (recorded in the "
+        "manifests, not in the run id; --pack 1 fits one at a time). Default: 12 on a CPU, 8 on "
+        "a GPU, halved while it does not fit.",
+    ),
+]
 BackboneOption = Annotated[
     str | None,
     typer.Option(

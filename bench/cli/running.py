@@ -20,6 +20,7 @@ from bench.cli.common import (
     DtypeOption,
     GenerationBatchSizeOption,
     JsonOption,
+    PackOption,
     PromptFileOption,
     PromptsOption,
     ResamplesOption,
@@ -44,6 +45,7 @@ def run(
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     generation_batch_size: GenerationBatchSizeOption = 8,
+    pack: PackOption = None,
     backbone: BackboneOption = None,
     data_root: DataRootOption = None,
     subject: SubjectsOption = None,
@@ -70,7 +72,7 @@ def run(
     from bench.store.runner import ExecutionOptions
 
     # Checked before any work.
-    ExecutionOptions(device, dtype, generation_batch_size)
+    ExecutionOptions(device, dtype, generation_batch_size, pack)
     get_convention(convention)
     stats = stats_options(prompts, resamples, ci_method, confidence, bootstrap_seed)
     loaded = api.load_suite(
@@ -105,6 +107,7 @@ def run(
             device=device,
             dtype=dtype,
             generation_batch_size=generation_batch_size,
+            pack=pack,
             score=not no_score,
             scorer_options=scorer_table(scorer_option),
             convention=convention,
@@ -266,6 +269,7 @@ def sweep(
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     generation_batch_size: GenerationBatchSizeOption = 8,
+    pack: PackOption = None,
     scorer_option: ScorerOption = None,
     convention: ConventionOption = None,
     prompts: PromptsOption = "fixed",
@@ -297,6 +301,7 @@ def sweep(
         device=device,
         dtype=dtype,
         generation_batch_size=generation_batch_size,
+        pack=pack,
         scorer_options=scorer_table(scorer_option),
         convention=convention,
         stats=stats_options(prompts, resamples, ci_method, confidence, bootstrap_seed),

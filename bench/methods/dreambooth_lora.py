@@ -29,14 +29,20 @@ from bench.plugin import (
     MAX_STEPS,
     BenchError,
     Cell,
+    DropoutSeeds,
     MethodContext,
+    adapted_layers,
+    attach_packed_lora,
     cache_dir,
     class_images,
     denoising_loss,
+    detach_packed_lora,
     encode_text,
     latent_distribution,
     load_images,
     loss_scaler,
+    packed_adapter_state,
+    peft_initial_adapters,
     stable_seed,
     training_scheduler,
     within,
@@ -152,119 +158,183 @@ class DreamBoothLoRA:
                 _identifier_id(backbone.pipe, subject)
 
     def fit(self, ctx: MethodContext) -> dict:
+        """One subject's fit: a pack of one."""
+        return self.fit_pack([ctx])[0]
+
+    def fit_pack(self, ctxs: list[MethodContext]) -> list[dict]:
+        """Fit one adapter per context in one loop (packed fitting, `bench.plugin.PackedLoRA`):
+        each step's batch holds every subject's examples, drawn from the subject's own
+        generators, and each example goes through its own subject's adapter. The contexts share
+        the backbone, suite and config. Returns each subject's log."""
         import torch
         from diffusers.optimization import get_scheduler
-        from peft import LoraConfig
 
-        cfg, pipe, subject = ctx.config, ctx.backbone.pipe, ctx.subject
-        device, unet, text_encoder = ctx.backbone.device, pipe.unet, pipe.text_encoder
-        resolution = cfg.resolution or ctx.suite.resolution
-        self.check(cfg, ctx.backbone, [subject])  # before any work, when fit is called alone
-        identifier_id = _identifier_id(pipe, subject) if cfg.train_identifier else None
-        generator = torch.Generator("cpu").manual_seed(
-            stable_seed("fit", subject.id, ctx.replicate, cfg.seed)
-        )
-        torch.manual_seed(stable_seed("fit-init", subject.id, ctx.replicate, cfg.seed))
+        first = ctxs[0]
+        cfg, backbone, suite = first.config, first.backbone, first.suite
+        pipe, device = backbone.pipe, backbone.device
+        unet, text_encoder = pipe.unet, pipe.text_encoder
+        subjects = [ctx.subject for ctx in ctxs]
+        pack, n = len(ctxs), cfg.batch_size
+        resolution = cfg.resolution or suite.resolution
+        self.check(cfg, backbone, subjects)  # before any work, when fit is called alone
+        # A subject's draws come from its own generator, seeded as a separate fit's: they do
+        # not depend on who it is packed with.
+        generators = [
+            torch.Generator("cpu").manual_seed(
+                stable_seed("fit", ctx.subject.id, ctx.replicate, cfg.seed)
+            )
+            for ctx in ctxs
+        ]
 
         # The frozen parts are computed once: the photos' latent posterior and the captions.
-        instance = latent_distribution(pipe.vae, load_images(subject.images, resolution))
-        instance_text = cfg.instance_prompt.replace("{token}", subject.token)
-        instance_text = instance_text.replace("{class}", subject.class_noun)
-        prior, class_text = None, cfg.class_prompt.replace("{class}", subject.class_noun)
+        instance = [
+            latent_distribution(pipe.vae, load_images(s.images, resolution)) for s in subjects
+        ]
+        instance_texts = [
+            cfg.instance_prompt.replace("{token}", s.token).replace("{class}", s.class_noun)
+            for s in subjects
+        ]
+        class_texts = [cfg.class_prompt.replace("{class}", s.class_noun) for s in subjects]
+        prior = [None] * pack
         if cfg.prior_preservation:
-            paths = class_images(
-                ctx.backbone,
-                ctx.suite.generation,
-                class_text,
-                resolution,
-                cfg.num_class_images,
-                cfg.seed,
-                ctx.cache or cache_dir(),
-            )
-            prior = latent_distribution(pipe.vae, load_images(paths, resolution))
+            prior = [
+                latent_distribution(
+                    pipe.vae,
+                    load_images(
+                        class_images(
+                            backbone,
+                            suite.generation,
+                            text,
+                            resolution,
+                            cfg.num_class_images,
+                            cfg.seed,
+                            ctx.cache or cache_dir(),
+                        ),
+                        resolution,
+                    ),
+                )
+                for ctx, text in zip(ctxs, class_texts, strict=True)
+            ]
         noise_scheduler = training_scheduler(pipe)
         num_timesteps = noise_scheduler.config.num_train_timesteps
 
+        # Each subject's adapter starts as peft makes it from the subject's "fit-init" seed.
         alpha = cfg.alpha if cfg.alpha is not None else cfg.rank
-        adapted = [(unet, list(cfg.unet_targets), cfg.lr)]
+        parts = [(unet, cfg.unet_targets, cfg.lr)]
         if cfg.train_text_encoder:
-            adapted.append((text_encoder, TEXT_ENCODER_TARGETS, cfg.te_lr))
-        groups = []
-        for module, targets, lr in adapted:  # one LoRA recipe; each part has its own lr
-            module.add_adapter(
-                LoraConfig(
-                    r=cfg.rank,
-                    lora_alpha=alpha,
-                    lora_dropout=cfg.dropout,
-                    init_lora_weights="gaussian",
-                    target_modules=targets,
-                )
-            )
-            groups.append({"params": [p for p in module.parameters() if p.requires_grad], "lr": lr})
+            parts.append((text_encoder, TEXT_ENCODER_TARGETS, cfg.te_lr))
+        starts = peft_initial_adapters(
+            [(module, targets) for module, targets, _ in parts],
+            {
+                "r": cfg.rank,
+                "lora_alpha": alpha,
+                "lora_dropout": cfg.dropout,
+                "init_lora_weights": "gaussian",
+            },
+            [stable_seed("fit-init", c.subject.id, c.replicate, cfg.seed) for c in ctxs],
+        )
+        dropout_seeds = DropoutSeeds()
+        adapters, adapter_configs, groups = [], [], []  # per part: its layers, config, lr
         token_table = text_encoder.get_input_embeddings()
-        identifier_row = None  # the table with the identifier's row learned; in place in `try`
-        if cfg.train_identifier:
-            start = word_embedding(pipe, subject.class_noun)
-            identifier_row = _with_identifier(
-                token_table, identifier_id, subject.token, start, trainable=True
-            )
-            # No weight decay: it would pull the vector towards zero, off the table's words.
-            groups.append(
-                {"params": [identifier_row.vector], "lr": cfg.identifier_lr, "weight_decay": 0.0}
-            )
-        for group in groups:  # adapters train in fp32 even on a half-precision backbone
-            for p in group["params"]:
-                p.data = p.data.float()
-        optimizer = torch.optim.AdamW(groups)
-        lr_schedule = get_scheduler(
-            cfg.lr_scheduler,
-            optimizer,
-            num_warmup_steps=cfg.lr_warmup_steps,
-            num_training_steps=max(cfg.steps, 1),
-        )
-        if cfg.gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
-        autocast = torch.autocast(
-            device.type, dtype=ctx.backbone.dtype, enabled=ctx.backbone.dtype != torch.float32
-        )
-        scaler = loss_scaler(device, ctx.backbone.dtype)
-
-        def draw(distribution, n):
-            mean, std = distribution
-            index = torch.randint(len(mean), (n,), generator=generator)
-            eps = torch.randn(mean[index].shape, generator=generator).to(device)
-            return mean[index] + std[index] * eps
-
-        def stratified_timesteps(n):  # one from each of n equal bands of [0, T), shuffled
-            band = torch.randperm(n, generator=generator) + torch.rand(n, generator=generator)
-            return (band * num_timesteps / n).long().clamp(max=num_timesteps - 1)
-
-        losses, prior_losses, learning_rates = [], [], []
-        n = cfg.batch_size
-        unet.train()
-        text_encoder.train(cfg.train_text_encoder)
-        texts = [instance_text] * n + ([class_text] * n if prior is not None else [])
-        frozen_captions = None
-        if not (cfg.train_text_encoder or cfg.train_identifier):  # the same captions each step
-            with autocast, torch.no_grad():
-                frozen_captions = encode_text(pipe, texts)
+        identifier_rows = None  # the table with each subject's identifier row learned
         try:
-            if identifier_row is not None:
-                text_encoder.set_input_embeddings(identifier_row)
+            for (module, _, lr), (start, config) in zip(parts, starts, strict=True):
+                layers = attach_packed_lora(
+                    module, start, alpha / cfg.rank, cfg.dropout, dropout_seeds
+                )
+                adapters.append(layers)
+                adapter_configs.append(config)
+                # Adapters train in fp32 even on a half-precision backbone (they start so).
+                groups.append(
+                    {
+                        "params": [p for layer in layers.values() for p in (layer.down, layer.up)],
+                        "lr": lr,
+                    }
+                )
+            if cfg.train_identifier:
+                identifier_rows = _with_identifiers(
+                    token_table,
+                    [_identifier_id(pipe, s) for s in subjects],
+                    [s.token for s in subjects],
+                    torch.stack([word_embedding(pipe, s.class_noun) for s in subjects]),
+                    trainable=True,
+                )
+                # No weight decay: it would pull the vector towards zero, off the table's words.
+                groups.append(
+                    {
+                        "params": [identifier_rows.vectors],
+                        "lr": cfg.identifier_lr,
+                        "weight_decay": 0.0,
+                    }
+                )
+            # AdamW is element-wise: each subject's slice of a packed tensor moves as it would
+            # in a separate fit.
+            optimizer = torch.optim.AdamW(groups)
+            lr_schedule = get_scheduler(
+                cfg.lr_scheduler,
+                optimizer,
+                num_warmup_steps=cfg.lr_warmup_steps,
+                num_training_steps=max(cfg.steps, 1),
+            )
+            if cfg.gradient_checkpointing:
+                unet.enable_gradient_checkpointing()
+            autocast = torch.autocast(
+                device.type, dtype=backbone.dtype, enabled=backbone.dtype != torch.float32
+            )
+            scaler = loss_scaler(device, backbone.dtype)
+
+            def draw(distribution, count, generator):
+                mean, std = distribution
+                index = torch.randint(len(mean), (count,), generator=generator)
+                eps = torch.randn(mean[index].shape, generator=generator).to(device)
+                return mean[index] + std[index] * eps
+
+            def stratified_timesteps(count, generator):  # one from each of `count` equal bands
+                band = torch.randperm(count, generator=generator)
+                band = band + torch.rand(count, generator=generator)
+                return (band * num_timesteps / count).long().clamp(max=num_timesteps - 1)
+
+            # The batch is one block per subject: its n instance examples, then its n class
+            # examples under prior preservation. Captions follow the same layout.
+            texts = []
+            for k in range(pack):
+                texts += [instance_texts[k]] * n
+                texts += [class_texts[k]] * n if cfg.prior_preservation else []
+            block = len(texts) // pack
+            logs = [{"losses": [], "learning_rates": []} for _ in ctxs]
+            if cfg.prior_preservation:
+                for log in logs:
+                    log["prior_losses"] = []
+            unet.train()
+            text_encoder.train(cfg.train_text_encoder)
+            frozen_captions = None
+            if not (cfg.train_text_encoder or cfg.train_identifier):  # the same each step
+                with autocast, torch.no_grad():
+                    frozen_captions = encode_text(pipe, texts)
+            if identifier_rows is not None:
+                text_encoder.set_input_embeddings(identifier_rows)
             for step in range(1, cfg.steps + 1):
-                for _ in range(cfg.gradient_accumulation):
-                    latents = draw(instance, n)
-                    if prior is not None:  # instance and class examples in one batch
-                        latents = torch.cat([latents, draw(prior, n)])
-                    noise = torch.randn(latents.shape, generator=generator).to(device)
-                    if cfg.timestep_sampling == "stratified":  # instance and class halves each
-                        halves = len(latents) // n
-                        timesteps = torch.cat([stratified_timesteps(n) for _ in range(halves)])
-                    else:
-                        timesteps = torch.randint(
-                            num_timesteps, (len(latents),), generator=generator
-                        )
-                    timesteps = timesteps.to(device)
+                for micro in range(cfg.gradient_accumulation):
+                    latents, noise, timesteps = [], [], []
+                    for k in range(pack):  # subject k's draws, in a separate fit's order
+                        generator = generators[k]
+                        x = draw(instance[k], n, generator)
+                        if prior[k] is not None:  # instance and class examples in one block
+                            x = torch.cat([x, draw(prior[k], n, generator)])
+                        latents.append(x)
+                        noise.append(torch.randn(x.shape, generator=generator).to(device))
+                        if cfg.timestep_sampling == "stratified":  # per half of the block
+                            halves = block // n
+                            t = torch.cat(
+                                [stratified_timesteps(n, generator) for _ in range(halves)]
+                            )
+                        else:
+                            t = torch.randint(num_timesteps, (block,), generator=generator)
+                        timesteps.append(t)
+                    dropout_seeds.seeds = [
+                        stable_seed("fit-dropout", c.subject.id, c.replicate, cfg.seed, step, micro)
+                        for c in ctxs
+                    ]
                     with autocast, torch.set_grad_enabled(True):
                         if frozen_captions is not None:
                             embeddings = frozen_captions
@@ -273,49 +343,63 @@ class DreamBoothLoRA:
                         per_example = denoising_loss(
                             unet,
                             noise_scheduler,
-                            latents,
+                            torch.cat(latents),
                             embeddings,
-                            noise,
-                            timesteps,
+                            torch.cat(noise),
+                            torch.cat(timesteps).to(device),
                             reduction="none",
                         )
-                    per_example = per_example.mean(dim=(1, 2, 3))
-                    loss = per_example[:n].mean()
-                    if prior is not None:
-                        prior_loss = per_example[n:].mean()
+                    per_example = per_example.mean(dim=(1, 2, 3)).view(pack, block)
+                    # Each subject's loss is its own block's, as in a separate fit; the gradient
+                    # of their sum with respect to adapter k is subject k's own.
+                    loss = per_example[:, :n].mean(1)
+                    if cfg.prior_preservation:
+                        prior_loss = per_example[:, n:].mean(1)
                         loss = loss + cfg.prior_loss_weight * prior_loss
-                    scaler.scale(loss / cfg.gradient_accumulation).backward()
-                learning_rates.append(optimizer.param_groups[0]["lr"])  # the UNet's, this step
+                    scaler.scale(loss.sum() / cfg.gradient_accumulation).backward()
+                learning_rate = optimizer.param_groups[0]["lr"]  # the UNet's, this step
                 scaler.step(optimizer)
                 scaler.update()
                 lr_schedule.step()
                 optimizer.zero_grad(set_to_none=True)
-                losses.append(loss.item())
-                if prior is not None:
-                    prior_losses.append(prior_loss.item())
-                ctx.progress(1, {"loss": losses[-1]})
+                step_losses = loss.tolist()
+                step_prior = prior_loss.tolist() if cfg.prior_preservation else None
+                for k, (ctx, log) in enumerate(zip(ctxs, logs, strict=True)):
+                    log["losses"].append(step_losses[k])
+                    log["learning_rates"].append(learning_rate)
+                    if step_prior is not None:
+                        log["prior_losses"].append(step_prior[k])
+                    ctx.progress(1, {"loss": step_losses[k]})
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
-                    _save_adapters(pipe, cfg, ctx.checkpoint(step), identifier_row)
-            if not all(math.isfinite(v) for v in losses):
+                    for k, ctx in enumerate(ctxs):
+                        _save_adapters(
+                            ctx.checkpoint(step), cfg, adapters, adapter_configs, k, identifier_rows
+                        )
+            diverged = [
+                s.id
+                for s, log in zip(subjects, logs, strict=True)
+                if not all(math.isfinite(v) for v in log["losses"])
+            ]
+            if diverged:
                 raise BenchError(
-                    f"{subject.id}: training diverged (non-finite loss at lr={cfg.lr}); "
+                    f"{', '.join(diverged)}: training diverged (non-finite loss at lr={cfg.lr}); "
                     "lower lr with --set lr=..."
                 )
-            _save_adapters(pipe, cfg, ctx.workdir, identifier_row)
-        finally:
+            for k, ctx in enumerate(ctxs):
+                _save_adapters(ctx.workdir, cfg, adapters, adapter_configs, k, identifier_rows)
+        finally:  # leave the backbone as it was found
             text_encoder.set_input_embeddings(token_table)
-            _remove_adapters(pipe, cfg)
-        log = {
-            "losses": losses,
-            "learning_rates": learning_rates,
-            "artifact": ARTIFACT,
-            "steps": cfg.steps,
-        }
-        if prior is not None:
-            log.update(
-                prior_losses=prior_losses, class_prompt=class_text, class_images=len(prior[0])
-            )
-        return log
+            for (module, _, _), layers in zip(parts, adapters, strict=False):
+                detach_packed_lora(module, layers)
+            unet.eval()
+            text_encoder.eval()
+            if cfg.gradient_checkpointing:
+                unet.disable_gradient_checkpointing()
+        for log, class_text, prior_k in zip(logs, class_texts, prior, strict=True):
+            log.update(artifact=ARTIFACT, steps=cfg.steps)
+            if prior_k is not None:
+                log.update(class_prompt=class_text, class_images=len(prior_k[0]))
+        return logs
 
     def generate(self, ctx: MethodContext, cells: list[Cell], latents):
         pipe = ctx.backbone.pipe
@@ -334,8 +418,12 @@ class DreamBoothLoRA:
                 self._token_table = pipe.text_encoder.get_input_embeddings()
                 identifier_id = _identifier_id(pipe, ctx.subject)
                 pipe.text_encoder.set_input_embeddings(
-                    _with_identifier(
-                        self._token_table, identifier_id, ctx.subject.token, vector, trainable=False
+                    _with_identifiers(
+                        self._token_table,
+                        [identifier_id],
+                        [ctx.subject.token],
+                        vector[None],
+                        trainable=False,
                     )
                 )
         return ctx.render([self.prompt(ctx, cell) for cell in cells], latents, cells)
@@ -379,31 +467,33 @@ def _identifier_vector(path: Path, token: str):
         ) from None
 
 
-def _with_identifier(token_table, identifier_id: int, token: str, vector, trainable: bool):
-    """The text encoder's token table with the identifier's row read from `vector`;
-    the table itself is never written, so the backbone stays as it was. To train, the vector is
-    an fp32 parameter; to generate, a frozen one in the table's dtype."""
+def _with_identifiers(token_table, identifier_ids, tokens, vectors, trainable: bool):
+    """The text encoder's token table with subject k's identifier row read from vectors[k] in
+    block k of the batch (one block per packed subject); the table itself is never written, so
+    the backbone stays as it was. To train, the vectors are an fp32 parameter; to generate, a
+    frozen one in the table's dtype."""
     import torch
 
-    class WithIdentifier(torch.nn.Module):
+    class WithIdentifiers(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.table, self.token = token_table, token
+            self.table, self.tokens = token_table, tokens
+            self.register_buffer("ids", torch.tensor(identifier_ids), persistent=False)
             dtype = torch.float32 if trainable else token_table.weight.dtype
             # In a child registered after the table: the text encoder's dtype is read off its
             # first parameter, which must stay the table's.
             self.learned = torch.nn.ParameterDict(
                 {
-                    "vector": torch.nn.Parameter(
-                        vector.detach().to(token_table.weight.device, dtype).clone(),
+                    "vectors": torch.nn.Parameter(
+                        vectors.detach().to(token_table.weight.device, dtype).clone(),
                         requires_grad=trainable,
                     )
                 }
             )
 
         @property
-        def vector(self):
-            return self.learned["vector"]
+        def vectors(self):
+            return self.learned["vectors"]
 
         @property
         def weight(self):  # it stands for the table
@@ -411,56 +501,49 @@ def _with_identifier(token_table, identifier_id: int, token: str, vector, traina
 
         def forward(self, ids):
             rows = self.table(ids)
-            is_identifier = (ids == identifier_id).unsqueeze(-1)
-            return torch.where(is_identifier, self.vector.to(rows.dtype), rows)
+            subject = torch.arange(len(ids), device=ids.device) // (len(ids) // len(self.tokens))
+            is_identifier = (ids == self.ids.to(ids.device)[subject, None]).unsqueeze(-1)
+            return torch.where(is_identifier, self.vectors[subject, None].to(rows.dtype), rows)
 
-    return WithIdentifier()
+    return WithIdentifiers()
 
 
-def _save_adapters(pipe, cfg: Config, folder: Path, identifier_row=None) -> None:
+def _save_adapters(folder: Path, cfg: Config, adapters, configs, k: int, identifiers) -> None:
+    """Subject k's adapter (and identifier row) as a separate fit saves it: diffusers' LoRA
+    format with peft's config in the metadata."""
     from diffusers import StableDiffusionPipeline
-    from peft.utils import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    unet_lora = _diffusers_keys(get_peft_model_state_dict(pipe.unet))
-    text_lora = text_metadata = None
-    if cfg.train_text_encoder:
-        text_lora = _diffusers_keys(get_peft_model_state_dict(pipe.text_encoder))
-        text_metadata = _lora_metadata(pipe.text_encoder)
+    unet_state = packed_adapter_state(adapters[0], k)
+    text_state = packed_adapter_state(adapters[1], k) if cfg.train_text_encoder else {}
     folder.mkdir(parents=True, exist_ok=True)
     # The LoRA config goes into the file's metadata: without it a loader infers alpha = rank,
     # and an adapter trained with another alpha would be applied at the wrong scale.
     StableDiffusionPipeline.save_lora_weights(
         folder,
-        unet_lora_layers=unet_lora,
-        text_encoder_lora_layers=text_lora,
-        unet_lora_adapter_metadata=_lora_metadata(pipe.unet),
-        text_encoder_lora_adapter_metadata=text_metadata,
+        unet_lora_layers=_diffusers_keys(unet_state),
+        text_encoder_lora_layers=_diffusers_keys(text_state) if text_state else None,
+        unet_lora_adapter_metadata=_lora_metadata(configs[0]),
+        text_encoder_lora_adapter_metadata=_lora_metadata(configs[1]) if text_state else None,
         safe_serialization=True,
     )
     _sort_safetensors_header(folder / ARTIFACT)
-    if identifier_row is not None:  # Textual Inversion's format: {token: (1, dim)}
-        vector = identifier_row.vector.detach().cpu().float().contiguous()
-        save_file({identifier_row.token: vector[None]}, str(folder / IDENTIFIER_ARTIFACT))
+    if identifiers is not None:  # Textual Inversion's format: {token: (1, dim)}
+        vector = identifiers.vectors[k].detach().cpu().float().contiguous()
+        save_file({identifiers.tokens[k]: vector[None]}, str(folder / IDENTIFIER_ARTIFACT))
     if cfg.export_kohya:
         alpha = float(cfg.alpha if cfg.alpha is not None else cfg.rank)
         save_file(
-            kohya_state_dict(
-                get_peft_model_state_dict(pipe.unet),
-                get_peft_model_state_dict(pipe.text_encoder) if cfg.train_text_encoder else {},
-                alpha,
-            ),
+            kohya_state_dict(unet_state, text_state, alpha),
             str(folder / KOHYA_ARTIFACT),
             metadata={"ss_network_dim": str(cfg.rank), "ss_network_alpha": str(alpha)},
         )
         _sort_safetensors_header(folder / KOHYA_ARTIFACT)
 
 
-def _lora_metadata(module) -> dict:
-    """The module's peft LoRA config as diffusers stores it, its target set as a sorted list."""
-    config = module.peft_config["default"].to_dict()
-    config["target_modules"] = sorted(config["target_modules"])
-    return config
+def _lora_metadata(config: dict) -> dict:
+    """peft's LoRA config as diffusers stores it, its target set as a sorted list."""
+    return {**config, "target_modules": sorted(config["target_modules"])}
 
 
 def _sort_safetensors_header(path: Path) -> None:
@@ -508,29 +591,5 @@ def _diffusers_keys(peft_state: dict) -> dict:
 
 
 def _unmatched_targets(module, targets) -> list[str]:
-    """The targets that name no linear or convolution layer of `module` (peft's matching: the
-    whole name, or its end after a dot)."""
-    import torch
-
-    names = [
-        name
-        for name, layer in module.named_modules()
-        if isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d))
-    ]
-    return [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
-
-
-def _remove_adapters(pipe, cfg: Config) -> None:
-    """Leave the backbone as it was found: no LoRA layers, eval mode, no checkpointing."""
-    from diffusers.utils.peft_utils import recurse_remove_peft_layers
-
-    pipe.unet.unload_lora()
-    pipe.unet.eval()
-    if cfg.gradient_checkpointing:
-        pipe.unet.disable_gradient_checkpointing()
-    if cfg.train_text_encoder:
-        recurse_remove_peft_layers(pipe.text_encoder)
-        pipe.text_encoder._hf_peft_config_loaded = False
-        if hasattr(pipe.text_encoder, "peft_config"):
-            del pipe.text_encoder.peft_config
-    pipe.text_encoder.eval()
+    """The targets that name no linear or convolution layer of `module`."""
+    return [t for t in targets if not adapted_layers(module, [t])]

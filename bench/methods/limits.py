@@ -9,6 +9,7 @@ MAX_STEPS = 1_000_000  # training steps (the paper's DreamBooth uses 400-1200)
 MAX_RANK = 1024  # LoRA rank: beyond the width of SD-1.5's attention projections
 MAX_BATCH = 1024  # training batch size, gradient accumulation
 MAX_CLASS_IMAGES = 100_000  # prior-preservation images per class
+MAX_PACK = 256  # units fitted in one packed loop (bench run --pack)
 MAX_VECTORS = 75  # textual-inversion vectors: CLIP's 77-token context less BOS and EOS
 
 

@@ -27,6 +27,12 @@ and may declare (`MethodBase` has the defaults):
     is_reference: bool = False             # a reference row: fit and generate are not called;
                                            # the subject's photos are stored and scored
                                            # leave-one-out (the `real` method)
+    def fit_pack(self, ctxs: list[MethodContext]) -> list[dict]
+                                           # packed fitting: fit several units (same backbone,
+                                           # suite and config) in one loop, each into its own
+                                           # ctx.workdir, as `fit` would one by one; returns
+                                           # their logs in order. Declaring it lets the runner
+                                           # fit up to --pack units at once (bench run --pack)
 
 `Method` below states the required part as a `typing.Protocol` (`isinstance(obj, Method)`);
 `capabilities(method)` reads the declared ones. Register a method under the `bench.methods`
@@ -119,6 +125,7 @@ class MethodBase:
 class Capabilities:
     supports_checkpoints: bool
     is_reference: bool
+    fits_packed: bool = False  # it has `fit_pack`
 
 
 def capabilities(method: Any) -> Capabilities:
@@ -126,4 +133,5 @@ def capabilities(method: Any) -> Capabilities:
     return Capabilities(
         supports_checkpoints=bool(getattr(method, "supports_checkpoints", False)),
         is_reference=bool(getattr(method, "is_reference", False)),
+        fits_packed=callable(getattr(method, "fit_pack", None)),
     )

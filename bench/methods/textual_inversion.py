@@ -91,14 +91,30 @@ class TextualInversion:
         self._original = None  # (embedding module, its weight, vocab size) before loading
 
     def fit(self, ctx: MethodContext) -> dict:
+        """One subject's fit: a pack of one."""
+        return self.fit_pack([ctx])[0]
+
+    def fit_pack(self, ctxs: list[MethodContext]) -> list[dict]:
+        """Learn each context's token vectors in one loop (packed fitting): each step's batch
+        holds every subject's examples, drawn from the subject's own generator, and subject k's
+        captions read subject k's rows of the token table. The contexts share the backbone,
+        suite and config. Returns each subject's log."""
         import torch
         from safetensors.torch import save_file
 
-        cfg, pipe, subject = ctx.config, ctx.backbone.pipe, ctx.subject
-        device, text_encoder = ctx.backbone.device, pipe.text_encoder
-        generator = torch.Generator("cpu").manual_seed(
-            stable_seed("fit", subject.id, ctx.replicate, cfg.seed)
-        )
+        first = ctxs[0]
+        cfg, backbone = first.config, first.backbone
+        pipe, device, text_encoder = backbone.pipe, backbone.device, backbone.pipe.text_encoder
+        subjects = [ctx.subject for ctx in ctxs]
+        pack, n = len(ctxs), cfg.batch_size
+        # A subject's draws come from its own generator, seeded as a separate fit's: they do
+        # not depend on who it is packed with.
+        generators = [
+            torch.Generator("cpu").manual_seed(
+                stable_seed("fit", ctx.subject.id, ctx.replicate, cfg.seed)
+            )
+            for ctx in ctxs
+        ]
 
         # The new tokens go into a copy of the tokenizer: the backbone's own is never touched.
         names = token_names(cfg)
@@ -112,12 +128,12 @@ class TextualInversion:
             raise ValueError("the tokenizer and the text encoder's embedding disagree in size")
 
         # Initial vectors: the mean embedding of the class noun's tokens, once per vector.
-        init_text = subject.class_noun if cfg.init_from_class else FALLBACK_INIT
-        init = word_embedding(pipe, init_text)
+        init_texts = [s.class_noun if cfg.init_from_class else FALLBACK_INIT for s in subjects]
+        inits = [word_embedding(pipe, text) for text in init_texts]
 
         # The frozen parts are computed once: the photos' latent posterior and the captions.
-        pixels = load_images(subject.images, ctx.suite.resolution)
-        latent_mean, latent_std = latent_distribution(pipe.vae, pixels)
+        pixels = [load_images(s.images, first.suite.resolution) for s in subjects]
+        posteriors = [latent_distribution(pipe.vae, p) for p in pixels]
         placeholder = " ".join(names)  # multi-vector: "<sks> <sks>_1 ..."
         caption_ids = tokenizer(
             [t.format(placeholder) for t in TEMPLATES],
@@ -126,62 +142,95 @@ class TextualInversion:
             truncation=True,
             return_tensors="pt",
         ).input_ids
+        # Subject k's tokens are rows n_old + k * len(names) onwards: its captions read them.
+        is_new = caption_ids >= n_old
+        subject_captions = [caption_ids + is_new * k * len(names) for k in range(pack)]
         noise_scheduler = training_scheduler(pipe)
 
         # The resized token embedding, in fp32 even on a half-precision backbone: the original
-        # rows, then the new ones. It replaces the text encoder's own only while training.
+        # rows, then each subject's new ones. It replaces the text encoder's own only while
+        # training.
         extended = torch.nn.Embedding(
-            n_old + len(names), init.shape[0], device=device, dtype=torch.float32
+            n_old + pack * len(names), inits[0].shape[0], device=device, dtype=torch.float32
         )
         with torch.no_grad():
             extended.weight[:n_old] = original.weight.float()
-            extended.weight[n_old:] = init
+            for k, init in enumerate(inits):
+                start = n_old + k * len(names)
+                extended.weight[start : start + len(names)] = init
         frozen_rows = extended.weight[:n_old].detach().clone()
+        # Adam is element-wise: each subject's rows move as they would in a separate fit.
         optimizer = torch.optim.Adam([extended.weight], lr=cfg.lr)
         autocast = torch.autocast(
-            device.type, dtype=ctx.backbone.dtype, enabled=ctx.backbone.dtype != torch.float32
+            device.type, dtype=backbone.dtype, enabled=backbone.dtype != torch.float32
         )
-        scaler = loss_scaler(device, ctx.backbone.dtype)
-        losses = []
+        scaler = loss_scaler(device, backbone.dtype)
+        losses = [[] for _ in ctxs]
         # Its rows enter the frozen encoder in the encoder's own dtype (on a CPU, a layer norm
         # with bf16 weights refuses fp32 input); gradients flow back to the fp32 rows.
         text_encoder.set_input_embeddings(_in_dtype(extended, original.weight.dtype))
         try:
             for _step in range(cfg.steps):
-                index = torch.randint(len(pixels), (cfg.batch_size,), generator=generator)
-                eps = torch.randn(latent_mean[index].shape, generator=generator)
-                latents = latent_mean[index] + latent_std[index] * eps.to(device)
-                noise = torch.randn(latents.shape, generator=generator).to(device)
-                timesteps = torch.randint(
-                    noise_scheduler.config.num_train_timesteps,
-                    (cfg.batch_size,),
-                    generator=generator,
-                ).to(device)
-                captions = torch.randint(len(TEMPLATES), (cfg.batch_size,), generator=generator)
-                with autocast:
-                    text = text_encoder(caption_ids[captions].to(device))[0]
-                    loss = denoising_loss(
-                        pipe.unet, noise_scheduler, latents, text, noise, timesteps
+                latents, noise, timesteps, captions = [], [], [], []
+                for k in range(pack):  # subject k's draws, in a separate fit's order
+                    generator, (latent_mean, latent_std) = generators[k], posteriors[k]
+                    index = torch.randint(len(pixels[k]), (n,), generator=generator)
+                    eps = torch.randn(latent_mean[index].shape, generator=generator)
+                    x = latent_mean[index] + latent_std[index] * eps.to(device)
+                    latents.append(x)
+                    noise.append(torch.randn(x.shape, generator=generator).to(device))
+                    timesteps.append(
+                        torch.randint(
+                            noise_scheduler.config.num_train_timesteps, (n,), generator=generator
+                        ).to(device)
                     )
+                    chosen = torch.randint(len(TEMPLATES), (n,), generator=generator)
+                    captions.append(subject_captions[k][chosen])
+                with autocast:
+                    text = text_encoder(torch.cat(captions).to(device))[0]
+                    per_example = denoising_loss(
+                        pipe.unet,
+                        noise_scheduler,
+                        torch.cat(latents),
+                        text,
+                        torch.cat(noise),
+                        torch.cat(timesteps),
+                        reduction="none",
+                    )
+                # Each subject's loss is its own block's mean; the gradient of their sum with
+                # respect to subject k's rows is subject k's own.
+                loss = per_example.view(pack, -1).mean(1)
                 optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                scaler.scale(loss.sum()).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 with torch.no_grad():  # only the new rows learn: put every other row back
                     extended.weight[:n_old] = frozen_rows
-                losses.append(loss.item())
-                ctx.progress(1, {"loss": losses[-1]})
-            if not all(math.isfinite(v) for v in losses):
+                step_losses = loss.tolist()
+                for k, ctx in enumerate(ctxs):
+                    losses[k].append(step_losses[k])
+                    ctx.progress(1, {"loss": step_losses[k]})
+            diverged = [
+                s.id
+                for s, subject_losses in zip(subjects, losses, strict=True)
+                if not all(math.isfinite(v) for v in subject_losses)
+            ]
+            if diverged:
                 raise BenchError(
-                    f"{subject.id}: training diverged (non-finite loss at lr={cfg.lr}); "
+                    f"{', '.join(diverged)}: training diverged (non-finite loss at lr={cfg.lr}); "
                     "lower lr with --set lr=..."
                 )
             # diffusers' format: one key, the token, holding (num_vectors, dim).
-            vectors = extended.weight[n_old:].detach().cpu().contiguous()
-            save_file({cfg.token: vectors}, ctx.workdir / ARTIFACT)
+            for k, ctx in enumerate(ctxs):
+                start = n_old + k * len(names)
+                vectors = extended.weight[start : start + len(names)].detach().cpu().contiguous()
+                save_file({cfg.token: vectors}, ctx.workdir / ARTIFACT)
         finally:
             text_encoder.set_input_embeddings(original)  # leave the backbone as it was found
-        return {"losses": losses, "artifact": ARTIFACT, "tokens": names, "init": init_text}
+        return [
+            {"losses": subject_losses, "artifact": ARTIFACT, "tokens": names, "init": init_text}
+            for subject_losses, init_text in zip(losses, init_texts, strict=True)
+        ]
 
     def generate(self, ctx: MethodContext, cells: list[Cell], latents):
         cfg, pipe = ctx.config, ctx.backbone.pipe

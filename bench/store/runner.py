@@ -17,7 +17,7 @@ from bench.config import config_dict, resolve_config
 from bench.data.plan import batches, cells_for, initial_latents
 from bench.data.suites import Suite
 from bench.errors import BenchError, os_error_of
-from bench.methods.limits import MAX_BATCH
+from bench.methods.limits import MAX_BATCH, MAX_PACK
 from bench.methods.protocol import MethodContext, capabilities
 from bench.paths import cache_dir
 from bench.progress import Reporter, Silent
@@ -35,6 +35,9 @@ class ExecutionOptions:
     device: str = "auto"
     dtype: str = "auto"
     generation_batch_size: int = 8  # images per generation batch (RunRecord's too)
+    # Units fitted together in one loop by a method that fits packed (`fit_pack`); None: the
+    # device's default (DEFAULT_PACK), halved while a pack does not fit in the device's memory.
+    pack: int | None = None
 
     def __post_init__(self) -> None:
         from bench.diffusion.backbone import check_device_name, check_dtype_name
@@ -46,6 +49,14 @@ class ExecutionOptions:
                 f"--generation-batch-size must be >= 1 and <= {MAX_BATCH}, got "
                 f"{self.generation_batch_size}"
             )
+        if self.pack is not None and not 1 <= self.pack <= MAX_PACK:
+            raise BenchError(f"--pack must be >= 1 and <= {MAX_PACK}, got {self.pack}")
+
+
+# The pack size when --pack is not given, by device type. Measured (benchmarks/RESULTS.md): on
+# the CPU a pack of 12 fits the world suite about twice as fast as one unit at a time; on a GPU
+# a pack fills the card, and an auto-sized pack that does not fit is halved until it does.
+DEFAULT_PACK = {"cpu": 12, "cuda": 8}
 
 
 @dataclass(frozen=True)
@@ -142,59 +153,84 @@ def execute(
 
 
 def _execute_units(prepared, pending, options, backbone, progress) -> tuple[int, int]:
-    """Fit, generate and record each pending unit; returns (units fitted, images written)."""
-    suite, paths = prepared.suite, prepared.paths
+    """Fit, generate and record each pending unit; returns (units fitted, images written).
+    Units are fitted in packs (`--pack`), and each pack's units are then generated one by one."""
+    contexts = [_context(prepared, backbone, subject, replicate) for subject, replicate in pending]
+    for ctx in contexts:
+        _redo_if_damaged(ctx.workdir, progress)
     fitted = generated = 0
-    for subject, replicate in pending:
-        unit = paths.unit(subject.id, replicate)
-        _redo_if_damaged(unit, progress)
-        ctx = MethodContext(
-            backbone=backbone,
-            suite=suite,
-            subject=subject,
-            config=prepared.config,
-            replicate=replicate,
-            workdir=unit,
-            cache=cache_dir(),
-        )
-        label = f"{subject.id}/replicate-{replicate}"
-        fit_seconds = None
-        if not _readable_fit_log(unit):
-            fit_seconds = _fit(prepared, ctx, progress, label)
-            fitted += 1
-        cells = cells_for(suite, subject, replicate)
-        started = time.perf_counter()
-        try:
-            generated += _generate(prepared, ctx, cells, options, progress, f"generate {label}")
-            # Intermediate adapters the method kept (checkpoint_every): the same cells again.
-            for checkpoint in FitLog.read(RunPaths.fit_log(unit)).checkpoints:
-                ck_ctx = dataclasses.replace(ctx, workdir=unit / checkpoint["path"])
-                if is_whole(ck_ctx.workdir):
-                    continue
-                _redo_if_damaged(ck_ctx.workdir, progress)
-                ck_started = time.perf_counter()
-                generated += _generate(
-                    prepared, ck_ctx, cells, options, progress, f"  step {checkpoint['step']}"
-                )
-                _write_manifest(
-                    prepared,
-                    ck_ctx,
-                    cells,
-                    backbone,
-                    options,
-                    None,
-                    time.perf_counter() - ck_started,
-                    checkpoint=checkpoint["step"],
-                )
-        finally:
-            # Even after a failure: the method must not think its adapter is still loaded
-            # when the same method object renders again (a resumed run in one process).
-            if hasattr(prepared.method, "release"):
-                prepared.method.release(ctx)
-        _write_manifest(
-            prepared, ctx, cells, backbone, options, fit_seconds, time.perf_counter() - started
-        )
+    unfitted = [ctx for ctx in contexts if not _readable_fit_log(ctx.workdir)]
+    for ctx in contexts:  # fitted by an earlier, interrupted run: their images first
+        if ctx not in unfitted:
+            generated += _generate_unit(prepared, ctx, options, progress)
+    size = _pack_size(prepared, options, backbone)
+    for pack in batches(unfitted, size):
+        fitted += _fit(prepared, pack, progress, halve_if_too_big=options.pack is None)
+        for ctx in pack:
+            generated += _generate_unit(prepared, ctx, options, progress)
     return fitted, generated
+
+
+def _context(prepared: PreparedRun, backbone, subject, replicate: int) -> MethodContext:
+    return MethodContext(
+        backbone=backbone,
+        suite=prepared.suite,
+        subject=subject,
+        config=prepared.config,
+        replicate=replicate,
+        workdir=prepared.paths.unit(subject.id, replicate),
+        cache=cache_dir(),
+    )
+
+
+def _label(ctx: MethodContext) -> str:
+    return f"{ctx.subject.id}/replicate-{ctx.replicate}"
+
+
+def _pack_size(prepared: PreparedRun, options: ExecutionOptions, backbone) -> int:
+    """How many units one fit takes: 1 for a method without `fit_pack`."""
+    if not capabilities(prepared.method).fits_packed:
+        return 1
+    if options.pack is not None:
+        return options.pack
+    return DEFAULT_PACK.get(backbone.device.type, 1)
+
+
+def _generate_unit(prepared: PreparedRun, ctx: MethodContext, options, progress) -> int:
+    """Generate a fitted unit's cells (and its intermediate adapters'), then its manifest."""
+    unit, label = ctx.workdir, _label(ctx)
+    cells = cells_for(prepared.suite, ctx.subject, ctx.replicate)
+    fit_log = FitLog.read(RunPaths.fit_log(unit))
+    started = time.perf_counter()
+    generated = 0
+    try:
+        generated += _generate(prepared, ctx, cells, options, progress, f"generate {label}")
+        # Intermediate adapters the method kept (checkpoint_every): the same cells again.
+        for checkpoint in fit_log.checkpoints:
+            ck_ctx = dataclasses.replace(ctx, workdir=unit / checkpoint["path"])
+            if is_whole(ck_ctx.workdir):
+                continue
+            _redo_if_damaged(ck_ctx.workdir, progress)
+            ck_started = time.perf_counter()
+            generated += _generate(
+                prepared, ck_ctx, cells, options, progress, f"  step {checkpoint['step']}"
+            )
+            _write_manifest(
+                prepared,
+                ck_ctx,
+                cells,
+                options,
+                fit_log,
+                time.perf_counter() - ck_started,
+                checkpoint=checkpoint["step"],
+            )
+    finally:
+        # Even after a failure: the method must not think its adapter is still loaded
+        # when the same method object renders again (a resumed run in one process).
+        if hasattr(prepared.method, "release"):
+            prepared.method.release(ctx)
+    _write_manifest(prepared, ctx, cells, options, fit_log, time.perf_counter() - started)
+    return generated
 
 
 def _redo_if_damaged(unit: Path, progress: Reporter) -> None:
@@ -274,7 +310,14 @@ def _generate(
             latents = initial_latents(
                 chunk, backbone.latent_channels, backbone.latent_size(suite.resolution)
             )
-            images = prepared.method.generate(ctx, chunk, latents)
+            try:
+                images = prepared.method.generate(ctx, chunk, latents)
+            except _out_of_memory_error() as error:
+                raise BenchError(
+                    f"out of device memory generating {len(chunk)} images at once for "
+                    f"{_label(ctx)} of run {prepared.run_id}: try a smaller "
+                    "--generation-batch-size"
+                ) from error
             if len(images) != len(chunk):
                 raise BenchError(
                     f"method {prepared.method_name} returned {len(images)} "
@@ -289,41 +332,100 @@ def _generate(
     return written
 
 
-def _fit(prepared: PreparedRun, ctx: MethodContext, progress: Reporter, label: str) -> float:
-    """Fit into a staging folder, then move the artifacts in and write fit.json last."""
-    staging = ctx.workdir / STAGING
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    task = progress.task(f"fit {label}", total=getattr(prepared.config, "steps", None))
-
-    def report(advance: int, info: dict[str, float] | None = None) -> None:
-        task.advance(advance, "  ".join(f"{k} {v:.4f}" for k, v in (info or {}).items()))
-
-    started = time.perf_counter()
-    staged = dataclasses.replace(ctx, workdir=staging, progress=report)
-    try:
-        log = prepared.method.fit(staged) or {}
-    except BaseException as e:  # a failed fit leaves nothing behind; the next run starts afresh
+def _fit(
+    prepared: PreparedRun, pack: list[MethodContext], progress: Reporter, halve_if_too_big: bool
+) -> int:
+    """Fit a pack of units together (one unit: `fit`; more: `fit_pack`), each into a staging
+    folder; then move each unit's artifacts in and write its fit.json last. Returns how many
+    units were fitted. A pack that does not fit in the device's memory is halved when its size
+    was the default, and is a one-line error naming --pack when it was asked for."""
+    stagings = [ctx.workdir / STAGING for ctx in pack]
+    for staging in stagings:
         shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    tasks = [
+        progress.task(f"fit {_label(ctx)}", total=getattr(prepared.config, "steps", None))
+        for ctx in pack
+    ]
+    staged = [
+        dataclasses.replace(ctx, workdir=staging, progress=_report_to(task))
+        for ctx, staging, task in zip(pack, stagings, tasks, strict=True)
+    ]
+    started = time.perf_counter()
+    try:
+        if len(pack) == 1:
+            logs = [prepared.method.fit(staged[0]) or {}]
+        else:
+            logs = prepared.method.fit_pack(staged)
+            if len(logs) != len(pack):
+                raise BenchError(
+                    f"method {prepared.method_name}: fit_pack returned {len(logs)} logs for "
+                    f"{len(pack)} units"
+                )
+    except _out_of_memory_error():
+        for staging in stagings:  # a failed fit leaves nothing behind
+            shutil.rmtree(staging, ignore_errors=True)
+        if halve_if_too_big and len(pack) > 1:
+            half = len(pack) // 2
+            progress.message(f"a pack of {len(pack)} units does not fit: {half} at a time")
+            return _fit(prepared, pack[:half], progress, True) + _fit(
+                prepared, pack[half:], progress, True
+            )
+        raise BenchError(_out_of_memory(prepared, pack)) from None
+    except BaseException as e:  # a failed fit leaves nothing behind; the next run starts afresh
+        for staging in stagings:
+            shutil.rmtree(staging, ignore_errors=True)
         # A library's failed write (safetensors' own error type) names the disk's error and
         # the unit it was writing, as bench's own writes do.
-        system = None if isinstance(e, OSError) else os_error_of(e, str(ctx.workdir))
+        system = None if isinstance(e, OSError) else os_error_of(e, str(pack[0].workdir))
         if system is not None:
             raise system from None
         raise
     seconds = time.perf_counter() - started
-    atomic.apply_umask(staging)
-    for item in staging.iterdir():
-        target = ctx.workdir / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        item.replace(target)
-    staging.rmdir()
-    if staged.saved_checkpoints:  # bench records them; the method only saved them
-        log = {**log, "checkpoints": staged.saved_checkpoints}
-    FitLog(log, seconds).write(RunPaths.fit_log(ctx.workdir))
-    task.finish()
-    return seconds
+    together = [_label(ctx) for ctx in pack]
+    for ctx, staging, stage, log, task in zip(pack, stagings, staged, logs, tasks, strict=True):
+        atomic.apply_umask(staging)
+        for item in staging.iterdir():
+            target = ctx.workdir / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            item.replace(target)
+        staging.rmdir()
+        log = dict(log or {})
+        if stage.saved_checkpoints:  # bench records them; the method only saved them
+            log["checkpoints"] = stage.saved_checkpoints
+        if len(pack) > 1:  # provenance: who it was fitted with, and the pack's own time
+            log["pack"] = {"units": together, "seconds": seconds}
+        # Each unit's share of the pack's time, so that fit times add up to the run's.
+        FitLog(log, seconds / len(pack)).write(RunPaths.fit_log(ctx.workdir))
+        task.finish()
+    return len(pack)
+
+
+def _out_of_memory_error() -> type[BaseException]:
+    import torch
+
+    return torch.OutOfMemoryError
+
+
+def _report_to(task):
+    def report(advance: int, info: dict[str, float] | None = None) -> None:
+        task.advance(advance, "  ".join(f"{k} {v:.4f}" for k, v in (info or {}).items()))
+
+    return report
+
+
+def _out_of_memory(prepared: PreparedRun, pack: list[MethodContext]) -> str:
+    if len(pack) == 1:
+        where, fix = _label(pack[0]), ""
+    else:
+        where, fix = f"a pack of {len(pack)} units", f"--pack {len(pack) // 2}, "
+    if getattr(prepared.config, "gradient_checkpointing", True) is False:
+        fix += "--set gradient_checkpointing=true, "
+    return (
+        f"out of device memory fitting {where} of run {prepared.run_id}: try {fix}"
+        "or a smaller batch_size or resolution"
+    )
 
 
 def _store_references(prepared: PreparedRun, subject, replicate: int) -> None:
@@ -365,12 +467,15 @@ def _write_manifest(
     prepared: PreparedRun,
     ctx: MethodContext,
     cells,
-    backbone,
     options: ExecutionOptions,
-    fit_seconds,
+    fit_log: FitLog,
     generate_seconds,
     checkpoint: int | None = None,
 ) -> None:
+    # The size of the pack the unit was fitted in (None: the method does not fit packed).
+    pack = None
+    if capabilities(prepared.method).fits_packed:
+        pack = len(fit_log.log.get("pack", {}).get("units", [ctx]))
     UnitManifest(
         run_id=prepared.run_id,
         suite=prepared.suite.name,
@@ -392,9 +497,12 @@ def _write_manifest(
         provenance=provenance(),
         config=config_dict(prepared.config),
         checkpoint=checkpoint,
-        backbone=backbone.provenance(),
+        backbone=ctx.backbone.provenance(),
         generation=vars(prepared.suite.generation),
         resolution=prepared.suite.resolution,
-        execution=vars(options),
-        timings={"fit_seconds": fit_seconds, "generate_seconds": generate_seconds},
+        execution={**vars(options), "pack": pack},
+        timings={
+            "fit_seconds": None if checkpoint is not None else fit_log.seconds,
+            "generate_seconds": generate_seconds,
+        },
     ).write(RunPaths.manifest(ctx.workdir))

@@ -6,7 +6,9 @@
 3. backbone: fit and release leave the backbone's weights and tokenizer as they were;
 4. determinism: two runs in fresh stores give identical image bytes;
 5. save/reload: a fresh process-like start (new method object, new backbone) that finds the fit
-   artifacts regenerates identical images from them.
+   artifacts regenerates identical images from them;
+6. packing, for a method with `fit_pack`: two units fitted in one pack render what they render
+   fitted one at a time.
 
 Plugin authors run it from the command line or call `check_method` in their own tests.
 """
@@ -14,6 +16,7 @@ Plugin authors run it from the command line or call `check_method` in their own 
 from __future__ import annotations
 
 import dataclasses
+import io
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -207,7 +210,36 @@ def check_method(
                 f"refitted {summary.fitted} units",
             )
         )
+        if capabilities(prepared.method).fits_packed:
+            checks.append(_packed_check(name, suite, device, tmp, reporter))
     return checks
+
+
+def _packed_check(name: str, suite, device: str, tmp: Path, reporter) -> Check:
+    """A method with `fit_pack`: two units (two replicates) fitted in one pack render what they
+    render fitted one at a time, to 2 grey levels (docs/store.md: how tightly packs agree)."""
+    import numpy as np
+    from PIL import Image
+
+    from bench.store.runner import ExecutionOptions, execute, prepare
+
+    two = dataclasses.replace(suite, replicates=(0, 1))
+    roots = []
+    for pack in (1, 2):
+        run = prepare(name, two, {}, tmp / f"pack-{pack}")
+        execute(run, ExecutionOptions(device=device, pack=pack), reporter)
+        roots.append(run.paths.root)
+    separate, packed = _images(roots[0]), _images(roots[1])
+    worst = 0
+    for key in separate.keys() & packed.keys():
+        a, b = (np.asarray(Image.open(io.BytesIO(d[key]))).astype(int) for d in (separate, packed))
+        worst = max(worst, int(np.abs(a - b).max()))
+    same_cells = bool(separate) and separate.keys() == packed.keys()
+    return Check(
+        "a pack of two units fits each as fitting it alone does",
+        same_cells and worst <= 2,
+        f"{len(separate)} images compared, largest difference {worst} grey levels",
+    )
 
 
 def raise_on_failure(checks: list[Check]) -> None:
