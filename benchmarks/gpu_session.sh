@@ -7,6 +7,9 @@
 #
 # Stages, in the order a new lease should take them (on an H200 a perf workload spent about 30 s
 # starting: loading SD-1.5's 4.3 GB and initialising CUDA; a 15-minute lease holds two calls):
+#   packing     packing.py: packed DreamBooth-LoRA with prior preservation at K = 1 ... 30 (step
+#               time, memory), generation at batches 8-64, scoring, and the DreamBench protocol
+#               projected from them (~8 min)
 #   perf-prior  perf.py: DreamBooth-LoRA with prior preservation beside diffusers' script, then
 #               generation and scoring: the memory target and the protocol projection (~8 min)
 #   perf-rest   perf.py: plain, text-encoder LoRA and Textual Inversion beside diffusers' (~9 min)
@@ -48,6 +51,10 @@ fi
 
 for name in "$@"; do
   case $name in
+  packing)
+    stage 540 python3 benchmarks/packing.py steps --backbone sd15-random --resolution 512 \
+      --dtype bfloat16 --device cuda --packs 1,2,4,8,16,30 --steps 12 --protocol \
+      --generation-batches 8,16,32,64 --results "$OUT/RESULTS-gpu.md" ;;
   perf-prior)
     stage 540 "${PERF[@]}" --variants "dreambooth_lora + prior" --images 8 ;;
   perf-rest)
