@@ -129,9 +129,10 @@ def test_a_png_that_fails_half_way_is_not_stored_and_the_run_resumes(tmp_path, m
         "red-0.png",
     ]
     assert not (unit / "manifest.json").exists()
-    # Only the run's lock file, empty once its writer has stopped.
-    hidden = [p for p in prepared.paths.root.rglob("*") if p.name.startswith(".")]
-    assert hidden == [prepared.paths.root / ".lock"] and hidden[0].read_bytes() == b""
+    # Only the lock files, the run's and its unit's claim, empty once their writer has stopped.
+    hidden = sorted(p for p in prepared.paths.root.rglob("*") if p.name.startswith("."))
+    assert hidden == [prepared.paths.root / ".lock", unit / ".claim"]
+    assert all(p.read_bytes() == b"" for p in hidden)
 
     execute(prepared, ExecutionOptions(device="cpu", generation_batch_size=4))
     clean = prepare("dreambooth_lora", loaded, {}, tmp_path / "clean")

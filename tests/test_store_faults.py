@@ -1,6 +1,6 @@
 """The store is whole or refused: a damaged or incomplete unit is found and redone by the next
-run, `bench runs` reports it, other weights under the same file name are another scorer, one
-writer holds a run at a time, killed and interrupted runs resume to exactly the store of an
+run, `bench runs` reports it, other weights under the same file name are another scorer, a
+run's own lock names its holder, killed and interrupted runs resume to exactly the store of an
 uninterrupted run, a full or read-only disk is one line, and files get the user's umask."""
 
 from __future__ import annotations
@@ -172,12 +172,16 @@ def test_compare_refuses_runs_scored_with_other_weights_of_one_name(tmp_path):
     assert "scorer models" in result.output and len(result.output.strip().splitlines()) == 1
 
 
-# --------------------------------------------------------------------------- one writer
+# --------------------------------------------------------------------------- the run's lock
 
 
-def test_a_second_writer_is_refused_while_the_first_holds_the_run(finished, tmp_path):
+def test_a_runs_own_lock_is_refused_in_one_line_naming_its_holder(finished, tmp_path):
+    """The run's own lock (held briefly by `bench run` for run.json, and by writers that make a
+    whole run at once); its units are claimed one by one (test_scale_out.py)."""
+    from bench.errors import BenchError
+    from bench.store.lock import run_lock
+
     runs, unit = copy_of(finished, tmp_path)
-    (unit / "manifest.json").unlink()  # work left to do, so the run needs the lock
     run_dir = unit.parent.parent
     holder = subprocess.Popen(
         [
@@ -192,19 +196,18 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_run(finished, tmp_
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        before = store_state(runs)
-        result = invoke(*MICRO_BASE, "--runs", runs)
-        assert result.exit_code == 2
-        message = result.output.strip()
+        with pytest.raises(BenchError) as refused:
+            with run_lock(run_dir):
+                pass
+        message = str(refused.value)
         assert len(message.splitlines()) == 1
-        assert f"being written by another bench process (pid {holder.pid})" in message
-        assert store_state(runs) == before
+        assert "is being written by another bench process" in message
+        assert f"pid {holder.pid})" in message
     finally:
         holder.kill()
         holder.wait()
-    # The holder was killed: the kernel released its lock, and the run goes on.
-    assert invoke(*MICRO_BASE, "--runs", runs).exit_code == 0
-    assert store_state(runs) == store_state(finished)
+    with run_lock(run_dir):  # the holder was killed: the kernel released its lock
+        pass
 
 
 def test_leftovers_of_killed_writes_are_removed(finished, tmp_path):

@@ -16,7 +16,6 @@ Plugin authors run it from the command line or call `check_method` in their own 
 from __future__ import annotations
 
 import dataclasses
-import io
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -219,8 +218,8 @@ def _packed_check(name: str, suite, device: str, tmp: Path, reporter) -> Check:
     """A method with `fit_pack`: two units (two replicates) fitted in one pack render what they
     render fitted one at a time, to 2 grey levels (docs/store.md: how tightly packs agree)."""
     import numpy as np
-    from PIL import Image
 
+    from bench.images import read_image
     from bench.store.runner import ExecutionOptions, execute, prepare
 
     two = dataclasses.replace(suite, replicates=(0, 1))
@@ -232,7 +231,7 @@ def _packed_check(name: str, suite, device: str, tmp: Path, reporter) -> Check:
     separate, packed = _images(roots[0]), _images(roots[1])
     worst = 0
     for key in separate.keys() & packed.keys():
-        a, b = (np.asarray(Image.open(io.BytesIO(d[key]))).astype(int) for d in (separate, packed))
+        a, b = (np.asarray(read_image(root / key)).astype(int) for root in roots)
         worst = max(worst, int(np.abs(a - b).max()))
     same_cells = bool(separate) and separate.keys() == packed.keys()
     return Check(
