@@ -164,23 +164,29 @@ def run(
     convention: str | None = None,
     stats: StatsOptions = StatsOptions(),
     reporter: Reporter | None = None,
+    shard: str | None = None,
 ) -> RunResult:
     """Fit `method` on every subject of `suite`, generate its images, score them (under
     `convention`) and store them.
 
     `method` is a registered name or a method class or instance; `options` override its
     defaults (after the suite's). Finished work is skipped, so a call resumes an interrupted run.
+    Processes that run the same run at once share its units. `shard="I/N"` does only the units
+    at positions I, I + N, ... (a Slurm array task's share) and scores them, without the run's
+    summary; a call without it afterwards finishes and summarizes the run.
     """
     from bench.diffusion.backbone import check_available
-    from bench.store.runner import ExecutionOptions, execute, prepare
+    from bench.scorers.scoring import UnitScoring
+    from bench.store.runner import ExecutionOptions, Shard, execute, prepare
 
     loaded = _suite(suite)
     execution = ExecutionOptions(device, dtype, generation_batch_size, pack)
+    part = Shard.parse(shard) if shard is not None else None
     check_photos(loaded.subjects)  # before any model loads or file is written
     prepared = prepare(method, loaded, options or {}, runs_dir(runs))
     # Every model is checked before any work, and one error names all that are missing.
     missing: list[MissingModel] = []
-    work_left = prepared.pending_units() or not prepared.paths.run_json.exists()
+    work_left = prepared.pending_units(part) or not prepared.paths.run_json.exists()
     if not prepared.is_reference and work_left:
         try:
             check_available(loaded.backbone, loaded.backbone_revision)
@@ -195,11 +201,17 @@ def run(
         except MissingModel as e:
             missing.append(e)
     raise_missing(missing)
-    summary = execute(prepared, execution, reporter)
+    scoring = UnitScoring(scorers, prepared.paths.root) if scorers else None
+    summary = execute(prepared, execution, reporter, part, scoring)
     result = RunResult(
-        summary.run_id, summary.run_dir, summary.fitted, summary.generated, summary.skipped_units
+        summary.run_id,
+        summary.run_dir,
+        summary.fitted,
+        summary.generated,
+        summary.skipped_units,
+        scored_units=scoring.scored if scoring else 0,
     )
-    if scorers is None:
+    if scorers is None or part is not None:
         return result
     return _scored(result, scorers, stats, reporter)
 
@@ -210,7 +222,7 @@ def _scored(result: RunResult, scorers, stats: StatsOptions, reporter) -> RunRes
 
     from bench.scorers.scoring import score_run
 
-    scored = score_run(result.run_dir, scorers, reporter)
+    scored = result.scored_units + score_run(result.run_dir, scorers, reporter)
     results = load_results(result.run_dir, convention=scorers.convention.name)
     return replace(
         result, scored_units=scored, results=results, intervals=summarize(results, stats=stats)

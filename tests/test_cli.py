@@ -192,7 +192,8 @@ def test_a_diverging_fit_is_a_one_line_error(tmp_path, method):
     )
     assert "Traceback" not in result.output
     [unit] = tmp_path.glob("micro/*/red_mug/replicate-0")
-    assert list(unit.iterdir()) == []  # nothing of the failed fit is kept
+    # Nothing of the failed fit is kept: only the unit's claim, let go (empty).
+    assert [(p.name, p.read_bytes()) for p in unit.iterdir()] == [(".claim", b"")]
 
 
 def test_sweep_takes_every_option_run_and_compare_take():
@@ -208,7 +209,8 @@ def test_sweep_takes_every_option_run_and_compare_take():
         return [{o for o in p.opts if o.startswith("--")} for p in params if p.opts != [p.name]]
 
     swept = set().union(*options("sweep"))
-    own = {"--no-score"}  # a sweep scores every run
+    # A sweep scores every run, and runs whole runs (a share of one is `bench run --shard`).
+    own = {"--no-score", "--shard"}
     missing = [o for o in options("run") + options("compare") if not o & (swept | own)]
     assert missing == []
 

@@ -157,7 +157,9 @@ def test_a_fit_that_fails_leaves_no_artifact_and_no_staging(tmp_path, monkeypatc
     with pytest.raises(DiskFull):
         execute(prepared, ExecutionOptions(device="cpu"))
     unit = prepared.paths.unit("red_mug", 0)
-    assert list(unit.iterdir()) == []  # no adapter, no fit.json, no staging folder
+    # No adapter, no fit.json, no staging folder: only the unit's claim, let go (empty).
+    assert [p.name for p in unit.iterdir()] == [".claim"]
+    assert (unit / ".claim").read_bytes() == b""
 
 
 def test_a_directory_write_that_fails_leaves_nothing(tmp_path):

@@ -196,9 +196,8 @@ def test_a_runs_own_lock_is_refused_in_one_line_naming_its_holder(finished, tmp_
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(BenchError) as refused:
-            with run_lock(run_dir):
-                pass
+        with pytest.raises(BenchError) as refused, run_lock(run_dir):
+            pass
         message = str(refused.value)
         assert len(message.splitlines()) == 1
         assert "is being written by another bench process" in message
@@ -343,7 +342,7 @@ def test_a_failed_adapter_write_is_one_line_naming_the_unit_and_leaves_no_file(t
         "(`ulimit -f`) or the file system's largest; raise the limit, or point --runs (or "
         "BENCH_CACHE) at another disk\n"
     )
-    assert sorted(p.name for p in runs.rglob("*") if p.is_file()) == [".lock", "run.json"]
+    assert sorted(p.name for p in runs.rglob("*") if p.is_file()) == [".claim", ".lock", "run.json"]
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert (unit / "pytorch_lora_weights.safetensors").is_file()

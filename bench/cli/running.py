@@ -46,6 +46,14 @@ def run(
     dtype: DtypeOption = "auto",
     generation_batch_size: GenerationBatchSizeOption = 8,
     pack: PackOption = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="I/N: do only the units at positions I, I+N, ... (one Slurm array task's "
+            "share; processes may run shards at once); run again without it to finish the run.",
+        ),
+    ] = None,
     backbone: BackboneOption = None,
     data_root: DataRootOption = None,
     subject: SubjectsOption = None,
@@ -69,10 +77,12 @@ def run(
     from bench import api
     from bench.config import parse_assignments
     from bench.scorers.conventions import get_convention
-    from bench.store.runner import ExecutionOptions
+    from bench.store.runner import ExecutionOptions, Shard
 
     # Checked before any work.
     ExecutionOptions(device, dtype, generation_batch_size, pack)
+    if shard is not None:
+        Shard.parse(shard)
     get_convention(convention)
     stats = stats_options(prompts, resamples, ci_method, confidence, bootstrap_seed)
     loaded = api.load_suite(
@@ -113,6 +123,7 @@ def run(
             convention=convention,
             stats=stats,
             reporter=reporter,
+            shard=shard,
         )
     info = {
         "run_id": result.run_id,
@@ -121,13 +132,22 @@ def run(
         "generated": result.generated,
         "skipped_units": result.skipped_units,
     }
+    if shard is not None:
+        info.update(shard=shard, scored_units=result.scored_units)
     if not as_json:
+        part = f"shard {shard} of run" if shard is not None else "run"
         out.print(
-            f"run {result.run_id}: fitted {result.fitted}, generated "
+            f"{part} {result.run_id}: fitted {result.fitted}, generated "
             f"{result.generated} images, {result.skipped_units} units already done",
             highlight=False,
         )
         out.print(f"run_id: {result.run_id}\nrun_dir: {result.run_dir}", highlight=False)
+        if shard is not None:
+            out.print(
+                "run the same command without --shard once every shard is done: it finishes "
+                "what is missing and summarizes the run",
+                highlight=False,
+            )
     if result.results is not None:
         info.update(_scores(result, as_json))
     if as_json:

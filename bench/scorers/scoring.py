@@ -25,7 +25,7 @@ from bench.progress import Reporter, Silent
 from bench.scorers.conventions import BUILT_IN_SCORERS, Convention, get_convention, scorer_ids
 from bench.store.integrity import scores_problem
 from bench.store.layout import RunPaths
-from bench.store.lock import run_lock
+from bench.store.lock import claim_unit
 from bench.store.records import ScoreRow, UnitManifest, read_scores, write_scores
 
 
@@ -189,15 +189,40 @@ def is_scored(unit: Path, scorers: ScorerSet) -> bool:
 def score_run(run_root: Path, scorers: ScorerSet, reporter: Reporter | None = None) -> int:
     """Score every complete unit of a run that lacks scores from these scorers under their
     convention (from its stored images: nothing is generated); returns how many."""
-    units = RunPaths(run_root).units(checkpoints=True)
-    if all(is_scored(u, scorers) for u in units):
+    todo = [u for u in RunPaths(run_root).units(checkpoints=True) if not is_scored(u, scorers)]
+    if not todo:
         return 0
-    with run_lock(run_root):
-        todo = [u for u in units if not is_scored(u, scorers)]
-        task = (reporter or Silent()).task("score", total=len(todo))
-        for unit in todo:
-            rows = score_unit(scorers, unit, run_root)
-            write_scores(RunPaths.scores(unit, scorers.convention.name), rows)
-            task.advance()
-        task.finish()
-    return len(todo)
+    scored = 0
+    task = (reporter or Silent()).task("score", total=len(todo))
+    for unit in todo:
+        # The unit is claimed while it is scored (bench.store.lock), as while it is made; an
+        # intermediate adapter's folder belongs to its unit.
+        owner = unit.parent.parent if unit.parent.name == "checkpoints" else unit
+        with claim_unit(owner, wait=True):
+            if not is_scored(unit, scorers):  # another process may have scored it meanwhile
+                score_and_write(scorers, unit, run_root)
+                scored += 1
+        task.advance()
+    task.finish()
+    return scored
+
+
+def score_and_write(scorers: ScorerSet, unit: Path, run_root: Path) -> None:
+    """Score a unit and write its scores file (its caller holds the unit)."""
+    write_scores(
+        RunPaths.scores(unit, scorers.convention.name), score_unit(scorers, unit, run_root)
+    )
+
+
+class UnitScoring:
+    """What `bench run` does to each unit it makes whole, while it still holds it: score the unit
+    and its intermediate adapters' folders. `scored` counts the folders scored."""
+
+    def __init__(self, scorers: ScorerSet, run_root: Path) -> None:
+        self.scorers, self.run_root, self.scored = scorers, run_root, 0
+
+    def __call__(self, unit: Path) -> None:
+        for folder in [unit, *sorted(p.parent for p in unit.glob("checkpoints/*/manifest.json"))]:
+            if not is_scored(folder, self.scorers):
+                score_and_write(self.scorers, folder, self.run_root)
+                self.scored += 1

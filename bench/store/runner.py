@@ -3,9 +3,11 @@ store it all. Finished work is skipped, so an interrupted run resumes where it s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from bench.progress import Reporter, Silent
 from bench.realness import REAL
 from bench.store.integrity import is_whole, unit_problem
 from bench.store.layout import RunPaths, provenance, run_id, subject_record
-from bench.store.lock import STAGING, run_lock
+from bench.store.lock import CLAIM, STAGING, Claim, claim_unit, holder, run_lock
 from bench.store.records import FitLog, ImageEntry, RunRecord, UnitManifest
 
 
@@ -60,6 +62,25 @@ DEFAULT_PACK = {"cpu": 12, "cuda": 8}
 
 
 @dataclass(frozen=True)
+class Shard:
+    """`--shard I/N`: the units at positions I, I + N, I + 2N, ... of the run's unit list (subjects
+    in the suite's order, then replicates), whatever order the shards start in."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        index, _, count = text.partition("/")
+        if not (index.isdigit() and count.isdigit()) or not 0 <= int(index) < int(count):
+            raise BenchError(f"--shard {text!r}: use I/N with 0 <= I < N, e.g. --shard 0/4")
+        return cls(int(index), int(count))
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
 class PreparedRun:
     method_name: str
     method: Any
@@ -73,14 +94,16 @@ class PreparedRun:
         """A reference method (`real`) stores the subject's own photos instead of generating."""
         return capabilities(self.method).is_reference
 
-    def units(self) -> list[tuple[Any, int]]:
+    def units(self, shard: Shard | None = None) -> list[tuple[Any, int]]:
+        """(subject, replicate) of every unit, or of a shard's."""
         # The photos do not change with the replicate seed: a reference method has one unit each.
         replicates = self.suite.replicates[:1] if self.is_reference else self.suite.replicates
-        return [(s, r) for s in self.suite.subjects for r in replicates]
+        units = [(s, r) for s in self.suite.subjects for r in replicates]
+        return units if shard is None else units[shard.index :: shard.count]
 
-    def pending_units(self) -> list[tuple[Any, int]]:
+    def pending_units(self, shard: Shard | None = None) -> list[tuple[Any, int]]:
         """Units not finished, or finished but damaged (they are redone)."""
-        return [(s, r) for s, r in self.units() if not is_whole(self.paths.unit(s.id, r))]
+        return [(s, r) for s, r in self.units(shard) if not is_whole(self.paths.unit(s.id, r))]
 
 
 @dataclass(frozen=True)
@@ -114,14 +137,21 @@ def prepare(
 
 
 def execute(
-    prepared: PreparedRun, options: ExecutionOptions, reporter: Reporter | None = None
+    prepared: PreparedRun,
+    options: ExecutionOptions,
+    reporter: Reporter | None = None,
+    shard: Shard | None = None,
+    finish_unit: Callable[[Path], None] | None = None,
 ) -> RunSummary:
+    """Do the run's pending units (or a shard's) that no other process is doing, and wait for
+    those another process holds (lock.py). `finish_unit(unit)` runs on each unit this process
+    made whole, while it still holds the unit (scoring it, in `bench.run`)."""
     from bench.diffusion.backbone import load_backbone
 
     progress = reporter or Silent()
     suite, paths = prepared.suite, prepared.paths
-    units = prepared.units()
-    pending = prepared.pending_units()
+    units = prepared.units(shard)
+    pending = prepared.pending_units(shard)
     if pending and paths.run_json.exists() and not prepared.is_reference:
         _check_batch_size(prepared, options)
     backbone = None
@@ -139,36 +169,89 @@ def execute(
         check = getattr(prepared.method, "check", None)
         if check is not None:
             check(prepared.config, backbone, [s for s, _ in pending])
-    with run_lock(paths.root):
+    with run_lock(paths.root, wait=True):  # held only to write the run's record
         if not paths.run_json.exists():
             _run_record(prepared, options, backbone).write(paths.run_json)
-        # Another process may have finished units while this one loaded the backbone.
-        pending = prepared.pending_units()
-        if prepared.is_reference:
-            for subject, replicate in pending:
-                _store_references(prepared, subject, replicate)
-            return RunSummary(prepared.run_id, paths.root, 0, 0, len(units) - len(pending))
-        fitted, generated = _execute_units(prepared, pending, options, backbone, progress)
+    contexts = [_context(prepared, backbone, subject, replicate) for subject, replicate in pending]
+    if prepared.is_reference:
+        for ctx in contexts:
+            with claim_unit(ctx.workdir, wait=True):
+                if not is_whole(ctx.workdir):
+                    _store_references(prepared, ctx.subject, ctx.replicate)
+        return RunSummary(prepared.run_id, paths.root, 0, 0, len(units) - len(pending))
+    fitted, generated = _execute_units(prepared, contexts, options, progress, finish_unit)
     return RunSummary(prepared.run_id, paths.root, fitted, generated, len(units) - len(pending))
 
 
-def _execute_units(prepared, pending, options, backbone, progress) -> tuple[int, int]:
-    """Fit, generate and record each pending unit; returns (units fitted, images written).
-    Units are fitted in packs (`--pack`), and each pack's units are then generated one by one."""
-    contexts = [_context(prepared, backbone, subject, replicate) for subject, replicate in pending]
-    for ctx in contexts:
-        _redo_if_damaged(ctx.workdir, progress)
-    fitted = generated = 0
-    unfitted = [ctx for ctx in contexts if not _readable_fit_log(ctx.workdir)]
-    for ctx in contexts:  # fitted by an earlier, interrupted run: their images first
-        if ctx not in unfitted:
-            generated += _generate_unit(prepared, ctx, options, progress)
-    size = _pack_size(prepared, options, backbone)
-    for pack in batches(unfitted, size):
-        fitted += _fit(prepared, pack, progress, halve_if_too_big=options.pack is None)
-        for ctx in pack:
-            generated += _generate_unit(prepared, ctx, options, progress)
-    return fitted, generated
+def _execute_units(prepared, contexts, options, progress, finish_unit) -> tuple[int, int]:
+    """Claim each unit no other process holds, and fit, generate and finish it: in packs of up
+    to --pack units, each pack's units then generated one by one. Then the units another process
+    held, once it lets them go: done here if it left them unfinished (it died). Returns (units
+    fitted, images written)."""
+    if not contexts:  # a shard with no units of its own
+        return 0, 0
+    size = _pack_size(prepared, options, contexts[0].backbone)
+    counts = {"fitted": 0, "generated": 0}
+    waiting = []  # units another process held when this one came to them
+
+    def finish(ctx: MethodContext, claim: Claim) -> None:
+        counts["generated"] += _generate_unit(prepared, ctx, options, progress)
+        if finish_unit is not None:
+            finish_unit(ctx.workdir)
+        claim.release()
+
+    def fit_and_finish(pack: list[tuple[MethodContext, Claim]]) -> None:
+        counts["fitted"] += _fit(
+            prepared, [ctx for ctx, _ in pack], progress, halve_if_too_big=options.pack is None
+        )
+        for ctx, claim in pack:
+            finish(ctx, claim)
+        pack.clear()
+
+    with contextlib.ExitStack() as held:  # whatever happens, every claim is let go
+        pack: list[tuple[MethodContext, Claim]] = []
+        for ctx in contexts:
+            claim = _claim(ctx, held, progress, wait=False)
+            if claim is False:
+                waiting.append(ctx)
+            elif claim is None:
+                continue  # another process finished it meanwhile
+            elif _readable_fit_log(ctx.workdir):  # fitted by an earlier, interrupted run
+                finish(ctx, claim)
+            else:
+                pack.append((ctx, claim))
+                if len(pack) == size:
+                    fit_and_finish(pack)
+        if pack:
+            fit_and_finish(pack)
+        for ctx in waiting:
+            if not is_whole(ctx.workdir):
+                progress.message(
+                    f"waiting for {_label(ctx)}: another bench process holds it "
+                    f"({holder(ctx.workdir / CLAIM)})"
+                )
+            claim = _claim(ctx, held, progress, wait=True)
+            if claim is None:
+                continue
+            if _readable_fit_log(ctx.workdir):
+                finish(ctx, claim)
+            else:
+                fit_and_finish([(ctx, claim)])
+    return counts["fitted"], counts["generated"]
+
+
+def _claim(ctx: MethodContext, held: contextlib.ExitStack, progress, wait: bool):
+    """The unit's claim, registered to be let go with `held`; False when another process holds
+    it (and not `wait`), None when the unit is whole by the time it is held."""
+    claim = claim_unit(ctx.workdir, wait)
+    if claim is None:
+        return False
+    held.callback(claim.release)
+    if is_whole(ctx.workdir):
+        claim.release()
+        return None
+    _redo_if_damaged(ctx.workdir, progress)
+    return claim
 
 
 def _context(prepared: PreparedRun, backbone, subject, replicate: int) -> MethodContext:
