@@ -165,6 +165,10 @@ def run(
     stats: StatsOptions = StatsOptions(),
     reporter: Reporter | None = None,
     shard: str | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    ray_gpus: float | None = None,
+    ray_cpus: float = 1.0,
 ) -> RunResult:
     """Fit `method` on every subject of `suite`, generate its images, score them (under
     `convention`) and store them.
@@ -174,6 +178,8 @@ def run(
     Processes that run the same run at once share its units. `shard="I/N"` does only the units
     at positions I, I + N, ... (a Slurm array task's share) and scores them, without the run's
     summary; a call without it afterwards finishes and summarizes the run.
+    `executor="ray"` does the units as Ray tasks (`bench.tools.ray_executor`; `ray_address` of a
+    running cluster, else a local one; `ray_gpus` and `ray_cpus` per task).
     """
     from bench.diffusion.backbone import check_available
     from bench.scorers.scoring import UnitScoring
@@ -182,6 +188,15 @@ def run(
     loaded = _suite(suite)
     execution = ExecutionOptions(device, dtype, generation_batch_size, pack)
     part = Shard.parse(shard) if shard is not None else None
+    if executor not in ("local", "ray"):
+        raise BenchError(f"--executor {executor!r}: use local or ray")
+    if executor == "ray":
+        from bench.tools.ray_executor import RayOptions, import_ray
+
+        if part is not None:
+            raise BenchError("--shard and --executor ray: give one (Ray spreads the units itself)")
+        ray_options = RayOptions(ray_address, ray_gpus, ray_cpus)
+        import_ray()  # a missing extra is said before any work
     check_photos(loaded.subjects)  # before any model loads or file is written
     prepared = prepare(method, loaded, options or {}, runs_dir(runs))
     # Every model is checked before any work, and one error names all that are missing.
@@ -201,16 +216,31 @@ def run(
         except MissingModel as e:
             missing.append(e)
     raise_missing(missing)
-    scoring = UnitScoring(scorers, prepared.paths.root) if scorers else None
-    summary = execute(prepared, execution, reporter, part, scoring)
-    result = RunResult(
-        summary.run_id,
-        summary.run_dir,
-        summary.fitted,
-        summary.generated,
-        summary.skipped_units,
-        scored_units=scoring.scored if scoring else 0,
-    )
+    if executor == "ray":
+        from bench.tools.ray_executor import run_on_ray
+
+        units, pending = len(prepared.units()), len(prepared.pending_units())
+        scoring = (loaded, scorer_options, convention) if scorers else None
+        done = run_on_ray(prepared, execution, scoring, ray_options, reporter)
+        result = RunResult(
+            prepared.run_id,
+            prepared.paths.root,
+            done.fitted,
+            done.generated,
+            units - pending,
+            scored_units=done.scored,
+        )
+    else:
+        scoring = UnitScoring(scorers, prepared.paths.root) if scorers else None
+        summary = execute(prepared, execution, reporter, part, scoring)
+        result = RunResult(
+            summary.run_id,
+            summary.run_dir,
+            summary.fitted,
+            summary.generated,
+            summary.skipped_units,
+            scored_units=scoring.scored if scoring else 0,
+        )
     if scorers is None or part is not None:
         return result
     return _scored(result, scorers, stats, reporter)

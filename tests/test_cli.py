@@ -209,8 +209,9 @@ def test_sweep_takes_every_option_run_and_compare_take():
         return [{o for o in p.opts if o.startswith("--")} for p in params if p.opts != [p.name]]
 
     swept = set().union(*options("sweep"))
-    # A sweep scores every run, and runs whole runs (a share of one is `bench run --shard`).
-    own = {"--no-score", "--shard"}
+    # A sweep scores every run, and runs whole runs in this process (a share of one is
+    # `bench run --shard`, a run on Ray `bench run --executor ray`).
+    own = {"--no-score", "--shard", "--executor", "--ray-address", "--ray-gpus", "--ray-cpus"}
     missing = [o for o in options("run") + options("compare") if not o & (swept | own)]
     assert missing == []
 

@@ -305,12 +305,14 @@ def test_the_manifest_records_values_not_just_keys(tmp_path):
     assert manifest["backbone"]["id"] == "tiny"
     assert manifest["backbone"]["revision"] == "tiny-v1-seed0"
     assert (manifest["backbone"]["device"], manifest["backbone"]["dtype"]) == ("cpu", "float32")
-    # micro has one subject, so its one unit is fitted alone: a pack of 1 (--pack not given).
+    # micro has one subject, so its one unit is fitted alone: a pack of 1 (--pack not given);
+    # and the CPU threads torch ran on (the test suite runs one per worker: conftest.py).
     assert manifest["execution"] == {
         "device": "cpu",
         "dtype": "auto",
         "generation_batch_size": 5,
         "pack": 1,
+        "threads": torch.get_num_threads(),
     }
     # A manifest written when the option was called `batch_size` reads under today's name.
     path = prepared.paths.unit("red_mug", 0) / "manifest.json"

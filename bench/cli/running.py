@@ -54,6 +54,26 @@ def run(
             "share; processes may run shards at once); run again without it to finish the run.",
         ),
     ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="local, or ray: the units as Ray tasks over a cluster (pip install -e '.[ray]').",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="A running Ray cluster (default: a local one)."),
+    ] = None,
+    ray_gpus: Annotated[
+        float | None,
+        typer.Option(
+            "--ray-gpus",
+            help="GPUs per Ray task; a fraction lets tasks share a card (default: 1 on a "
+            "cluster with GPUs, else 0).",
+        ),
+    ] = None,
+    ray_cpus: Annotated[float, typer.Option("--ray-cpus", help="CPUs per Ray task.")] = 1.0,
     backbone: BackboneOption = None,
     data_root: DataRootOption = None,
     subject: SubjectsOption = None,
@@ -124,6 +144,10 @@ def run(
             stats=stats,
             reporter=reporter,
             shard=shard,
+            executor=executor,
+            ray_address=ray_address,
+            ray_gpus=ray_gpus,
+            ray_cpus=ray_cpus,
         )
     info = {
         "run_id": result.run_id,

@@ -94,16 +94,27 @@ class PreparedRun:
         """A reference method (`real`) stores the subject's own photos instead of generating."""
         return capabilities(self.method).is_reference
 
-    def units(self, shard: Shard | None = None) -> list[tuple[Any, int]]:
-        """(subject, replicate) of every unit, or of a shard's."""
+    def units(
+        self, shard: Shard | None = None, only: list[tuple[str, int]] | None = None
+    ) -> list[tuple[Any, int]]:
+        """(subject, replicate) of every unit, or of a shard's, or of those `only` names by
+        (subject id, replicate)."""
         # The photos do not change with the replicate seed: a reference method has one unit each.
         replicates = self.suite.replicates[:1] if self.is_reference else self.suite.replicates
         units = [(s, r) for s in self.suite.subjects for r in replicates]
-        return units if shard is None else units[shard.index :: shard.count]
+        if shard is not None:
+            units = units[shard.index :: shard.count]
+        if only is not None:
+            units = [(s, r) for s, r in units if (s.id, r) in set(only)]
+        return units
 
-    def pending_units(self, shard: Shard | None = None) -> list[tuple[Any, int]]:
+    def pending_units(
+        self, shard: Shard | None = None, only: list[tuple[str, int]] | None = None
+    ) -> list[tuple[Any, int]]:
         """Units not finished, or finished but damaged (they are redone)."""
-        return [(s, r) for s, r in self.units(shard) if not is_whole(self.paths.unit(s.id, r))]
+        return [
+            (s, r) for s, r in self.units(shard, only) if not is_whole(self.paths.unit(s.id, r))
+        ]
 
 
 @dataclass(frozen=True)
@@ -142,20 +153,22 @@ def execute(
     reporter: Reporter | None = None,
     shard: Shard | None = None,
     finish_unit: Callable[[Path], None] | None = None,
+    only: list[tuple[str, int]] | None = None,
+    backbone=None,
 ) -> RunSummary:
-    """Do the run's pending units (or a shard's) that no other process is doing, and wait for
-    those another process holds (lock.py). `finish_unit(unit)` runs on each unit this process
-    made whole, while it still holds the unit (scoring it, in `bench.run`)."""
+    """Do the run's pending units (or a shard's, or those `only` names) that no other process is
+    doing, and wait for those another process holds (lock.py). `finish_unit(unit)` runs on each
+    unit this process made whole, while it still holds the unit (scoring it, in `bench.run`).
+    `backbone`: the suite's backbone, loaded already (a Ray worker loads it once)."""
     from bench.diffusion.backbone import load_backbone
 
     progress = reporter or Silent()
     suite, paths = prepared.suite, prepared.paths
-    units = prepared.units(shard)
-    pending = prepared.pending_units(shard)
+    units = prepared.units(shard, only)
+    pending = prepared.pending_units(shard, only)
     if pending and paths.run_json.exists() and not prepared.is_reference:
         _check_batch_size(prepared, options)
-    backbone = None
-    if (pending or not paths.run_json.exists()) and not prepared.is_reference:
+    if (pending or not paths.run_json.exists()) and not prepared.is_reference and not backbone:
         backbone = load_backbone(
             suite.backbone,
             revision=suite.backbone_revision,
@@ -485,6 +498,12 @@ def _fit(
     return len(pack)
 
 
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _out_of_memory_error() -> type[BaseException]:
     import torch
 
@@ -583,7 +602,8 @@ def _write_manifest(
         backbone=ctx.backbone.provenance(),
         generation=vars(prepared.suite.generation),
         resolution=prepared.suite.resolution,
-        execution={**vars(options), "pack": pack},
+        # The CPU threads torch used: another count rounds sums otherwise (bits of the images).
+        execution={**vars(options), "pack": pack, "threads": _threads()},
         timings={
             "fit_seconds": None if checkpoint is not None else fit_log.seconds,
             "generate_seconds": generate_seconds,
