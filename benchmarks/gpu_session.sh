@@ -10,6 +10,8 @@
 #   packing     packing.py: packed DreamBooth-LoRA with prior preservation at K = 1 ... 30 (step
 #               time, memory), generation at batches 8-64, scoring, and the DreamBench protocol
 #               projected from them (~8 min)
+#   sharing     scale_out.py: fits sharing the card as Ray tasks of 1, 1/2 and 1/4 GPU against one
+#               process (needs ray's wheel in .whl/) (~6 min)
 #   perf-prior  perf.py: DreamBooth-LoRA with prior preservation beside diffusers' script, then
 #               generation and scoring: the memory target and the protocol projection (~8 min)
 #   perf-rest   perf.py: plain, text-encoder LoRA and Textual Inversion beside diffusers' (~9 min)
@@ -55,6 +57,10 @@ for name in "$@"; do
     stage 540 python3 benchmarks/packing.py steps --backbone sd15-random --resolution 512 \
       --dtype bfloat16 --device cuda --packs 1,2,4,8,16,30 --steps 12 --protocol \
       --generation-batches 8,16,32,64 --results "$OUT/RESULTS-gpu.md" ;;
+  sharing)
+    stage 400 python3 benchmarks/scale_out.py --backbone sd15-random --resolution 512 \
+      --device cuda --gpu-fractions 1,0.5,0.25 --subjects 8 --steps 20 \
+      --results "$OUT/RESULTS-gpu.md" ;;
   perf-prior)
     stage 540 "${PERF[@]}" --variants "dreambooth_lora + prior" --images 8 ;;
   perf-rest)

@@ -128,11 +128,10 @@ def test_a_killed_driver_rerun_does_only_what_is_missing(tmp_path, cluster, loca
     until(lambda: len(finished_units(runs)) >= 2)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    # Ray stops a dead driver's tasks; their units' claims go with their workers.
-    until(lambda: subprocess.run(["pgrep", "-f", "ray::_do_units"]).returncode != 0, 60)
+    # Ray stops a dead driver's tasks, and their units' claims go with their workers; the
+    # rerun waits for any claim still held, then does what was left.
     done = {u: (u / "fit.json").read_bytes() for u in finished_units(runs)}
     out = finish(driver(tmp_path, cluster))
-    assert out["skipped_units"] == len(done)
     assert out["fitted"] <= len(UNITS) - len(done)
     assert {u: (u / "fit.json").read_bytes() for u in done} == done  # none fitted twice
     assert len(finished_units(runs)) == len(UNITS)

@@ -256,7 +256,7 @@ def test_killed_runs_resume_to_the_uninterrupted_store(tmp_path):
     assert store_state(again) == expected
 
     rng = np.random.default_rng(12)
-    for trial, delay in enumerate(rng.uniform(0.35, 0.95, size=3) * duration):
+    for trial, delay in enumerate(rng.uniform(0.35, 0.95, size=2) * duration):
         runs = tmp_path / f"trial-{trial}"
         killed = subprocess.Popen(
             [*command, "--runs", str(runs)],
