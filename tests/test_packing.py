@@ -40,7 +40,7 @@ PIXEL_ATOL = 2
 # Every routed path at once: UNet attention and convolution adapters, text-encoder adapters,
 # each subject's identifier row, and a class half of each batch.
 LORA_OPTIONS = {
-    "steps": 5,
+    "steps": 3,
     "lr": 1e-3,
     "rank": 4,
     "batch_size": 2,
@@ -157,7 +157,7 @@ def test_a_packed_dreambooth_lora_fit_is_each_subjects_separate_fit(backbone, su
 
 @pytest.mark.slow
 def test_a_packed_textual_inversion_fit_is_each_subjects_separate_fit(backbone, suite, tmp_path):
-    options = {"steps": 5, "batch_size": 2, "num_vectors": 2}
+    options = {"steps": 3, "batch_size": 2, "num_vectors": 2}
     logs = fit_both_ways(TextualInversion, backbone, suite, tmp_path, options)
     for name, (separate, packed) in logs.items():
         assert_same_losses(separate["losses"], packed["losses"])
