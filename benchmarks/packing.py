@@ -30,12 +30,15 @@ import argparse
 import dataclasses
 import math
 import statistics
+import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from perf import SUITE  # noqa: E402  (a script beside this one)
 
 
 def fit_pack(backbone, suite, subjects, options, folder, on_step=None):
@@ -222,28 +225,6 @@ def step_times(args) -> str:
     return "\n".join(lines)
 
 
-GENERATION_SUITE = """\
-name = "packing-generation"
-backbone = "{backbone}"
-resolution = {resolution}
-images_per_prompt = {images}
-replicates = [0]
-
-[subjects]
-set = "shapes"
-ids = ["red_mug"]
-
-[prompts]
-object = {{ set = "dreambench_object", ids = ["on_the_beach"] }}
-
-[generation]
-scheduler = "DDIMScheduler"
-steps = {steps}
-guidance_scale = 7.5
-negative_prompt = ""
-"""
-
-
 def protocol_projection(args, best) -> str:
     """Generation's and scoring's rates through bench's runner and scorers (the `base` method:
     the same sampling as every method), then the DreamBench protocol projected from them."""
@@ -259,12 +240,12 @@ def protocol_projection(args, best) -> str:
     sizes = [int(b) for b in args.generation_batches.split(",")]
     work = Path(tempfile.mkdtemp(prefix="packing-generation-"))
     suite = work / "suite.toml"
-    suite.write_text(
-        GENERATION_SUITE.format(
+    suite.write_text(  # perf.py's one-subject, one-prompt suite
+        SUITE.format(
             backbone=args.backbone,
             resolution=args.resolution,
             images=max(sizes),
-            steps=dreambench["generation"]["steps"],
+            sampling_steps=dreambench["generation"]["steps"],
         )
     )
     per_image, lines, unit = {}, [], None
