@@ -111,12 +111,9 @@ def load_scorers(
     """The suite's scorers under a convention, with its `[scorer_options]` overridden by
     `scorer_options` ({"clip": {"pretrained": "/w.safetensors"}}: `clip` sets clip_i and
     clip_t)."""
-    from bench.scorers.scoring import load_scorers as load
+    from bench.scorers.scoring import load_suite_scorers
 
-    table = {**suite.scorer_options}
-    for key, values in (scorer_options or {}).items():
-        table[key] = {**table.get(key, {}), **values}
-    return load(suite.scorers, table, device=device, convention=convention)
+    return load_suite_scorers(suite, scorer_options, device, convention)
 
 
 def _suite(suite: str | Path | Suite) -> Suite:

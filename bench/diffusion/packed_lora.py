@@ -103,6 +103,7 @@ def peft_initial_adapters(parts, lora_config, seeds: list[int]):
     order). `parts` is [(module, targets)]; returns, per part, ({layer name: (down, up)} stacked
     over the seeds, the adapter's config as peft records it)."""
     from peft import LoraConfig
+    from peft.tuners.lora import LoraLayer
 
     starts = [dict() for _ in parts]
     configs = [None] * len(parts)
@@ -110,9 +111,9 @@ def peft_initial_adapters(parts, lora_config, seeds: list[int]):
         torch.manual_seed(seed)
         for i, (module, targets) in enumerate(parts):
             module.add_adapter(LoraConfig(**lora_config, target_modules=list(targets)))
-            layers = dict(module.named_modules())
-            for name in adapted_layers_of_peft(module):
-                layer = layers[name]
+            for name, layer in module.named_modules():
+                if not isinstance(layer, LoraLayer):
+                    continue
                 pair = (layer.lora_A["default"].weight, layer.lora_B["default"].weight)
                 starts[i].setdefault(name, []).append(
                     tuple(w.detach().float().clone() for w in pair)
@@ -127,12 +128,6 @@ def peft_initial_adapters(parts, lora_config, seeds: list[int]):
         for s in starts
     ]
     return list(zip(stacked, configs, strict=True))
-
-
-def adapted_layers_of_peft(module) -> list[str]:
-    from peft.tuners.lora import LoraLayer
-
-    return [name for name, layer in module.named_modules() if isinstance(layer, LoraLayer)]
 
 
 def remove_peft(module) -> None:

@@ -60,6 +60,18 @@ class ScorerSet(list):
         self.convention = convention
 
 
+def load_suite_scorers(
+    suite, scorer_options: dict[str, dict[str, Any]] | None, device: str, convention: str | None
+) -> ScorerSet:
+    """The suite's scorers under a convention, with its `[scorer_options]` overridden by
+    `scorer_options` ({"clip": {"pretrained": "/w.safetensors"}}: `clip` sets clip_i and
+    clip_t)."""
+    table = {**suite.scorer_options}
+    for key, values in (scorer_options or {}).items():
+        table[key] = {**table.get(key, {}), **values}
+    return load_scorers(suite.scorers, table, device=device, convention=convention)
+
+
 def load_scorers(
     ids: tuple[str, ...] | list[str],
     table: dict[str, dict[str, Any]],

@@ -160,8 +160,6 @@ def execute(
     doing, and wait for those another process holds (lock.py). `finish_unit(unit)` runs on each
     unit this process made whole, while it still holds the unit (scoring it, in `bench.run`).
     `backbone`: the suite's backbone, loaded already (a Ray worker loads it once)."""
-    from bench.diffusion.backbone import load_backbone
-
     progress = reporter or Silent()
     suite, paths = prepared.suite, prepared.paths
     units = prepared.units(shard, only)
@@ -169,13 +167,7 @@ def execute(
     if pending and paths.run_json.exists() and not prepared.is_reference:
         _check_batch_size(prepared, options)
     if (pending or not paths.run_json.exists()) and not prepared.is_reference and not backbone:
-        backbone = load_backbone(
-            suite.backbone,
-            revision=suite.backbone_revision,
-            scheduler=suite.generation.scheduler,
-            device=options.device,
-            dtype=options.dtype,
-        )
+        backbone = load_suite_backbone(suite, options)
     if not pending and paths.run_json.exists():
         return RunSummary(prepared.run_id, paths.root, 0, 0, len(units))
     if backbone is not None:  # options that cannot work on this backbone fail before any write
@@ -194,6 +186,19 @@ def execute(
         return RunSummary(prepared.run_id, paths.root, 0, 0, len(units) - len(pending))
     fitted, generated = _execute_units(prepared, contexts, options, progress, finish_unit)
     return RunSummary(prepared.run_id, paths.root, fitted, generated, len(units) - len(pending))
+
+
+def load_suite_backbone(suite: Suite, options: ExecutionOptions):
+    """The suite's backbone, at its revision and with its sampler, on the options' device."""
+    from bench.diffusion.backbone import load_backbone
+
+    return load_backbone(
+        suite.backbone,
+        revision=suite.backbone_revision,
+        scheduler=suite.generation.scheduler,
+        device=options.device,
+        dtype=options.dtype,
+    )
 
 
 def _execute_units(prepared, contexts, options, progress, finish_unit) -> tuple[int, int]:

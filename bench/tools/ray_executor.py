@@ -135,31 +135,21 @@ def _run(ray, prepared, execution, scoring, ray_options, reporter) -> RayResult:
 
 def _do_units(prepared, execution, units, scoring) -> RayResult:
     """A Ray task, in a worker process: execute these units, scoring each while it is held."""
-    from bench.diffusion.backbone import load_backbone
-    from bench.scorers.scoring import UnitScoring, load_scorers
-    from bench.store.runner import execute
+    from bench.scorers.scoring import UnitScoring, load_suite_scorers
+    from bench.store.runner import execute, load_suite_backbone
 
     suite = prepared.suite
     key = (suite.backbone, suite.backbone_revision, suite.generation.scheduler)
     key += (execution.device, execution.dtype)
     if key not in _BACKBONES and not prepared.is_reference:
-        _BACKBONES[key] = load_backbone(
-            suite.backbone,
-            revision=suite.backbone_revision,
-            scheduler=suite.generation.scheduler,
-            device=execution.device,
-            dtype=execution.dtype,
-        )
+        _BACKBONES[key] = load_suite_backbone(suite, execution)
     finish = None
     if scoring is not None:
         scored_suite, options, convention = scoring
         scorer_key = (repr(scored_suite.scorers), repr(options), convention, execution.device)
         if scorer_key not in _SCORERS:
-            table = {**scored_suite.scorer_options}
-            for name, values in (options or {}).items():
-                table[name] = {**table.get(name, {}), **values}
-            _SCORERS[scorer_key] = load_scorers(
-                scored_suite.scorers, table, device=execution.device, convention=convention
+            _SCORERS[scorer_key] = load_suite_scorers(
+                scored_suite, options, execution.device, convention
             )
         finish = UnitScoring(_SCORERS[scorer_key], prepared.paths.root)
     summary = execute(
