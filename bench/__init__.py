@@ -29,6 +29,9 @@ API = (
     "summarize",
     "compare",
     "leaderboard",
+    "report",
+    "make_study",
+    "import_study_answers",
     "sweep",
 )
 

@@ -70,9 +70,11 @@ def load_suite(
     backbone: str | None = None,
     subjects: list[str] | None = None,
     prompt_file: str | Path | None = None,
+    replicates: list[int] | None = None,
 ) -> Suite:
     """A shipped suite by name, or a suite file; optionally on another backbone, on your own
-    subjects (`bench subjects add`), or with your own prompts."""
+    subjects (`bench subjects add`), with your own prompts, or with other fit seeds
+    (`replicates`)."""
     from bench.data import suites
 
     return suites.load_suite(
@@ -81,6 +83,7 @@ def load_suite(
         backbone=backbone,
         subjects=subjects or None,
         prompt_file=Path(prompt_file) if prompt_file else None,
+        replicates=replicates,
     )
 
 
@@ -397,6 +400,84 @@ def leaderboard(
     if out is not None:
         atomic.write_text(out, text)
     return text
+
+
+def report(
+    run_refs: list[RunRef] | None = None,
+    *,
+    runs: str | Path | None = None,
+    out: str | Path = Path("report"),
+    convention: str | None = None,
+    stats: StatsOptions = StatsOptions(),
+    world_report: str | Path | None = None,
+    replicates: list[int] | None = None,
+):
+    """Write the static HTML site of these runs (default: every scored run of the store) into
+    `out` (`bench.reports.site`): the leaderboard, and per subject its photos and every run's
+    images, aligned by cell. `replicates` limits the image grids to those fit seeds. Returns a
+    `SiteReport` (pages, images, thumbnails made and reused, seconds)."""
+    from bench.reports.leaderboard import scored_runs
+    from bench.reports.site import write_site
+    from bench.scorers.conventions import get_convention
+
+    name = get_convention(convention).name
+    store = runs_dir(runs)
+    if run_refs:
+        loaded = [load_run(ref, runs=store, convention=name) for ref in run_refs]
+    else:
+        loaded = scored_runs(store, name)
+    return write_site(
+        loaded,
+        Path(out),
+        runs_root=store,
+        stats=stats,
+        world_report=Path(world_report) if world_report else None,
+        replicates=replicates,
+    )
+
+
+def make_study(
+    run_refs: list[RunRef],
+    *,
+    runs: str | Path | None = None,
+    out: str | Path = Path("study"),
+    per_rater: int = 25,
+    checks_per_rater: int | None = None,
+    pairs: int = 300,
+    seed: int = 0,
+):
+    """Write a static page for a pairwise human study of these runs (`bench.study.make`) into
+    `out`, and the study into the store (`<runs>/studies/<id>/study.json`). Returns the Study."""
+    from bench.study.make import make_study as make
+
+    store = runs_dir(runs)
+    loaded = [load_run(ref, runs=store) for ref in run_refs]
+    return make(
+        loaded,
+        Path(out),
+        store,
+        per_rater=per_rater,
+        checks_per_rater=checks_per_rater,
+        pairs=pairs,
+        seed=seed,
+    )
+
+
+def import_study_answers(
+    files: list[str | Path],
+    *,
+    runs: str | Path | None = None,
+    stats: StatsOptions = StatsOptions(),
+):
+    """Store raters' answer files in their studies (all or none), then analyse each study
+    they belong to over all its stored answers (`bench.study.analysis`): a list of
+    StudyResults."""
+    from bench.study.analysis import analyse, import_answers, stored_answers
+    from bench.study.make import study_dir
+
+    store = runs_dir(runs)
+    studies = import_answers([Path(f) for f in files], store)
+    return [analyse(s, stored_answers(study_dir(store, s.study_id), s), stats) for s in studies]
 
 
 # --------------------------------------------------------------------------- sweeps

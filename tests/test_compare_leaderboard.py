@@ -306,8 +306,9 @@ def test_compare_refuses_other_suites_and_scorer_settings(store, tmp_path):
     assert invoke("compare", "nope-1234", "--runs", store["runs"]).exit_code == 2
 
 
-def markdown_table(text: str, heading: str) -> list[dict[str, str]]:
-    """The first markdown table after `heading`, as one dict per row."""
+def markdown_table(text: str, heading: str, raw: bool = False) -> list[dict[str, str]]:
+    """The first markdown table after `heading`, as one dict per row (cells marked best in
+    **bold** unmarked, unless `raw`)."""
     lines = text.split(heading, 1)[1].splitlines()
     rows = [line for line in lines if line.startswith("|")]
     start = lines.index(rows[0])
@@ -315,7 +316,8 @@ def markdown_table(text: str, heading: str) -> list[dict[str, str]]:
     for line in lines[start:]:
         if not line.startswith("|"):
             break
-        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows.append(cells if raw else [c.removeprefix("**").removesuffix("**") for c in cells])
     header, body = rows[0], rows[2:]
     return [dict(zip(header, row, strict=True)) for row in body]
 
@@ -355,7 +357,7 @@ def test_leaderboard_has_measured_subject_and_published_rows(which, request, tmp
         assert row["run"].endswith("(random weights)")
         results = load_results(run_dir)
         summary = summarize(results, StatsOptions(n_resamples=300))
-        for metric, column in (("clip_i", "CLIP-I"), ("clip_t", "CLIP-T"), ("dino", "DINO")):
+        for metric, column in (("clip_i", "CLIP-I ↑"), ("clip_t", "CLIP-T ↑"), ("dino", "DINO ↑")):
             if label == "real" and metric == "clip_t":
                 assert row[column] == "n.a."
                 continue
@@ -397,7 +399,7 @@ def test_leaderboard_has_measured_subject_and_published_rows(which, request, tmp
         row = {r["run"].split("`")[1]: r for r in markdown_table(text, "### Suite `duo`")}
         percentile = StatsOptions(n_resamples=300, ci_method="percentile")
         iv = summarize(load_results(dirs["rank4"]), percentile)["dino"]
-        cell = parse_cell(row[fixture["ids"]["rank4"]]["DINO"])
+        cell = parse_cell(row[fixture["ids"]["rank4"]]["DINO ↑"])
         assert cell == pytest.approx((iv.mean, iv.low, iv.high), abs=5e-4)
 
 
@@ -431,7 +433,7 @@ def test_the_statistics_options_reach_every_leaderboard_number(wide, tmp_path):
         assert f"{percent} percentile bootstrap intervals, 300 resamples, seed\n  {seed};" in text
         assert f"Intervals: {percent} percentile bootstrap, subjects resampled." in text
         row = {r["run"].split("`")[1]: r for r in markdown_table(text, "### Suite `duo`")}
-        cells[confidence, seed] = cell = parse_cell(row[run]["DINO"])
+        cells[confidence, seed] = cell = parse_cell(row[run]["DINO ↑"])
         expected = _bootstrap_by_rows(
             wide["dirs"]["rank4"], "dino",
             n_resamples=300, confidence=confidence, method="percentile", seed=seed,

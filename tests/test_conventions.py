@@ -246,14 +246,18 @@ def test_bad_conventions_are_one_line_errors_that_write_nothing(store):
 
 def test_a_metric_the_convention_does_not_rescale_is_marked_raw():
     """dreambench-plus reports its cosines x 100; PRES and DIV keep their raw values there, and
-    their columns say so. Under conventions that rescale nothing, no mark."""
-    from bench.reports.labels import metric_label
+    their columns say so. Under conventions that rescale nothing, no mark. Each heading carries
+    the direction its scorer declares."""
+    from bench.reports.labels import metric, metric_label
 
-    assert metric_label("pres", "dreambench-plus") == "PRES (raw)"
-    assert metric_label("div", "dreambench-plus") == "DIV (raw)"
-    assert [metric_label(m, "dreambench-plus") for m in ("dino", "dinov2", "clip_i")] == [
-        "DINO",
-        "DINOv2",
-        "CLIP-I",
+    def label(scorer_id: str, convention: str) -> str:
+        return metric_label(metric(scorer_id), convention)
+
+    assert label("pres", "dreambench-plus") == "PRES ↓ (raw)"
+    assert label("div", "dreambench-plus") == "DIV ↑ (raw)"
+    assert [label(m, "dreambench-plus") for m in ("dino", "dinov2", "clip_i")] == [
+        "DINO ↑",
+        "DINOv2 ↑",
+        "CLIP-I ↑",
     ]
-    assert metric_label("pres", "dreambooth") == metric_label("pres", "cc101") == "PRES"
+    assert label("pres", "dreambooth") == label("pres", "cc101") == "PRES ↓"

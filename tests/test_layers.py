@@ -39,6 +39,7 @@ LAYERS = [
     ("scorers", ["bench.scorers"]),
     ("analysis", ["bench.analysis"]),
     ("reports", ["bench.reports"]),
+    ("study", ["bench.study"]),
     ("tools", ["bench.tools"]),
     ("api", ["bench.api", "bench.lab"]),
     ("cli", ["bench.cli", "bench.__main__"]),

@@ -47,6 +47,8 @@ def test_run_scores_every_image(tmp_path):
     assert scores["scorers"]["clip_i"] == {
         "model": "open_clip:tiny-random/seed0",
         "random_weights": True,
+        "display_name": "CLIP-I",  # what the scorer declares, read by every report
+        "higher_is_better": True,
     }
     clip_i = scores["metrics"]["clip_i"]
     assert clip_i["n_images"] == 2 and clip_i["n_subjects"] == 1

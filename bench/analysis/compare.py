@@ -30,6 +30,8 @@ class MetricComparison:
     result: Comparison
     # execution options whose values differ between the two runs: option -> (A's, B's)
     execution_differs: dict[str, tuple[list, list]] = field(default_factory=dict)
+    # what the metric's scorer declared (its name, its direction), as the score rows recorded it
+    scorer_info: dict = field(default_factory=dict)
 
 
 def execution_differences(options_a: dict, options_b: dict) -> dict[str, tuple[list, list]]:
@@ -139,7 +141,9 @@ def compare(runs: list[RunResults], stats: StatsOptions = StatsOptions()) -> lis
                 raise BenchError(f"{metric}, {a.run_id} vs {b.run_id}: {e}") from None
             execution = differs[a.run_id, b.run_id]
             family.append(
-                MetricComparison(metric, a.run_id, b.run_id, matched_on, result, execution)
+                MetricComparison(
+                    metric, a.run_id, b.run_id, matched_on, result, execution, a.scorers[metric]
+                )
             )
         if family:
             adjusted = holm([c.result.p_value for c in family])

@@ -32,7 +32,8 @@ class RunResults:
     root: Path
     record: RunRecord  # run.json: what the run is
     scores: pd.DataFrame  # one row per image: its ids, then one column per scorer
-    scorers: dict[str, dict[str, Any]]  # scorer id -> {"model", "random_weights"}
+    # scorer id -> {"model", "random_weights", "display_name", "higher_is_better"}
+    scorers: dict[str, dict[str, Any]]
     convention: str = DEFAULT_CONVENTION  # how the scores are defined (bench.scorers.conventions)
 
     @property
@@ -113,7 +114,11 @@ def load_results(
                 f"{record.run_id}`) to rescore it"
             )
         rows += unit_rows
-    scorer_sets = {json.dumps(r.scorers, sort_keys=True) for r in rows}
+    # Rows scored before the scorers' declarations were recorded may sit beside newer rows.
+    scorer_sets = {
+        json.dumps({k: (v["model"], v["random_weights"]) for k, v in r.scorers.items()})
+        for r in rows
+    }
     if len(scorer_sets) > 1:
         raise BenchError(
             f"{run_root}: units were scored with different scorer models; "

@@ -1,8 +1,9 @@
 """The `bench` command line: a thin layer over `bench.api`, one module per command group.
 
     running.py   run, score, sweep, generate     (make or import images)
-    analysis.py  compare, leaderboard, runs      (read the store)
+    analysis.py  compare, leaderboard, report, runs   (read the store)
     catalog.py   methods, suites, subjects, check-method
+    study.py     study make, study import          (the pairwise human study)
     common.py    consoles, errors, progress bars, the shared option declarations
 
 Outside packages add command groups through the `bench.commands` entry point (a typer.Typer):
@@ -16,7 +17,7 @@ import os
 import typer
 
 from bench import registry
-from bench.cli import analysis, catalog, running
+from bench.cli import analysis, catalog, running, study
 from bench.cli.common import handles_errors
 from bench.errors import BenchError
 
@@ -29,12 +30,19 @@ app = typer.Typer(
 )
 subjects_app = typer.Typer(help="Inspect and add subjects.", no_args_is_help=True)
 app.add_typer(subjects_app, name="subjects")
+study_app = typer.Typer(
+    help="A pairwise human study of runs' images: make its page, import its answers.",
+    no_args_is_help=True,
+)
+app.add_typer(study_app, name="study")
 
 for module in (running, analysis, catalog):
     for name, command in module.COMMANDS.items():
         app.command(name)(handles_errors(command))
 for name, command in catalog.SUBJECT_COMMANDS.items():
     subjects_app.command(name)(handles_errors(command))
+for name, command in study.COMMANDS.items():
+    study_app.command(name)(handles_errors(command))
 
 # Command groups that packages outside bench's own may add, and how to get each one.
 KNOWN_GROUPS = {

@@ -1,4 +1,4 @@
-"""Commands that read the store: `compare`, `leaderboard`, `runs`."""
+"""Commands that read the store: `compare`, `leaderboard`, `report`, `runs`."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ from bench.cli.common import (
     ConventionOption,
     JsonOption,
     PromptsOption,
+    ReplicatesOption,
     ResamplesOption,
     RunsOption,
     out,
+    parse_replicates,
     stats_options,
 )
 from bench.paths import runs_dir
@@ -78,6 +80,49 @@ def leaderboard(
     out.print(f"wrote {out_path}", highlight=False)
 
 
+def report(
+    run_refs: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[RUN]...", help="Run ids or run directories (default: all)."),
+    ] = None,
+    runs: RunsOption = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder of the site (index.html and its pages).")
+    ] = Path("report"),
+    convention: ConventionOption = None,
+    replicates: ReplicatesOption = None,
+    world_report: Annotated[
+        Path | None,
+        typer.Option("--world-report", help="A `bench world report` folder to include."),
+    ] = None,
+    prompts: PromptsOption = "fixed",
+    resamples: ResamplesOption = 10_000,
+    ci_method: CIMethodOption = "auto",
+    confidence: ConfidenceOption = 0.95,
+    bootstrap_seed: BootstrapSeedOption = 0,
+) -> None:
+    """Write a static HTML report: the leaderboard, and each subject's photos beside every
+    run's images of each prompt, aligned so that one column holds one seed."""
+    from bench import api
+
+    stats = stats_options(prompts, resamples, ci_method, confidence, bootstrap_seed)
+    made = api.report(
+        run_refs or None,
+        runs=runs,
+        out=out_dir,
+        convention=convention,
+        stats=stats,
+        world_report=world_report,
+        replicates=parse_replicates(replicates),
+    )
+    out.print(
+        f"wrote {made.out / 'index.html'}: {len(made.pages)} pages, {made.images} images "
+        f"({made.thumbnails_made} thumbnails made, {made.thumbnails_reused} reused) "
+        f"in {made.seconds:.1f} s",
+        highlight=False,
+    )
+
+
 def list_runs(runs: RunsOption = None, as_json: JsonOption = False) -> None:
     """List the runs in a store."""
     from bench.store.integrity import list_runs as store_runs
@@ -112,4 +157,9 @@ def list_runs(runs: RunsOption = None, as_json: JsonOption = False) -> None:
         )
 
 
-COMMANDS = {"compare": compare, "leaderboard": leaderboard, "runs": list_runs}
+COMMANDS = {
+    "compare": compare,
+    "leaderboard": leaderboard,
+    "report": report,
+    "runs": list_runs,
+}

@@ -291,6 +291,28 @@ PromptFileOption = Annotated[
         "of the suite's prompts.",
     ),
 ]
+ReplicatesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--replicates",
+        help="Fit seeds in place of the suite's, comma-separated (0,1,2): each subject is "
+        "fitted and rendered once per seed, and intervals resample subjects with their seeds.",
+    ),
+]
+
+
+def parse_replicates(text: str | None) -> list[int] | None:
+    """ "0,1,2" -> [0, 1, 2]; a bad list is a one-line error."""
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise BenchError(
+            f"--replicates {text!r}: give whole numbers separated by commas, e.g. 0,1,2"
+        ) from None
+
+
 SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Method option as key=value (TOML literal); repeatable."),

@@ -23,6 +23,7 @@ from bench.cli.common import (
     PackOption,
     PromptFileOption,
     PromptsOption,
+    ReplicatesOption,
     ResamplesOption,
     RunsOption,
     ScorerOption,
@@ -30,6 +31,7 @@ from bench.cli.common import (
     SubjectsOption,
     SuiteOption,
     out,
+    parse_replicates,
     progress_reporter,
     scorer_table,
     stats_options,
@@ -78,6 +80,7 @@ def run(
     data_root: DataRootOption = None,
     subject: SubjectsOption = None,
     prompt_file: PromptFileOption = None,
+    replicates: ReplicatesOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Plan only: print the cells and what is left to do.")
     ] = False,
@@ -106,7 +109,12 @@ def run(
     get_convention(convention)
     stats = stats_options(prompts, resamples, ci_method, confidence, bootstrap_seed)
     loaded = api.load_suite(
-        suite, data_root=data_root, backbone=backbone, subjects=subject, prompt_file=prompt_file
+        suite,
+        data_root=data_root,
+        backbone=backbone,
+        subjects=subject,
+        prompt_file=prompt_file,
+        replicates=parse_replicates(replicates),
     )
     options = parse_assignments(set_ or [])
     if dry_run:
@@ -308,6 +316,7 @@ def sweep(
     subject: SubjectsOption = None,
     backbone: BackboneOption = None,
     prompt_file: PromptFileOption = None,
+    replicates: ReplicatesOption = None,
     runs: RunsOption = None,
     data_root: DataRootOption = None,
     device: DeviceOption = "auto",
@@ -352,7 +361,12 @@ def sweep(
         dry_run=dry_run,
     )
     loaded = api.load_suite(
-        suite, data_root=data_root, backbone=backbone, subjects=subject, prompt_file=prompt_file
+        suite,
+        data_root=data_root,
+        backbone=backbone,
+        subjects=subject,
+        prompt_file=prompt_file,
+        replicates=parse_replicates(replicates),
     )
     if dry_run:
         result = api.sweep(method, loaded, **arguments)

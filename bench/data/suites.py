@@ -90,8 +90,16 @@ class Suite:
                 f"{where}: prior_images must be >= 0 and <= {MAX_IMAGES_PER_CELL}, "
                 f"got {self.prior_images}"
             )
-        if not self.replicates or len(set(self.replicates)) != len(self.replicates):
-            raise BenchError(f"{where}: replicates must be a non-empty list of distinct seeds")
+        seeds = self.replicates
+        if (
+            not seeds
+            or len(set(seeds)) != len(seeds)
+            or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in seeds)
+        ):
+            raise BenchError(
+                f"{where}: replicates must be a non-empty list of distinct whole numbers >= 0 "
+                f"(the fit seeds), got {list(self.replicates)}"
+            )
         if self.resolution % 8 or not 16 <= self.resolution <= MAX_RESOLUTION:
             raise BenchError(
                 f"{where}: resolution must be a multiple of 8, >= 16 and <= {MAX_RESOLUTION}, "
@@ -185,8 +193,11 @@ def load_suite(
     backbone: str | None = None,
     subjects: Sequence[str] | None = None,
     prompt_file: str | Path | None = None,
+    replicates: Sequence[int] | None = None,
 ) -> Suite:
     """Load and validate a suite. `backbone` overrides the suite's (and so changes the run id).
+    `replicates` (the fit seeds: each subject is fitted and rendered once per replicate)
+    override the suite's, and so change the run id as well.
 
     `subjects` (names of the suite's own subjects or of user subjects, `bench subjects add`;
     a registered user subject wins) replace the suite's subjects, keeping its prompts and
@@ -231,7 +242,9 @@ def load_suite(
         subjects=chosen,
         prompt_sets=prompt_sets,
         images_per_prompt=require(table, "images_per_prompt", int, path),
-        replicates=tuple(require(table, "replicates", list, path)),
+        replicates=tuple(
+            replicates if replicates is not None else require(table, "replicates", list, path)
+        ),
         resolution=require(table, "resolution", int, path),
         backbone=backbone or require(table, "backbone", str, path),
         backbone_revision=None if backbone else table.get("backbone_revision"),

@@ -3,21 +3,15 @@ is written, and the caveats printed beside numbers that need them."""
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from bench.realness import RANDOM_WEIGHTS, REAL, TOY_WORLD
 
 METRIC_ORDER = ("dino", "dinov2", "clip_i", "clip_t", "pres", "div")  # DreamBench's order first
-METRIC_NAMES = {
-    "dino": "DINO",
-    "dinov2": "DINOv2",
-    "clip_i": "CLIP-I",
-    "clip_t": "CLIP-T",
-    "pres": "PRES",
-    "div": "DIV",
-}
-LOWER_IS_BETTER = frozenset({"pres"})  # prior collapse: the less the class looks like the subject
 
 RANDOM_WEIGHTS_NOTE = "RANDOM WEIGHTS: these numbers test the pipeline and mean nothing"
 TOY_WORLD_NOTE = (
@@ -32,9 +26,59 @@ CI_METHOD_NAMES = {
 }
 
 
-def metric_name(metric: str) -> str:
-    """ "clip_i" -> "CLIP-I"; an outside scorer keeps its id."""
-    return METRIC_NAMES.get(metric, metric)
+@dataclass(frozen=True)
+class Metric:
+    """What a scorer declares of its values (`display_name`, `higher_is_better`), as the score
+    rows recorded it: every report names and ranks a metric from this, never from a table."""
+
+    id: str
+    name: str
+    higher_is_better: bool
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether value `a` is better than `b`."""
+        return a > b if self.higher_is_better else a < b
+
+
+def metric(scorer_id: str, info: Mapping[str, Any] | None = None) -> Metric:
+    """The metric a scorer declared in a score row's scorer info (`scoring.scorer_info`). Rows
+    written before the declarations were stored take them from the built-in scorer classes; an
+    outside scorer's old rows keep its id, higher taken as better."""
+    info = info or {}
+    if "display_name" in info and "higher_is_better" in info:
+        return Metric(scorer_id, info["display_name"] or scorer_id, bool(info["higher_is_better"]))
+    declared = _builtin_declarations().get(scorer_id)
+    if declared is None:
+        return Metric(scorer_id, scorer_id, True)
+    return Metric(scorer_id, declared.display_name, declared.higher_is_better)
+
+
+@functools.cache
+def _builtin_declarations() -> dict[str, Any]:
+    from bench.scorers.clip import ClipImageScorer, ClipTextScorer
+    from bench.scorers.dino import DinoScorer, Dinov2Scorer, PresScorer
+    from bench.scorers.diversity import DivScorer
+
+    classes = (ClipImageScorer, ClipTextScorer, DinoScorer, Dinov2Scorer, PresScorer, DivScorer)
+    return {cls.id: cls for cls in classes}
+
+
+def run_metrics(runs: Iterable) -> dict[str, Metric]:
+    """Every metric of these runs (RunResults), as their score rows declare it, in table order."""
+    found: dict[str, Metric] = {}
+    for r in runs:
+        for scorer_id, info in r.scorers.items():
+            found.setdefault(scorer_id, metric(scorer_id, info))
+    return {m: found[m] for m in ordered(found)}
+
+
+def metric_name(scorer_id: str, info: Mapping[str, Any] | None = None) -> str:
+    """ "clip_i" -> "CLIP-I", as its scorer declares it."""
+    return metric(scorer_id, info).name
 
 
 def off_scale(metric: str, convention: str) -> bool:
@@ -46,10 +90,10 @@ def off_scale(metric: str, convention: str) -> bool:
     return profile.scale != 1.0 and metric not in profile.scorers
 
 
-def metric_label(metric: str, convention: str) -> str:
-    """The metric's name in a table of `convention`'s scores: "PRES (raw)" where the convention
-    rescales the other metrics and not it."""
-    return metric_name(metric) + (" (raw)" if off_scale(metric, convention) else "")
+def metric_label(m: Metric, convention: str) -> str:
+    """The metric's column heading in a table of `convention`'s scores, with its direction:
+    "PRES ↓ (raw)" where the convention rescales the other metrics and not it."""
+    return f"{m.name} {m.arrow}" + (" (raw)" if off_scale(m.id, convention) else "")
 
 
 def ordered(metrics: Iterable[str]) -> list[str]:

@@ -4,7 +4,6 @@ by the convention the numbers were scored under: numbers of two conventions neve
 
 from __future__ import annotations
 
-import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,14 +15,26 @@ from bench.analysis.options import StatsOptions
 from bench.analysis.results import RunResults, load_results, summarize
 from bench.analysis.stats import subject_means
 from bench.paths import data_dir
+from bench.reports import markdown
+from bench.reports.document import (
+    Bullets,
+    Code,
+    Document,
+    IntervalValue,
+    Number,
+    Paragraph,
+    Section,
+    Table,
+    mark_best,
+)
 from bench.reports.labels import (
     CI_METHOD_NAMES,
     METRIC_ORDER,
-    interval,
+    Metric,
     interval_notes,
     metric_label,
     metric_name,
-    ordered,
+    run_metrics,
 )
 from bench.scorers.conventions import DEFAULT_CONVENTION, get_convention
 from bench.store.layout import RunPaths, scored_run_dirs, sweep_reports
@@ -54,6 +65,10 @@ HOW_TO_READ = """\
 - **Rows marked toy world** come from bench's drawn world (the smoke and world suites): images
   made by a text-to-image model, CLIP and DINO that bench trained on it, so that a method that
   learns shows it on a CPU; they say how methods and metrics behave there, not on photos.
+- **Ranking**: each metric's heading says its direction, as its scorer declares it (↑ higher
+  is better, ↓ lower, as for PRES); runs are ranked by the first metric, and the best value of
+  each metric column is in bold (ties: each of them). A bold value is not a significant
+  difference: `bench compare` tests those.
 - **Published rows** are copied from their papers, not re-measured, and carry no intervals.
 - **`real`** is the Real Images row: each photo scored against the subject's other photos
   (leave-one-out); CLIP-T is not defined for it."""
@@ -82,38 +97,50 @@ def _config_summary(results: RunResults) -> str:
     return ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
 
 
-def _metrics(runs: list[RunResults]) -> list[str]:
-    return ordered(m for r in runs for m in r.metrics)
-
-
-def run_rows(runs: list[RunResults], stats: StatsOptions) -> pd.DataFrame:
-    metrics = _metrics(runs)
-    rows = []
+def run_rows(runs: list[RunResults], stats: StatsOptions) -> tuple[Table, list[str]]:
+    """One row per run: each metric's mean and interval, ranked by the first metric in its
+    scorer's direction (runs without it last), the best of each metric column marked."""
+    metrics = run_metrics(runs)
+    table = Table(
+        ["run", "method", "options"]
+        + [metric_label(m, runs[0].convention) for m in metrics.values()]
+        + ["subjects", "fit seeds", "images", "backbone", "scorer models", "date"],
+        index=3,
+    )
     notes = []
     for results in runs:
         intervals = summarize(results, stats)
         notes += [iv for iv in intervals.values() if iv.n_subjects]
         first = next(iter(intervals.values()))
-        row = {
-            "run": f"`{results.run_id}`" + _marks(results),
-            "method": results.record.method,
-            "options": _config_summary(results),
-        }
+        row: list = [
+            Code(results.run_id, _marks(results)),
+            results.record.method,
+            _config_summary(results),
+        ]
         for m in metrics:
             iv = intervals.get(m)
-            label = metric_label(m, results.convention)
-            row[label] = interval(iv.mean, iv.low, iv.high) if iv else "n.a."
-        row.update(
-            {
-                "subjects": first.n_subjects,
-                "images": len(results.scores),
-                "backbone": results.record.suite["backbone"],
-                "scorer models": "; ".join(sorted({s["model"] for s in results.scorers.values()})),
-                "date": results.record.provenance["time"][:10],
-            }
-        )
-        rows.append(row)
-    return pd.DataFrame(rows), interval_notes(notes)
+            row.append(IntervalValue(iv.mean, iv.low, iv.high) if iv else IntervalValue(None))
+        row += [
+            first.n_subjects,
+            ", ".join(map(str, results.record.suite.get("replicates", []))),
+            len(results.scores),
+            results.record.suite["backbone"],
+            "; ".join(sorted({s["model"] for s in results.scorers.values()})),
+            results.record.provenance["time"][:10],
+        ]
+        table.rows.append(row)
+    if metrics:
+        lead = next(iter(metrics.values()))
+        sign = 1.0 if lead.higher_is_better else -1.0
+        table.rows.sort(key=lambda row: _rank_key(row[table.index], sign))
+    for j, m in enumerate(metrics.values()):
+        mark_best(table.rows, table.index + j, m.higher_is_better)
+    table.notes = [f"{note[0].upper()}{note[1:]}." for note in interval_notes(notes)]
+    return table, table.notes
+
+
+def _rank_key(cell: IntervalValue, sign: float) -> tuple[bool, float]:
+    return (cell.missing, 0.0 if cell.missing else -sign * cell.mean)
 
 
 def subject_table(runs: list[RunResults], metric: str) -> pd.DataFrame:
@@ -127,33 +154,43 @@ def subject_table(runs: list[RunResults], metric: str) -> pd.DataFrame:
     return pd.DataFrame(columns).rename_axis("subject")
 
 
-def published_sections(convention: str) -> list[str]:
+def subject_block(runs: list[RunResults], m: Metric) -> Table | None:
+    """Each subject's mean of one metric, one column per run; None where no run defines it."""
+    frame = subject_table(runs, m.id)
+    if frame.empty:
+        return None
+    table = Table(["subject", *frame.columns], title=f"{m.name}:", index=1)
+    for subject, values in frame.iterrows():
+        table.rows.append([subject, *(Number(v) for v in values)])
+    return table
+
+
+def published_sections(convention: str) -> list[Section]:
     """The published tables of `baselines/` scored under `convention`."""
-    parts = []
+    sections = []
     for path in sorted(data_dir("baselines").glob("*.toml")):
-        table = read_toml(path)
-        if "row" not in table or table.get("convention", DEFAULT_CONVENTION) != convention:
+        published = read_toml(path)
+        if "row" not in published or published.get("convention", DEFAULT_CONVENTION) != convention:
             continue
-        frame = pd.DataFrame(table["row"])
-        names = {m: metric_name(m) for m in METRIC_ORDER}
-        ordered = [c for c in ["table", "method", *METRIC_ORDER] if c in frame.columns]
-        for m in METRIC_ORDER:
-            if m in frame.columns:
-                frame[m] = [
-                    f"{v:.3f}" if isinstance(v, float) and not math.isnan(v) else "n.a."
-                    for v in frame[m]
-                ]
-        frame = frame[ordered].rename(columns=names)
-        parts += [
-            f"### {table['name']} (published, not re-measured)",
-            "",
-            f"Source: {table['source']}" + (f" ({table['url']})" if "url" in table else "") + ".",
-            f"Setting: {table.get('suite', 'see source')}. {table.get('notes', '')}",
-            "",
-            frame.to_markdown(index=False),
-            "",
-        ]
-    return parts
+        rows = published["row"]
+        present = [m for m in METRIC_ORDER if any(m in r for r in rows)]
+        labels = [c for c in ("table", "method") if any(c in r for r in rows)]
+        table = Table(labels + [metric_name(m) for m in present], index=len(labels))
+        for r in rows:
+            table.rows.append(
+                [str(r.get(c, "")) for c in labels]
+                + [Number(v if isinstance(v := r.get(m), float) else None) for m in present]
+            )
+        source = f"Source: {published['source']}" + (
+            f" ({published['url']})" if "url" in published else ""
+        )
+        setting = f"Setting: {published.get('suite', 'see source')}. {published.get('notes', '')}"
+        sections.append(
+            Section(f"{published['name']} (published, not re-measured)").add(
+                Paragraph(f"{source}.\n{setting}"), table
+            )
+        )
+    return sections
 
 
 def sweep_links(runs_root: Path, out_dir: Path) -> list[str]:
@@ -167,7 +204,7 @@ def sweep_links(runs_root: Path, out_dir: Path) -> list[str]:
             for p in sorted(table.parent.glob("*.png"))
             if not p.name.startswith("contact_")
         )
-        lines.append(f"- [{title}]({folder / 'sweep.md'})" + (f": {plots}" if plots else ""))
+        lines.append(f"[{title}]({folder / 'sweep.md'})" + (f": {plots}" if plots else ""))
     return lines
 
 
@@ -183,58 +220,81 @@ def _conventions(runs: list[RunResults], only: str | None) -> list[str]:
     return sorted(found, key=lambda c: (c != DEFAULT_CONVENTION, c))
 
 
+def convention_sections(
+    runs: list[RunResults], stats: StatsOptions, only: str | None = None
+) -> list[Section]:
+    """One section per convention: each suite's ranked runs, their per-subject means, then the
+    published tables of that convention."""
+    sections = []
+    for name in _conventions(runs, only):
+        section = Section(f"Convention `{name}`", anchor=f"convention-{name}")
+        section.add(Paragraph(f"{get_convention(name).describe()}."))
+        by_suite: dict[str, list[RunResults]] = {}
+        for r in runs:
+            if r.convention == name:
+                by_suite.setdefault(r.record.suite["name"], []).append(r)
+        for suite, suite_runs in sorted(by_suite.items()):
+            table, _ = run_rows(suite_runs, stats)
+            per_subject = Section(f"Per subject, suite `{suite}` (subject means)")
+            for m in run_metrics(suite_runs).values():
+                if (block := subject_block(suite_runs, m)) is not None:
+                    per_subject.add(block)
+            section.add(
+                Section(f"Suite `{suite}`", anchor=f"{name}-{suite}").add(table, per_subject)
+            )
+        section.add(*published_sections(name))
+        sections.append(section)
+    return sections
+
+
+def how_to_read(stats: StatsOptions) -> Section:
+    return Section("How to read it").add(
+        Paragraph(
+            HOW_TO_READ.format(
+                confidence=f"{stats.confidence * 100:g}%",
+                n_resamples=stats.n_resamples,
+                seed=stats.seed,
+                ci_method=CI_METHOD_NAMES[stats.ci_method.replace("auto", "studentized")],
+                prompts="" if stats.prompt_mode == "fixed" else ", prompts resampled too",
+            )
+        )
+    )
+
+
+def document(
+    runs_root: Path,
+    out_dir: Path = Path("leaderboard"),
+    convention: str | None = None,
+    stats: StatsOptions = StatsOptions(),
+) -> Document:
+    """The leaderboard of every scored run of a store (or only its scores under `convention`),
+    one section per convention."""
+    if convention is not None:
+        get_convention(convention)  # an unknown name is an error, not an empty page
+    runs = scored_runs(runs_root, convention)
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    doc = Document("Leaderboard").add(
+        Paragraph(
+            f"Written by `bench leaderboard` (bench {__version__}) on {now}, from the runs in "
+            f"`{runs_root}`. Regenerate it; do not edit it by hand."
+        ),
+        how_to_read(stats),
+    )
+    if not runs:
+        doc.add(
+            Paragraph(f"No scored runs in `{runs_root}` yet: `bench run --method ...` adds some.")
+        )
+    doc.add(*convention_sections(runs, stats, convention))
+    if links := sweep_links(runs_root, out_dir):
+        doc.add(Section("Sweeps").add(Bullets(links)))
+    return doc
+
+
 def page(
     runs_root: Path,
     out_dir: Path = Path("leaderboard"),
     convention: str | None = None,
     stats: StatsOptions = StatsOptions(),
 ) -> str:
-    """The leaderboard's markdown for every scored run of a store (or only its scores under
-    `convention`), one section per convention."""
-    if convention is not None:
-        get_convention(convention)  # an unknown name is an error, not an empty page
-    runs = scored_runs(runs_root, convention)
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
-        "# Leaderboard",
-        "",
-        f"Written by `bench leaderboard` (bench {__version__}) on {now}, from the runs in "
-        f"`{runs_root}`. Regenerate it; do not edit it by hand.",
-        "",
-        "## How to read it",
-        "",
-        HOW_TO_READ.format(
-            confidence=f"{stats.confidence * 100:g}%",
-            n_resamples=stats.n_resamples,
-            seed=stats.seed,
-            ci_method=CI_METHOD_NAMES[stats.ci_method.replace("auto", "studentized")],
-            prompts="" if stats.prompt_mode == "fixed" else ", prompts resampled too",
-        ),
-        "",
-    ]
-    if not runs:
-        lines += [f"No scored runs in `{runs_root}` yet: `bench run --method ...` adds some.", ""]
-    for name in _conventions(runs, convention):
-        lines += [f"## Convention `{name}`", "", f"{get_convention(name).describe()}.", ""]
-        by_suite: dict[str, list[RunResults]] = {}
-        for r in runs:
-            if r.convention == name:
-                by_suite.setdefault(r.record.suite["name"], []).append(r)
-        for suite, suite_runs in sorted(by_suite.items()):
-            table, notes = run_rows(suite_runs, stats)
-            lines += [f"### Suite `{suite}`", "", table.to_markdown(index=False), ""]
-            lines += [f"{note[0].upper()}{note[1:]}." for note in notes] + [""]
-            lines += [f"#### Per subject, suite `{suite}` (subject means)", ""]
-            for metric in _metrics(suite_runs):
-                subjects = subject_table(suite_runs, metric)
-                if not subjects.empty:
-                    lines += [
-                        f"{metric_name(metric)}:",
-                        "",
-                        subjects.to_markdown(floatfmt=".3f"),
-                        "",
-                    ]
-        lines += published_sections(name)
-    if links := sweep_links(runs_root, out_dir):
-        lines += ["## Sweeps", "", *links, ""]
-    return "\n".join(lines).rstrip() + "\n"
+    """The leaderboard's markdown (`document`, drawn by `reports.markdown`)."""
+    return markdown.render(document(runs_root, out_dir, convention, stats))

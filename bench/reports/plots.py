@@ -23,8 +23,15 @@ def _pyplot():
     return plt
 
 
-def metric_vs_step(curves: dict[str, dict[str, list[tuple]]], path: Path, title: str) -> None:
-    """curves[label][metric] = [(step, mean, low, high), ...]: one panel per metric."""
+def metric_vs_step(
+    curves: dict[str, dict[str, list[tuple]]],
+    path: Path,
+    title: str,
+    names: dict[str, str] | None = None,
+) -> None:
+    """curves[label][metric] = [(step, mean, low, high), ...]: one panel per metric, named as
+    its scorer declares (`names`)."""
+    names = names or {}
     plt = _pyplot()
     metrics = sorted({m for per_label in curves.values() for m in per_label})
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
@@ -41,7 +48,7 @@ def metric_vs_step(curves: dict[str, dict[str, list[tuple]]], path: Path, title:
             (lines[label],) = ax.plot(steps, means, marker="o", color=colours[label])
             ax.fill_between(steps, lows, highs, alpha=0.2, color=colours[label])
         ax.set_xlabel("training step")
-        ax.set_ylabel(metric_name(metric))
+        ax.set_ylabel(names.get(metric) or metric_name(metric))
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
@@ -61,8 +68,16 @@ def metric_vs_step(curves: dict[str, dict[str, list[tuple]]], path: Path, title:
     plt.close(fig)
 
 
-def tradeoff(points: list[dict], x: str, y: str, path: Path, title: str) -> None:
+def tradeoff(
+    points: list[dict],
+    x: str,
+    y: str,
+    path: Path,
+    title: str,
+    names: dict[str, str] | None = None,
+) -> None:
     """One point per config with its interval bars: points[i] = {label, x: (m, lo, hi), y: ...}."""
+    names = names or {}
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
     for p in points:
@@ -71,8 +86,8 @@ def tradeoff(points: list[dict], x: str, y: str, path: Path, title: str) -> None
             xm, ym, xerr=[[xm - xl], [xh - xm]], yerr=[[ym - yl], [yh - ym]], fmt="o", capsize=3
         )
         ax.annotate(p["label"], (xm, ym), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    ax.set_xlabel(f"{metric_name(x)} (subject fidelity)")
-    ax.set_ylabel(f"{metric_name(y)} (prompt fidelity)")
+    ax.set_xlabel(f"{names.get(x) or metric_name(x)} (subject fidelity)")
+    ax.set_ylabel(f"{names.get(y) or metric_name(y)} (prompt fidelity)")
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()

@@ -6,53 +6,52 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from rich.table import Table
-from rich.text import Text
+from rich.table import Table as RichTable
 
 from bench.analysis.results import RunResults
 from bench.analysis.stats import Interval
-from bench.reports.labels import caveats, off_scale, ordered, realness_fields
+from bench.reports.document import Number, Table
+from bench.reports.labels import caveats, metric, metric_label, realness_fields, run_metrics
+from bench.reports.terminal import rich_table
 
 
-def caption(realness: str, results) -> str | None:
-    return "\n".join(caveats(realness, results)) or None
+def score_block(results: RunResults, intervals: dict[str, Interval]) -> Table:
+    """A run's summary: one row per metric, its mean and interval."""
+    first = next(iter(intervals.values()))
+    metrics = run_metrics([results])
+    table = Table(
+        ["metric", "mean", "interval", "subjects", "images", "scorer model"],
+        title=(
+            f"{results.run_id}: mean and {first.confidence:.0%} interval "
+            f"(subjects resampled, prompts {first.prompt_mode}; convention {results.convention})"
+        ),
+        notes=caveats(results.realness, intervals.values()),
+        index=1,
+    )
+    for m in metrics:
+        iv = intervals[m]
+        model = results.scorers[m]["model"]
+        if results.scorers[m]["random_weights"]:
+            model += " (random weights)"
+        table.rows.append(
+            [
+                metric_label(metrics[m], results.convention),
+                Number(iv.mean, digits=4),
+                "none" if math.isnan(iv.low) else f"[{fmt(iv.low)}, {fmt(iv.high)}]",
+                iv.n_subjects,
+                iv.n_images,
+                model,
+            ]
+        )
+    return table
+
+
+def score_table(results: RunResults, intervals: dict[str, Interval]) -> RichTable:
+    return rich_table(score_block(results, intervals))
 
 
 def fmt(x: float) -> str:
     return "n.a." if x is None or math.isnan(x) else f"{x:.4f}"
-
-
-def score_table(results: RunResults, intervals: dict[str, Interval]) -> Table:
-    first = next(iter(intervals.values()))
-    title = (
-        f"{results.run_id}: mean and {first.confidence:.0%} interval "
-        f"(subjects resampled, prompts {first.prompt_mode}; convention {results.convention})"
-    )
-    table = Table(
-        "metric",
-        "mean",
-        "interval",
-        "subjects",
-        "images",
-        "scorer model",
-        title=title,
-        caption=caption(results.realness, intervals.values()),
-        caption_style="bold red",
-    )
-    for metric in ordered(intervals):
-        iv = intervals[metric]
-        model = results.scorers[metric]["model"]
-        if results.scorers[metric]["random_weights"]:
-            model += " (random weights)"
-        table.add_row(
-            metric + (" (raw)" if off_scale(metric, results.convention) else ""),
-            fmt(iv.mean),
-            Text("none" if math.isnan(iv.low) else f"[{fmt(iv.low)}, {fmt(iv.high)}]"),
-            str(iv.n_subjects),
-            str(iv.n_images),
-            model,
-        )
-    return table
 
 
 def score_json(results: RunResults, intervals: dict[str, Interval]) -> dict[str, Any]:
@@ -71,43 +70,51 @@ def _finite(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
 
-def compare_table(comparisons: list, realness: str, convention: str) -> Table:
+def compare_block(comparisons: list, realness: str, convention: str) -> Table:
+    """Paired differences, one row per (metric, pair of runs)."""
     first = comparisons[0].result
+    metrics = {c.metric: metric(c.metric, c.scorer_info) for c in comparisons}
     table = Table(
-        "metric",
-        "run A",
-        "run B",
-        "A",
-        "B",
-        "A - B",
-        f"{first.confidence:.0%} interval",
-        "p",
-        "p (Holm)",
-        "matched on",
+        [
+            "metric",
+            "run A",
+            "run B",
+            "A",
+            "B",
+            "A - B",
+            f"{first.confidence:.0%} interval",
+            "p",
+            "p (Holm)",
+            "matched on",
+        ],  # fmt: skip
         title=f"Paired differences (subjects resampled, prompts {first.prompt_mode}; "
         f"convention {convention})",
-        caption="\n".join(
-            [f"p: {m}" for m in dict.fromkeys(c.result.p_method for c in comparisons)]
-            + execution_notes(comparisons)
-            + caveats(realness, [c.result for c in comparisons])
-        ),
-        caption_style="bold red",
+        notes=[f"p: {m}" for m in dict.fromkeys(c.result.p_method for c in comparisons)]
+        + execution_notes(comparisons)
+        + caveats(realness, [c.result for c in comparisons]),
+        index=3,
     )
     for c in comparisons:
         r = c.result
-        table.add_row(
-            c.metric + (" (raw)" if off_scale(c.metric, convention) else ""),
-            c.run_a,
-            c.run_b,
-            fmt(r.mean_a),
-            fmt(r.mean_b),
-            f"{r.diff:+.4f}",
-            Text("none" if math.isnan(r.low) else f"[{r.low:+.4f}, {r.high:+.4f}]"),
-            f"{r.p_value:.4f}",
-            f"{r.p_holm:.4f}",
-            f"{c.matched_on} ({r.n_subjects} subj.)",
+        table.rows.append(
+            [
+                metric_label(metrics[c.metric], convention),
+                c.run_a,
+                c.run_b,
+                Number(r.mean_a, digits=4),
+                Number(r.mean_b, digits=4),
+                Number(r.diff, digits=4, signed=True),
+                "none" if math.isnan(r.low) else f"[{r.low:+.4f}, {r.high:+.4f}]",
+                f"{r.p_value:.4f}",
+                f"{r.p_holm:.4f}",
+                f"{c.matched_on} ({r.n_subjects} subj.)",
+            ]
         )
     return table
+
+
+def compare_table(comparisons: list, realness: str, convention: str) -> RichTable:
+    return rich_table(compare_block(comparisons, realness, convention))
 
 
 def execution_notes(comparisons: list) -> list[str]:

@@ -111,7 +111,17 @@ def load_scorers(
 
 
 def scorer_info(scorers: list[Any]) -> dict[str, dict[str, Any]]:
-    return {s.id: {"model": s.model_id, "random_weights": s.random_weights} for s in scorers}
+    """What each score row records of its scorers: the weights (scores from other weights are
+    never mixed) and the scorer's declarations, which name and rank the metric in every report."""
+    return {
+        s.id: {
+            "model": s.model_id,
+            "random_weights": s.random_weights,
+            "display_name": s.display_name,
+            "higher_is_better": bool(s.higher_is_better),
+        }
+        for s in scorers
+    }
 
 
 def score_unit(scorers: ScorerSet, unit: Path, run_root: Path) -> list[ScoreRow]:

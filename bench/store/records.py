@@ -244,7 +244,8 @@ class ScoreRow:
     seed: int | None
     image: str  # relative to the run folder
     values: dict[str, float | None]  # scorer id -> value (None: not defined for this image)
-    scorers: dict[str, dict[str, Any]]  # scorer id -> {"model", "random_weights"}
+    # scorer id -> {"model", "random_weights", "display_name", "higher_is_better"}
+    scorers: dict[str, dict[str, Any]]
     convention: str = DEFAULT_CONVENTION  # how the values are defined (bench.scorers.conventions)
 
     def to_json(self) -> dict[str, Any]:

@@ -25,15 +25,23 @@ from bench.analysis.results import checkpoint_steps, least_real, load_results, s
 from bench.config import parse_assignments
 from bench.errors import BenchError
 from bench.paths import data_dir
-from bench.reports import plots
+from bench.reports import markdown, plots
+from bench.reports.document import (
+    Code,
+    Document,
+    Figure,
+    IntervalValue,
+    Paragraph,
+    Section,
+    Table,
+    mark_best,
+)
 from bench.reports.labels import (
-    LOWER_IS_BETTER,
     REALNESS_NOTES,
     interval,
     interval_notes,
-    metric_name,
-    ordered,
     realness_fields,
+    run_metrics,
 )
 from bench.scorers.conventions import DEFAULT_CONVENTION
 from bench.toml_files import parse_toml_value, read_toml, reject_unknown
@@ -201,30 +209,54 @@ def report(
     """Tables (markdown + JSON) and plots for the finished runs of a sweep, scored under
     `convention`."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    doc, data = document(spec, cells, out_dir, title, stats, convention)
+    atomic.write_text(out_dir / "sweep.md", markdown.render(doc))
+    atomic.write_json(out_dir / "sweep.json", data)
+    return data
+
+
+def document(
+    spec: SweepSpec,
+    cells: list[tuple[dict, Path]],
+    out_dir: Path,
+    title: str,
+    stats: StatsOptions,
+    convention: str = DEFAULT_CONVENTION,
+) -> tuple[Document, dict[str, Any]]:
+    """The sweep's report (its plots drawn into `out_dir`) and its JSON twin."""
     varied = spec.varied() or sorted({k for cfg, _ in cells for k in cfg})
     summaries = []
     for overrides, run_dir in cells:
         results = load_results(run_dir, convention=convention)
         intervals = summarize(results, stats)
         summaries.append((overrides, results, intervals))
-    metrics = ordered(summaries[0][2])
+    declared = run_metrics(r for _, r, _ in summaries)
+    metrics = [m for m in declared if m in summaries[0][2]]
+    names = {m: declared[m].name for m in metrics}
     realness = least_real(r for _, r, _ in summaries)
     note = REALNESS_NOTES[realness]
     if note:
         title += f" ({realness})"
-    lines = [f"# {title}", ""] + ([f"**{note}**.", ""] if note else [])
-    lines += [
-        f"Metric means with their intervals, final checkpoint, under convention `{convention}`.",
-        "",
-    ]
-    lines += [
-        f"{note[0].upper()}{note[1:]}."
-        for note in interval_notes(iv for _, _, ivs in summaries for iv in ivs.values())
-    ] + [""]
+    doc = Document(title)
+    if note:
+        doc.add(Paragraph(f"**{note}**."))
+    doc.add(
+        Paragraph(
+            f"Metric means with their intervals, final checkpoint, under convention "
+            f"`{convention}`; ↑ higher is better, ↓ lower is better."
+        ),
+        Paragraph(
+            "\n".join(
+                f"{note[0].upper()}{note[1:]}."
+                for note in interval_notes(iv for _, _, ivs in summaries for iv in ivs.values())
+            )
+        ),
+    )
     data: dict[str, Any] = {
         "title": title,
         "convention": convention,
         **realness_fields(realness),
+        "metrics": {m: vars(declared[m]) for m in metrics},
         "runs": [],
         "tables": {},
     }
@@ -248,12 +280,27 @@ def report(
             row = {k: overrides[k] if k in overrides else config.get(k) for k in others}
             row = {k: "" if v is None else v for k, v in row.items()}  # None: the method decides
             row[option] = overrides[option]
-            row.update({metric_name(m): _interval_text(intervals[m]) for m in metrics})
+            row.update({names[m]: intervals[m] for m in metrics})
             row["run"] = results.run_id
             rows.append(row)
         frame = pd.DataFrame(rows).sort_values(by=[*others, option], key=_in_value_order)
-        lines += [f"## {option}", "", frame.to_markdown(index=False), ""]
-        data["tables"][option] = frame.to_dict(orient="records")
+        table = Table(
+            [*others, option] + [f"{names[m]} {declared[m].arrow}" for m in metrics] + ["run"],
+            index=len(others) + 1,
+        )
+        for record in frame.to_dict(orient="records"):
+            table.rows.append(
+                [_option_cell(record[k]) for k in [*others, option]]
+                + [_interval_cell(record[names[m]]) for m in metrics]
+                + [Code(record["run"])]
+            )
+        for j, m in enumerate(metrics):
+            mark_best(table.rows, table.index + j, declared[m].higher_is_better)
+        doc.add(Section(option).add(table))
+        data["tables"][option] = [
+            {k: (_interval_text(v) if k in names.values() else v) for k, v in record.items()}
+            for record in frame.to_dict(orient="records")
+        ]
 
     curves, best_rows = {}, []
     for overrides, results, intervals in summaries:
@@ -271,26 +318,28 @@ def report(
         }
         row = {"config": label, "run": results.run_id}
         for m in metrics:
-            sign = -1.0 if m in LOWER_IS_BETTER else 1.0
+            sign = 1.0 if declared[m].higher_is_better else -1.0
             best_step = max(points, key=lambda s, m=m, sign=sign: sign * points[s][m].mean)
-            row[f"{metric_name(m)} final"] = _interval_text(intervals[m])
-            row[f"{metric_name(m)} best (optimistic)"] = (
+            row[f"{names[m]} final"] = _interval_text(intervals[m])
+            row[f"{names[m]} best (optimistic)"] = (
                 f"{_interval_text(points[best_step][m])} @ {best_step}"
             )
         best_rows.append(row)
     if curves:
-        plots.metric_vs_step(curves, out_dir / "metric_vs_step.png", title)
-        lines += [
-            "## Final and best checkpoint",
-            "",
-            "*Best* picks the checkpoint by the very metric it reports, on the test "
-            "prompts: an optimistic number, shown for comparison with the seed study only.",
-            "",
-            pd.DataFrame(best_rows).to_markdown(index=False),
-            "",
-            "![metric vs step](metric_vs_step.png)",
-            "",
-        ]
+        plots.metric_vs_step(curves, out_dir / "metric_vs_step.png", title, names)
+        table = Table(list(best_rows[0]), index=2)
+        table.rows = [[str(v) for v in row.values()] for row in best_rows]
+        doc.add(
+            Section("Final and best checkpoint").add(
+                Paragraph(
+                    "*Best* picks the checkpoint by the very metric it reports, in its "
+                    "direction, on the test prompts: an optimistic number, shown for "
+                    "comparison with the seed study only."
+                ),
+                table,
+                Figure("metric_vs_step.png", "metric vs step"),
+            )
+        )
         data["checkpoints"] = best_rows
 
     points = [
@@ -303,12 +352,21 @@ def report(
     for x in ("clip_i", "dino"):
         if x in metrics and "clip_t" in metrics:
             name = f"tradeoff_clip_t_vs_{x}.png"
-            plots.tradeoff(points, x, "clip_t", out_dir / name, title)
-            lines += [f"![CLIP-T vs {metric_name(x)}]({name})", ""]
+            plots.tradeoff(points, x, "clip_t", out_dir / name, title, names)
+            doc.add(Figure(name, f"CLIP-T vs {names[x]}"))
     for _, results, _ in summaries:
         name = f"contact_{results.run_id}.png"
         plots.contact_sheet(results.root, out_dir / name)
-        lines += [f"Contact sheet of `{results.run_id}`: [{name}]({name})", ""]
-    atomic.write_text(out_dir / "sweep.md", "\n".join(lines))
-    atomic.write_json(out_dir / "sweep.json", data)
-    return data
+        doc.add(Paragraph(f"Contact sheet of `{results.run_id}`: [{name}]({name})"))
+    return doc, data
+
+
+def _option_cell(value: Any):
+    """An option's value as its table cell: numbers stay numbers (aligned right)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return str(value)
+
+
+def _interval_cell(iv) -> IntervalValue:
+    return IntervalValue(iv.mean, iv.low, iv.high, digits=4)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The measured rows of leaderboard/LEADERBOARD.md and baselines/world-report/: every built-in
+# method on the toy world suite, fitted with seeds 0, 1 and 2 (36 fits per method), scored,
+# then the leaderboard and the HTML report over that store. About 2 hours on 2 CPU cores;
+# set RUNS to keep the store elsewhere. Interrupted, it resumes where it stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS="${RUNS:-runs-world}"
+run() { bench run --suite world --replicates 0,1,2 --runs "$RUNS" "$@"; }
+run --method real
+run --method base
+run --method dreambooth_lora
+run --method textual_inversion
+run --method dreambooth_lora --set prior_preservation=true
+run --method dreambooth_lora --set train_text_encoder=true
+bench leaderboard --runs "$RUNS" --out leaderboard/LEADERBOARD.md
