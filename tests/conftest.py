@@ -67,6 +67,33 @@ def duo_store(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
+def lower_store(tmp_path_factory) -> dict:
+    """The duo suite with two images per prompt (so a report's grids have two columns), scored
+    by the example plugin's pixel distance alone, a metric where lower is better: `base`, and a
+    sweep of DreamBooth-LoRA over rank 2 and 4 with one checkpoint. Made once per session and
+    worker; no test writes to it."""
+    import bench
+
+    from helpers import LOWER
+
+    root = tmp_path_factory.mktemp("lower")
+    suite = root / "duo.toml"
+    suite.write_text(LOWER)
+    runs = root / "runs"
+    stats = bench.StatsOptions(n_resamples=100)
+    base = bench.run("base", suite, runs=runs, stats=stats)
+    sweep = bench.sweep(
+        suite=bench.load_suite(suite),
+        method="dreambooth_lora",
+        grid={"rank": [2, 4]},
+        checkpoints=1,
+        runs=runs,
+        stats=stats,
+    )
+    return {"root": root, "runs": runs, "base": base, "sweep": sweep, "suite": suite}
+
+
+@pytest.fixture(scope="session")
 def micro_base_store(tmp_path_factory) -> Path:
     """A store with one finished, scored micro run of `base`, made once per session through the
     CLI. Tests copy it before they change anything, or check that nothing changed it."""

@@ -40,6 +40,13 @@ dinov2 = { pretrained = "random:0" }
 """
 
 
+# DUO with two images per prompt, scored by the example plugin's pixel distance alone: a metric
+# where lower is better, and image grids with two columns.
+LOWER = DUO.replace(
+    'scorers = ["clip_i", "clip_t", "dino"]', 'scorers = ["example_distance"]'
+).replace("images_per_prompt = 1", "images_per_prompt = 2")
+
+
 def copy_runs(duo_store: dict, labels: list[str], dest: Path) -> dict:
     """A store of its own in `dest` (`runs/`, and the suite file beside it) holding these runs
     of the session's shared duo store, copied: a module's writes stay out of the others' way."""

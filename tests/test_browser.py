@@ -110,9 +110,10 @@ return found;
 """
 
 
-def test_the_report_in_chromium(browser, store, tmp_path):
+def test_the_report_in_chromium(browser, lower_store, tmp_path):
+    """On the two-image store: each grid has two columns (two cells) of three runs' images."""
     out = tmp_path / "site"
-    result = invoke("report", "--runs", store["runs"], "--out", out, "--resamples", 100)
+    result = invoke("report", "--runs", lower_store["runs"], "--out", out, "--resamples", 100)
     assert result.exit_code == 0, result.output
     page = out / "subjects" / "red_mug.html"
     browser.get(page.as_uri())
@@ -124,37 +125,50 @@ def test_the_report_in_chromium(browser, store, tmp_path):
     # Each prompt's grid: one cell per column, its images one above the other.
     images = browser.execute_script(COLUMNS)
     prompt_images = [i for i in images if i["section"].startswith("prompt-")]
-    assert len(prompt_images) == 3 * 2  # three generated runs x two prompts, one image each
+    assert len(prompt_images) == 3 * 2 * 2  # three generated runs x two prompts x two images
     columns: dict = {}
     for i in prompt_images:
         columns.setdefault((i["grid"], i["column"]), []).append(i)
+    assert len(columns) == 2 * 2
     for column in columns.values():
+        assert len(column) == 3
         assert len({i["cell"] for i in column}) == 1
         assert len({i["left"] for i in column}) == 1
         subject, prompt_id, _, _ = column[0]["cell"].split("/")
         assert subject == "red_mug" and column[0]["section"] == f"prompt-{prompt_id}"
     _screenshot(browser, "report-subject", tmp_path)
 
-    # A click shows the image's scores and provenance, as its page recorded them.
-    first = browser.find_element("css selector", "section[id^=prompt-] img.cell")
-    first.click()
+    # A click shows the image's scores and provenance, as its page recorded them; a second
+    # click, on another image, shows that one's, and only it is marked.
+    cells = browser.find_elements("css selector", "section[id^=prompt-] img.cell")
     panel = browser.find_element("id", "details")
-    _wait(lambda: panel.is_displayed())
-    details = json.loads(first.get_attribute("data-details"))
-    shown = dict(
-        zip(
-            [e.text for e in panel.find_elements("css selector", "dt")],
-            [e.text for e in panel.find_elements("css selector", "dd")],
-            strict=True,
+    for clicked in (cells[0], cells[-1]):
+        browser.execute_script("arguments[0].scrollIntoView()", clicked)
+        clicked.click()
+        _wait(lambda: panel.is_displayed())
+        details = json.loads(clicked.get_attribute("data-details"))
+        shown = dict(
+            zip(
+                [e.text for e in panel.find_elements("css selector", "dt")],
+                [e.text for e in panel.find_elements("css selector", "dd")],
+                strict=True,
+            )
         )
-    )
-    assert shown == details and "CLIP-I" in shown and shown["run"] in store["ids"].values()
+        assert shown == details and "Pixel distance" in shown
+        marked = browser.find_elements("css selector", "img.cell.selected")
+        assert marked == [clicked]
+        assert (
+            browser.find_element("id", "details-image")
+            .get_attribute("src")
+            .endswith(clicked.get_attribute("data-full").removeprefix(".."))
+        )
+    assert json.loads(cells[0].get_attribute("data-details")) != details
     _screenshot(browser, "report-details", tmp_path)
 
     browser.get((out / "index.html").as_uri())
     _wait(lambda: not browser.execute_script(NOT_LOADED))
     headings = [h.text for h in browser.find_elements("css selector", "th")]
-    assert "DINO ↑" in headings and "CLIP-T ↑" in headings
+    assert "Pixel distance ↓" in headings
     _screenshot(browser, "report-index", tmp_path)
 
 

@@ -97,6 +97,26 @@ def test_execution_options_do_not_change_the_run_id_but_config_does(tmp_path):
     assert base["run_id"] == batch["run_id"] != rank["run_id"]
 
 
+def test_replicates_are_fit_seeds_each_subject_is_fitted_once_per_seed(tmp_path):
+    """--replicates 0,1,2 plans one unit per subject and seed, three times the cells, under
+    a run id of its own; the seeds are the suite's replicates, as a suite file would give."""
+    common = ["--method", "dreambooth_lora", "--suite", "micro", "--runs", tmp_path, "--dry-run"]
+    one = run_json(*common)
+    three = run_json(*common, "--replicates", "0,1,2")
+    suite = tmp_path / "micro3.toml"
+    from bench.paths import data_dir
+
+    text = (data_dir("suites") / "micro.toml").read_text()
+    assert "replicates = [0]" in text
+    suite.write_text(text.replace("replicates = [0]", "replicates = [0, 1, 2]"))
+    as_file = run_json(*[a if a != "micro" else str(suite) for a in common])
+    assert one["replicates"] == 1 and three["replicates"] == 3
+    assert three["units_total"] == 3 * one["units_total"]
+    assert three["cells"] == 3 * one["cells"]
+    assert three["run_id"] != one["run_id"]
+    assert as_file["run_id"] == three["run_id"]
+
+
 def test_unknown_method_lists_the_available_ones():
     result = invoke("run", "--method", "nope")
     assert result.exit_code == 2

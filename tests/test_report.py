@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from bench.cli import app
 
-from helpers import DUO, copy_runs, run_score, stored_rows
+from helpers import copy_runs, run_score, stored_rows
 
 runner = CliRunner()
 
@@ -110,12 +110,27 @@ def test_every_link_is_relative_and_resolves_inside_the_site(site):
             assert resolved.is_relative_to(out.resolve()), (page, link)
 
 
-def test_a_grid_column_holds_one_cell_and_each_image_its_stored_scores(site):
-    runs = {
-        label: next(site["runs"].glob(f"duo/{run_id}")) for label, run_id in site["ids"].items()
-    }
-    rows = {run_dir.name: stored_rows(run_dir) for run_dir in runs.values()}
-    seen_cells = 0
+@pytest.fixture(scope="module")
+def lower_site(lower_store, tmp_path_factory):
+    """The site of the session's two-image store (two columns per grid)."""
+    out = tmp_path_factory.mktemp("lower-site") / "site"
+    result = invoke("report", "--runs", lower_store["runs"], "--out", out, "--resamples", "100")
+    assert result.exit_code == 0, result.output
+    return {"runs": lower_store["runs"], "out": out}
+
+
+@pytest.mark.parametrize("which", ["site", "lower_site"])
+def test_a_grid_column_holds_one_cell_and_each_image_its_stored_scores(which, request):
+    """Every prompt's grid: column j's heading names a cell, and each image in it renders that
+    cell (its data, its PNG, its stored scores and seed), one per generated run. On the duo
+    store (one image per prompt) and on the two-image store (two columns per grid)."""
+    site = request.getfixturevalue(which)
+    run_dirs = [p for p in site["runs"].glob("duo/*") if (p / "run.json").is_file()]
+    runs = {p.name: p for p in run_dirs}
+    rows = {name: stored_rows(p) for name, p in runs.items()}
+    generated = [n for n in runs if not n.startswith("real-")]
+    expected_cells = {k for n in generated for k in rows[n] if k[1] != "prior"}
+    seen = []
     for page_path in subject_pages(site["out"]):
         subject = page_path.stem
         page = Page(page_path)
@@ -130,41 +145,21 @@ def test_a_grid_column_holds_one_cell_and_each_image_its_stored_scores(site):
                 )
                 cell = (subject, prompt_id, index, replicate)
                 images = [row[j] for row in grid["rows"] if row[j] is not None]
-                # The three generated runs, not the Real Images row: one image each, this cell's.
-                assert len(images) == 3
+                assert len(images) == len(generated)  # one per generated run, in one column
                 for img in images:
                     assert img["data-cell"] == "/".join(map(str, cell))
                     details = json.loads(img["data-details"])
                     stored = rows[details["run"]][cell]
                     assert details["seed"] == str(stored["seed"])
-                    for metric, name in (
-                        ("clip_i", "CLIP-I"),
-                        ("clip_t", "CLIP-T"),
-                        ("dino", "DINO"),
-                    ):
-                        assert float(details[name]) == pytest.approx(stored[metric], abs=1e-4)
+                    for metric, info in stored["scorers"].items():
+                        assert float(details[info["display_name"]]) == pytest.approx(
+                            stored[metric], abs=1e-4
+                        )
                     # The thumbnail is this image (at 32 px, copied pixel for pixel).
                     thumb = _pixels(page_path.parent / img["src"])
-                    own = runs_image(runs, details["run"], stored["image"])
-                    others = [
-                        runs_image(runs, r, rows[r][cell]["image"])
-                        for r in rows
-                        if r != details["run"] and cell in rows[r]
-                    ]
-                    own_distance = np.abs(thumb - own).mean()
-                    assert own_distance == 0
-                    assert all(
-                        own_distance < np.abs(thumb - o).mean()
-                        for o in others
-                        if not np.array_equal(o, own)
-                    )
-                    seen_cells += 1
-    assert seen_cells == 3 * 2 * 2  # 3 runs x 2 subjects x 2 prompts (1 image each)
-
-
-def runs_image(runs: dict, run_id: str, image: str) -> np.ndarray:
-    run_dir = next(d for d in runs.values() if d.name == run_id)
-    return _pixels(run_dir / image)
+                    assert np.array_equal(thumb, _pixels(runs[details["run"]] / stored["image"]))
+                    seen.append((details["run"], cell))
+    assert len(seen) == len(set(seen)) == len(generated) * len(expected_cells)
 
 
 def _pixels(path: Path) -> np.ndarray:
@@ -196,8 +191,6 @@ def _photos(site):
 
 # ------------------------------------------------------------- a metric where lower is better
 
-LOWER = DUO.replace('scorers = ["clip_i", "clip_t", "dino"]', 'scorers = ["example_distance"]')
-
 
 def distance_by_hand(image_path: Path, photos: list[str]) -> float:
     """The plugin's definition, from the PNGs: mean |pixel difference| (0-1) to each photo
@@ -218,29 +211,6 @@ def distance_by_hand(image_path: Path, photos: list[str]) -> float:
     )
 
 
-@pytest.fixture(scope="module")
-def lower(tmp_path_factory):
-    """base and two LoRA ranks on the duo suite scored with the plugin's distance alone, as a
-    sweep over rank with a checkpoint (the base run beside it)."""
-    import bench
-
-    root = tmp_path_factory.mktemp("lower")
-    suite = root / "duo.toml"
-    suite.write_text(LOWER)
-    runs = root / "runs"
-    stats = bench.StatsOptions(n_resamples=100)
-    base = bench.run("base", suite, runs=runs, stats=stats)
-    sweep = bench.sweep(
-        suite=bench.load_suite(suite),
-        method="dreambooth_lora",
-        grid={"rank": [2, 4]},
-        checkpoints=1,
-        runs=runs,
-        stats=stats,
-    )
-    return {"root": root, "runs": runs, "base": base, "sweep": sweep, "suite": suite}
-
-
 def _score(run_dir: Path, checkpoint: str | None = None) -> float:
     """The run's distance, recomputed from its PNGs and its subjects' photos."""
     values = {}
@@ -256,7 +226,8 @@ def _score(run_dir: Path, checkpoint: str | None = None) -> float:
     return run_score(values)
 
 
-def test_a_lower_is_better_plugin_metric_ranks_by_its_direction(lower, tmp_path):
+def test_a_lower_is_better_plugin_metric_ranks_by_its_direction(lower_store, tmp_path):
+    lower = lower_store
     runs = sorted(p for p in lower["runs"].glob("duo/*") if (p / "run.json").is_file())
     scores = {p.name: _score(p) for p in runs}
     best = min(scores, key=scores.get)

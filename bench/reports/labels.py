@@ -76,6 +76,20 @@ def run_metrics(runs: Iterable) -> dict[str, Metric]:
     return {m: found[m] for m in ordered(found)}
 
 
+def changed_options(record) -> dict[str, Any]:
+    """A run's options that differ from its method's defaults as the run recorded them (a
+    RunRecord; all options for a run that recorded no defaults)."""
+    defaults = record.method_defaults
+    return {k: v for k, v in record.config.items() if defaults.get(k, object()) != v}
+
+
+def run_label(record) -> str:
+    """A run as a row names it: its method and the options it changed, "dreambooth_lora
+    (rank=2)"."""
+    options = ", ".join(f"{k}={v}" for k, v in changed_options(record).items())
+    return record.method + (f" ({options})" if options else "")
+
+
 def metric_name(scorer_id: str, info: Mapping[str, Any] | None = None) -> str:
     """ "clip_i" -> "CLIP-I", as its scorer declares it."""
     return metric(scorer_id, info).name

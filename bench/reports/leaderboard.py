@@ -31,6 +31,7 @@ from bench.reports.labels import (
     CI_METHOD_NAMES,
     METRIC_ORDER,
     Metric,
+    changed_options,
     interval_notes,
     metric_label,
     metric_name,
@@ -92,8 +93,7 @@ def _marks(results: RunResults) -> str:
 def _config_summary(results: RunResults) -> str:
     """Options that differ from the method's defaults as the run recorded them (all options for
     a run that recorded none)."""
-    defaults = results.record.method_defaults
-    changed = {k: v for k, v in results.record.config.items() if defaults.get(k, object()) != v}
+    changed = changed_options(results.record)
     return ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
 
 

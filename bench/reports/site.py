@@ -45,7 +45,7 @@ from bench.reports.document import (
     Table,
     mark_best,
 )
-from bench.reports.labels import metric_label, run_metrics
+from bench.reports.labels import metric_label, run_label, run_metrics
 from bench.reports.leaderboard import convention_sections
 from bench.reports.thumbnails import Thumbnails
 from bench.store.layout import RunPaths, sweep_reports
@@ -75,6 +75,11 @@ def write_site(
     the image grids show the fit seeds in `replicates` (default: all)."""
     if not runs:
         raise BenchError("bench report: no scored runs to report; `bench run --method ...` first")
+    if world_report is not None and not (world_report / "world-report.md").is_file():
+        raise BenchError(
+            f"--world-report {world_report}: no world-report.md in it; give the folder "
+            "`bench world report --out` wrote"
+        )
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     report = SiteReport(out)
@@ -113,14 +118,6 @@ def _subjects(runs: list[RunResults]) -> dict[str, list[str]]:
                 manifest = UnitManifest.read(path)
                 found.setdefault(manifest.subject["id"], list(manifest.subject["images"]))
     return dict(sorted(found.items()))
-
-
-def _label(results: RunResults) -> str:
-    """A run's row label: its method and the options it changed."""
-    defaults = results.record.method_defaults
-    changed = {k: v for k, v in results.record.config.items() if defaults.get(k, object()) != v}
-    options = ", ".join(f"{k}={v}" for k, v in changed.items())
-    return f"{results.record.method}" + (f" ({options})" if options else "")
 
 
 def subject_document(
@@ -180,7 +177,7 @@ def subject_document(
                     continue
                 images.append(_image(results, row, thumbs, prefix, metrics[results.run_id]))
                 shown += 1
-            rows.append((f"{_label(results)} · `{results.run_id}`", images))
+            rows.append((f"{run_label(results.record)} · `{results.run_id}`", images))
         columns = [f"fit seed {r}, image {i}" for r, i in cells]
         title = "the class prompt (prior images)" if prompt_id == PRIOR_PROMPT_ID else prompt
         doc.add(Section(f"{title}", anchor=f"prompt-{prompt_id}").add(ImageGrid(columns, rows)))
@@ -205,7 +202,7 @@ def _image(results: RunResults, row, thumbs: Thumbnails, prefix: str, metrics: d
     }
     details = {
         "run": results.run_id,
-        "method": _label(results),
+        "method": run_label(results.record),
         "prompt": row.prompt or "",
         "scored as": row.scoring_prompt or "",
         "seed": str(row.seed),
@@ -240,7 +237,7 @@ def _subject_scores(subject: str, runs: list[RunResults]) -> Section:
         frame = results.scores[results.scores["subject"] == subject]
         if frame.empty:
             continue
-        row: list = [Code(results.run_id), _label(results)]
+        row: list = [Code(results.run_id), run_label(results.record)]
         for m in metrics:
             if m not in frame:
                 row.append(Number(None))

@@ -31,6 +31,7 @@ from bench.analysis.results import RunResults
 from bench.data.prompts import PRIOR_PROMPT_ID
 from bench.errors import BenchError
 from bench.reports import html
+from bench.reports.labels import run_label
 from bench.reports.thumbnails import Thumbnails
 from bench.store.layout import RunPaths
 from bench.store.records import UnitManifest
@@ -116,7 +117,10 @@ def make_study(
     key = json.dumps([sorted(images), seed, per_rater, checks_per_rater, pairs])
     study = Study(
         study_id="study-" + hashlib.sha256(key.encode()).hexdigest()[:8],
-        runs=[{"run_id": r.run_id, "method": r.record.method, "label": _label(r)} for r in runs],
+        runs=[
+            {"run_id": r.run_id, "method": r.record.method, "label": run_label(r.record)}
+            for r in runs
+        ],
         subjects=page_subjects,
         pairs=pair_items,
         checks=checks,
@@ -143,12 +147,6 @@ def page(study: Study) -> str:
 
     data = json.dumps(asdict(study), ensure_ascii=False).replace("</", "<\\/")
     return html.render_template("study.html.j2", study=study, data=data)
-
-
-def _label(results: RunResults) -> str:
-    defaults = results.record.method_defaults
-    changed = {k: v for k, v in results.record.config.items() if defaults.get(k, object()) != v}
-    return results.record.method + "".join(f" {k}={v}" for k, v in changed.items())
 
 
 def _cell_images(results: RunResults) -> dict[tuple, tuple[Path, str]]:
