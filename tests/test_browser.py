@@ -101,7 +101,9 @@ COLUMNS = """
 const found = [];
 for (const [g, grid] of [...document.querySelectorAll('table.grid')].entries()) {
   for (const img of grid.querySelectorAll('img.cell')) {
-    found.push({grid: g, column: img.closest('td').cellIndex, cell: img.dataset.cell,
+    const column = img.closest('td').cellIndex;
+    found.push({grid: g, column: column, cell: img.dataset.cell,
+                heading: grid.tHead.rows[0].cells[column].textContent,
                 left: Math.round(img.getBoundingClientRect().left + window.scrollX),
                 section: img.closest('section') ? img.closest('section').id : ''});
   }
@@ -134,8 +136,9 @@ def test_the_report_in_chromium(browser, lower_store, tmp_path):
         assert len(column) == 3
         assert len({i["cell"] for i in column}) == 1
         assert len({i["left"] for i in column}) == 1
-        subject, prompt_id, _, _ = column[0]["cell"].split("/")
+        subject, prompt_id, index, replicate = column[0]["cell"].split("/")
         assert subject == "red_mug" and column[0]["section"] == f"prompt-{prompt_id}"
+        assert column[0]["heading"] == f"fit seed {replicate}, image {index}"
     _screenshot(browser, "report-subject", tmp_path)
 
     # A click shows the image's scores and provenance, as its page recorded them; a second
