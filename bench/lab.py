@@ -23,7 +23,18 @@ from bench.images import read_image
 from bench.paths import cache_dir
 from bench.registry import METHODS
 from bench.registry import load as _load_entry_point
+from bench.reports.document import (
+    Code,
+    Document,
+    Figure,
+    IntervalValue,
+    Number,
+    Paragraph,
+    Section,
+    Table,
+)
 from bench.reports.labels import interval, metric_name, ordered
+from bench.reports.markdown import render as render_markdown
 from bench.scorers.clip import WORLD_ARCH as WORLD_CLIP
 from bench.scorers.clip import load_clip_model, register_model_configs
 from bench.scorers.dino import IMAGENET_MEAN, IMAGENET_STD, load_dino_model
@@ -51,7 +62,15 @@ __all__ = [
     "WORLD_NOISE_SCHEDULE",
     "Backbone",
     "BenchError",
+    "Code",
+    "Document",
+    "Figure",
     "Interval",
+    "IntervalValue",
+    "Number",
+    "Paragraph",
+    "Section",
+    "Table",
     "apply_umask",
     "atomic_path",
     "bootstrap_interval",
@@ -66,6 +85,7 @@ __all__ = [
     "ordered",
     "read_image",
     "register_model_configs",
+    "render_markdown",
     "world_asset",
     "world_tokenizer",
     "write_json",

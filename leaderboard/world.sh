@@ -11,8 +11,6 @@ run --method real
 run --method base
 run --method dreambooth_lora
 run --method textual_inversion
-run --method dreambooth_lora --set prior_preservation=true
-run --method dreambooth_lora --set train_text_encoder=true
 bench leaderboard --runs "$RUNS" --out leaderboard/LEADERBOARD.md
 # The HTML report: every run's numbers; the image grids of fit seed 0 (all three would triple
 # the repository's share of thumbnails), beside the world report of world/results/world.

@@ -86,7 +86,7 @@ def test_smoke_suite_end_to_end(smoke_dreambooth_run):
     assert again.exit_code == 0
     assert "fitted 0, generated 0 images, 3 units already done" in again.stdout
     # The smoke suite is the toy world's: labelled so, and never as random weights.
-    assert "clip_t" in again.stdout and "TOY WORLD" in again.stdout
+    assert "CLIP-T ↑" in again.stdout and "TOY WORLD" in again.stdout
     assert "RANDOM WEIGHTS" not in again.stdout
     provenance = json.loads((run_dir / "run.json").read_text())
     assert provenance["realness"] == "toy world"

@@ -461,17 +461,14 @@ def share_with_interval(x: float, low: float, high: float) -> str:
     return point if low != low else f"{point} [{share(low)}, {share(high)}]"
 
 
-def _shares_table(heading: str, field: str, rows: list[dict]) -> list[str]:
-    """A markdown table of each run's subject share per key of `field` (a row per key)."""
+def _shares_table(heading: str, field: str, rows: list[dict]):
+    """Each run's subject share per key of `field` (a row per key, a column per run)."""
+    from bench.lab import Table
+
     keys = list(dict.fromkeys(k for row in rows for k in row[field]))
-    return [
-        f"| {heading} | " + " | ".join(f"`{row['label']}`" for row in rows) + " |",
-        "|---" * (1 + len(rows)) + "|",
-        *[
-            f"| {k} | " + " | ".join(share(row[field].get(k, float("nan"))) for row in rows) + " |"
-            for k in keys
-        ],
-    ]
+    table = Table([heading, *[f"`{row['label']}`" for row in rows]], index=1)
+    table.rows = [[k, *[share(row[field].get(k, float("nan"))) for row in rows]] for k in keys]
+    return table
 
 
 def _fit_rows(fits: Mapping[str, Sequence[tuple[int, Path]]], oracle, resamples: int) -> list[dict]:
@@ -500,34 +497,33 @@ def _fit_rows(fits: Mapping[str, Sequence[tuple[int, Path]]], oracle, resamples:
     return rows
 
 
-def _fit_seeds_section(fit_rows: list[dict]) -> list[str]:
-    """The markdown of the fit seeds: a row per label, a column per seed, then the pooled."""
+def _fit_seeds_section(fit_rows: list[dict]):
+    """The fit seeds: a row per label, a column per seed, then the pooled."""
+    from bench.lab import Code, Paragraph, Section, Table
+
     seeds = list(dict.fromkeys(f["seed"] for row in fit_rows for f in row["fits"]))
-    lines = [
-        "## Fit seeds",
-        "",
-        "Each trained method fitted once per seed (its `seed` option: the fit's noise, timesteps "
-        "and initial weights; every fit generates from the same noise): the subject share of "
-        "each fit, then of all the fits' images pooled, with its 95% interval (subjects "
-        "resampled, each with all its fits' images, so that the fits' spread is inside it); "
-        "what the prompt asks and the context, pooled.",
-        "",
-        "| run | " + " | ".join(f"seed {s}" for s in seeds) + " | pooled | prompt | context |",
-        "|---" * (4 + len(seeds)) + "|",
-    ]
+    table = Table(["run", *[f"seed {s}" for s in seeds], "pooled", "prompt", "context"], index=1)
     for row in fit_rows:
         found = {f["seed"]: f["subject"] for f in row["fits"]}
-        cells = [
-            f"`{row['label']}`",
-            *[subject_share(found.get(s, float("nan"))) for s in seeds],
-        ]
-        cells += [
-            share_with_interval(row["subject"], *row["subject_interval"]),
-            share(row["prompt"]),
-            share(row["context"]),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+        table.rows.append(
+            [
+                Code(row["label"]),
+                *[subject_share(found.get(s, float("nan"))) for s in seeds],
+                share_with_interval(row["subject"], *row["subject_interval"]),
+                share(row["prompt"]),
+                share(row["context"]),
+            ]
+        )
+    return Section("Fit seeds").add(
+        Paragraph(
+            "Each trained method fitted once per seed (its `seed` option: the fit's noise, "
+            "timesteps and initial weights; every fit generates from the same noise): the subject "
+            "share of each fit, then of all the fits' images pooled, with its 95% interval "
+            "(subjects resampled, each with all its fits' images, so that the fits' spread is "
+            "inside it); what the prompt asks and the context, pooled."
+        ),
+        table,
+    )
 
 
 def run_report_rows(
@@ -593,10 +589,18 @@ def write_report(
     import bench
     from bench.lab import (
         MIN_INTERVAL_SUBJECTS,
+        Code,
+        Document,
+        Figure,
+        IntervalValue,
+        Number,
+        Paragraph,
+        Section,
+        Table,
         atomic_path,
-        interval,
         metric_name,
         ordered,
+        render_markdown,
         write_json,
         write_text,
     )
@@ -663,126 +667,142 @@ def write_report(
         "fit_seeds": fit_rows,
     }
 
-    lines = [
-        f"# The toy world report: suite `{suite}`",
-        "",
-        f"Backbone `{backbone.revision}`. Every share below is the oracle reading the PNGs back "
-        "(world/bench_world/report.py); the metrics are the suite's scorers, with 95% intervals.",
-        "",
-        "## The oracle",
-        "",
-        f"Per label, its accuracy on {oracle_cases} held-out renders, on half as many after the "
-        f"world VAE's round trip, and blurred by {BLUR:g} px (generated pictures are soft).",
-        "",
-        "| label | held-out renders | after the VAE | blurred |",
-        "|---|---|---|---|",
-        *[
-            f"| {k} | {on_renders[k]:.3f} | {on_vae[k]:.3f} | {on_blurred[k]:.3f} |"
-            for k in on_renders
-        ],
-        "",
-        "## What the metrics can see",
-        "",
-        "How often a metric tells the right thing from a twin that differs in that one thing "
-        f"alone, on {seen_cases} held-out cases (50%: blind to it; 100%: always sees it). "
-        "CLIP-I and DINO: "
-        "a second photo of an instance against the same photo of its twin. CLIP-T: a picture's "
-        "own DreamBench caption against one that asks for another class, context, colour or "
-        "thing worn.",
-        "",
-        "| metric | body | trim | pattern | part |",
-        "|---|---|---|---|---|",
-        *[
-            f"| {metric_name(m)} | " + " | ".join(share(seen[m][t]) for t in TRAITS) + " |"
-            for m in ("clip_i", "dino")
-        ],
-        "",
-        "| metric | " + " | ".join(ASKED) + " |",
-        "|---" * (1 + len(ASKED)) + "|",
-        "| CLIP-T | " + " | ".join(share(seen["clip_t"][a]) for a in ASKED) + " |",
-        "",
-        "## The base model follows prompts",
-        "",
-        f'{base["images"]} images of "a {{class}} {{context}}" (every class and context): the '
-        f"oracle finds the class in {share(base['class'])}, the context in "
-        f"{share(base['context'])} ({share(base['context_not_plain'])} of those that name a "
-        "place).",
-        "",
-        "## Methods, by the truth and by the metrics",
-        "",
-        "Subject: the oracle finds the subject's class and every trait (body and trim colour, "
-        "pattern, part; a recolour prompt changes the body), with its 95% interval (subjects "
-        "resampled, as for the metrics: the studentized bootstrap, or the percentile one where "
-        "most subjects score alike; none below 5 subjects). Prompt: it finds what the prompt asks "
-        "(context, colour or thing worn). Prior: of the plain class images, the share that show "
-        "the subject (prior collapse; lower is better).",
-        "",
-        "| run | images | subject | class | body | trim | pattern | part | prompt | context | "
-        "prior | " + " | ".join(metric_name(m) for m in metrics) + " |",
-        "|---" * (11 + len(metrics)) + "|",
+    doc = Document(f"The toy world report: suite `{suite}`").add(
+        Paragraph(
+            f"Backbone `{backbone.revision}`. Every share below is the oracle reading the PNGs "
+            "back (world/bench_world/report.py); the metrics are the suite's scorers, with 95% "
+            "intervals."
+        )
+    )
+    oracle_table = Table(["label", "held-out renders", "after the VAE", "blurred"], index=1)
+    oracle_table.rows = [
+        [k, Number(on_renders[k]), Number(on_vae[k]), Number(on_blurred[k])] for k in on_renders
     ]
+    doc.add(
+        Section("The oracle").add(
+            Paragraph(
+                f"Per label, its accuracy on {oracle_cases} held-out renders, on half as many "
+                f"after the world VAE's round trip, and blurred by {BLUR:g} px (generated "
+                "pictures are soft)."
+            ),
+            oracle_table,
+        )
+    )
+    image_seen = Table(["metric", *TRAITS], index=1)
+    image_seen.rows = [
+        [metric_name(m), *[share(seen[m][t]) for t in TRAITS]] for m in ("clip_i", "dino")
+    ]
+    text_seen = Table(["metric", *ASKED], index=1)
+    text_seen.rows = [[metric_name("clip_t"), *[share(seen["clip_t"][a]) for a in ASKED]]]
+    doc.add(
+        Section("What the metrics can see").add(
+            Paragraph(
+                "How often a metric tells the right thing from a twin that differs in that one "
+                f"thing alone, on {seen_cases} held-out cases (50%: blind to it; 100%: always "
+                "sees it). CLIP-I and DINO: a second photo of an instance against the same photo "
+                "of its twin. CLIP-T: a picture's own DreamBench caption against one that asks "
+                "for another class, context, colour or thing worn."
+            ),
+            image_seen,
+            text_seen,
+        ),
+        Section("The base model follows prompts").add(
+            Paragraph(
+                f'{base["images"]} images of "a {{class}} {{context}}" (every class and '
+                f"context): the oracle finds the class in {share(base['class'])}, the context "
+                f"in {share(base['context'])} ({share(base['context_not_plain'])} of those "
+                "that name a place)."
+            )
+        ),
+    )
+    methods = Table(
+        ["run", "images", "subject", *SUBJECT, "prompt", "context", "prior"]
+        + [metric_name(m) for m in metrics],
+        index=1,
+    )
     for row in rows:
         t = row["traits"]
-        cells = [
-            f"`{row['label']}`",
-            str(row["images"]),
-            share_with_interval(row["subject"], *row["subject_interval"]),
-            *[share(t[k]) for k in SUBJECT],
-            share(row["prompt"]),
-            share(row["context"]),
-            share(row["prior"]),
-        ]
-        cells += [interval(*row["metrics"][m]) if m in row["metrics"] else "n.a." for m in metrics]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Subject, per subject: the share of its images with the class and every trait.",
-        "",
-        *_shares_table("subject", "by_subject", rows),
-        "",
-        "Subject, per kind of prompt (what it asks for: a context, a colour, a thing worn): the "
-        "share of those images with the class and every trait.",
-        "",
-        *_shares_table("prompt", "by_prompt_kind", rows),
-    ]
+        methods.rows.append(
+            [
+                Code(row["label"]),
+                row["images"],
+                share_with_interval(row["subject"], *row["subject_interval"]),
+                *[share(t[k]) for k in SUBJECT],
+                share(row["prompt"]),
+                share(row["context"]),
+                share(row["prior"]),
+            ]
+            + [
+                IntervalValue(*row["metrics"][m]) if m in row["metrics"] else "n.a."
+                for m in metrics
+            ]
+        )
+    doc.add(
+        Section("Methods, by the truth and by the metrics").add(
+            Paragraph(
+                "Subject: the oracle finds the subject's class and every trait (body and trim "
+                "colour, pattern, part; a recolour prompt changes the body), with its 95% "
+                "interval (subjects resampled, as for the metrics: the studentized bootstrap, or "
+                "the percentile one where most subjects score alike; none below 5 subjects). "
+                "Prompt: it finds what the prompt asks (context, colour or thing worn). Prior: "
+                "of the plain class images, the share that show the subject (prior collapse; "
+                "lower is better)."
+            ),
+            methods,
+            Paragraph(
+                "Subject, per subject: the share of its images with the class and every trait."
+            ),
+            _shares_table("subject", "by_subject", rows),
+            Paragraph(
+                "Subject, per kind of prompt (what it asks for: a context, a colour, a thing "
+                "worn): the share of those images with the class and every trait."
+            ),
+            _shares_table("prompt", "by_prompt_kind", rows),
+        )
+    )
     if comparisons:
-        lines += [
-            "",
-            "## Do the metrics rank as the truth does?",
-            "",
-            "Paired differences (subjects resampled), real photos over DreamBooth-LoRA over the "
-            "base model:",
-            "",
-            "| metric | A | B | A - B | 95% interval |",
-            "|---|---|---|---|---|",
-            *[
-                f"| {metric_name(c['metric'])} | `{c['a']}` | `{c['b']}` | {c['diff']:+.4f} | "
-                + (
-                    f"[{c['low']:+.4f}, {c['high']:+.4f}] |"
-                    if c["low"] == c["low"]
-                    else f"none: fewer than {MIN_INTERVAL_SUBJECTS} subjects |"
-                )
-                for c in comparisons
-            ],
-        ]
+        differences = Table(["metric", "A", "B", "A - B", "95% interval"], index=3)
+        for c in comparisons:
+            bounds = (
+                f"[{c['low']:+.4f}, {c['high']:+.4f}]"
+                if c["low"] == c["low"]
+                else f"none: fewer than {MIN_INTERVAL_SUBJECTS} subjects"
+            )
+            differences.rows.append(
+                [
+                    metric_name(c["metric"]),
+                    Code(c["a"]),
+                    Code(c["b"]),
+                    Number(c["diff"], digits=4, signed=True),
+                    bounds,
+                ]
+            )
+        doc.add(
+            Section("Do the metrics rank as the truth does?").add(
+                Paragraph(
+                    "Paired differences (subjects resampled), real photos over DreamBooth-LoRA "
+                    "over the base model:"
+                ),
+                differences,
+            )
+        )
     if fit_rows:
-        lines += ["", *_fit_seeds_section(fit_rows)]
+        doc.add(_fit_seeds_section(fit_rows))
     sheet_runs = [results[label] for label, _ in runs if label != "real"]  # loaded above
     sheet = contact_sheet(sheet_runs, contact_subjects, contact_prompt)
     labels_row = ", ".join(label for label, _ in runs if label != "real")
-    lines += [
-        "",
-        "## Contact sheet",
-        "",
-        f"Each row: three of the subject's photos, then {labels_row} for prompt "
-        f"`{contact_prompt}` from the same noise.",
-        "",
-        "![contact sheet](contact-sheet.png)",
-        "",
-    ]
+    doc.add(
+        Section("Contact sheet").add(
+            Paragraph(
+                f"Each row: three of the subject's photos, then {labels_row} for prompt "
+                f"`{contact_prompt}` from the same noise."
+            ),
+            Figure("contact-sheet.png", "contact sheet"),
+        )
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "contact-sheet.png") as tmp:
         sheet.save(tmp, format="PNG")
     write_json(out_dir / "world-report.json", json.loads(json.dumps(data, default=float)))
-    write_text(out_dir / "world-report.md", "\n".join(lines))
+    write_text(out_dir / "world-report.md", render_markdown(doc))
     return data
