@@ -411,11 +411,13 @@ def report(
     stats: StatsOptions = StatsOptions(),
     world_report: str | Path | None = None,
     replicates: list[int] | None = None,
+    images_per_prompt: int | None = None,
 ):
     """Write the static HTML site of these runs (default: every scored run of the store) into
     `out` (`bench.reports.site`): the leaderboard, and per subject its photos and every run's
-    images, aligned by cell. `replicates` limits the image grids to those fit seeds. Returns a
-    `SiteReport` (pages, images, thumbnails made and reused, seconds)."""
+    images, aligned by cell. `replicates` and `images_per_prompt` limit the image grids to
+    those fit seeds and the first images of each prompt. Returns a `SiteReport` (pages,
+    images, thumbnails made and reused, seconds)."""
     from bench.reports.leaderboard import scored_runs
     from bench.reports.site import write_site
     from bench.scorers.conventions import get_convention
@@ -433,6 +435,7 @@ def report(
         stats=stats,
         world_report=Path(world_report) if world_report else None,
         replicates=replicates,
+        images_per_prompt=images_per_prompt,
     )
 
 

@@ -278,3 +278,19 @@ def test_a_lower_is_better_plugin_metric_ranks_by_its_direction(lower_store, tmp
             per_run[p.name] = run_score(values)
         lowest = min(per_run.values())
         assert Page(page_path).strong == [f"{lowest:.3f}"]
+
+
+def test_the_grids_can_show_fewer_images(lower_store, tmp_path):
+    """--images-per-prompt 1 (and --replicates 0): only image 0 of each prompt, at fit seed 0,
+    in one column per grid; the leaderboard still counts every image."""
+    out = tmp_path / "site"
+    args = ["--runs", lower_store["runs"], "--out", out, "--resamples", 50]
+    result = invoke("report", *args, "--images-per-prompt", 1, "--replicates", "0")
+    assert result.exit_code == 0, result.output
+    for page_path in subject_pages(out):
+        for grid in Page(page_path).grids:
+            if not grid["section"].startswith("prompt-"):
+                continue
+            assert grid["columns"][1:] == ["fit seed 0, image 0"]
+            cells = [row[0]["data-cell"] for row in grid["rows"]]
+            assert len(cells) == 3 and all(c.endswith("/0/0") for c in cells)

@@ -91,6 +91,14 @@ def report(
     ] = Path("report"),
     convention: ConventionOption = None,
     replicates: ReplicatesOption = None,
+    images_per_prompt: Annotated[
+        int | None,
+        typer.Option(
+            "--images-per-prompt",
+            help="Show the first N images of each prompt and fit seed (default: all).",
+            min=1,
+        ),
+    ] = None,
     world_report: Annotated[
         Path | None,
         typer.Option("--world-report", help="A `bench world report` folder to include."),
@@ -114,6 +122,7 @@ def report(
         stats=stats,
         world_report=world_report,
         replicates=parse_replicates(replicates),
+        images_per_prompt=images_per_prompt,
     )
     out.print(
         f"wrote {made.out / 'index.html'}: {len(made.pages)} pages, {made.images} images "

@@ -70,9 +70,11 @@ def write_site(
     stats: StatsOptions = StatsOptions(),
     world_report: Path | None = None,
     replicates: list[int] | None = None,
+    images_per_prompt: int | None = None,
 ) -> SiteReport:
     """Write the site of `runs` (each loaded under the convention its grids show) into `out`;
-    the image grids show the fit seeds in `replicates` (default: all)."""
+    the image grids show the fit seeds in `replicates` and the first `images_per_prompt`
+    images of each prompt (default: all)."""
     if not runs:
         raise BenchError("bench report: no scored runs to report; `bench run --method ...` first")
     if world_report is not None and not (world_report / "world-report.md").is_file():
@@ -88,7 +90,9 @@ def write_site(
     nav = [("Leaderboard", "index.html")] + [(s, f"subjects/{s}.html") for s in subjects]
 
     for subject, photos in subjects.items():
-        doc, shown = subject_document(subject, photos, runs, thumbs, "../", replicates)
+        doc, shown = subject_document(
+            subject, photos, runs, thumbs, "../", replicates, images_per_prompt
+        )
         path = out / "subjects" / f"{subject}.html"
         path.parent.mkdir(exist_ok=True)
         sub_nav = [(label, _up(href)) for label, href in nav]
@@ -127,9 +131,10 @@ def subject_document(
     thumbs: Thumbnails,
     prefix: str = "",
     replicates: list[int] | None = None,
+    images_per_prompt: int | None = None,
 ) -> tuple[Document, int]:
     """A subject's page: photos, scores per run, then one aligned grid per prompt (of the fit
-    seeds in `replicates`; default all)."""
+    seeds in `replicates` and the first `images_per_prompt` images; default all)."""
     doc = Document(f"Subject `{subject}`")
     photo_cells = [
         Image(prefix + thumbs.of(Path(p)), caption=Path(p).name, details={"photo": Path(p).name})
@@ -147,6 +152,8 @@ def subject_document(
         mine = r.scores["subject"] == subject
         if replicates is not None:
             mine &= r.scores["replicate"].isin(replicates)
+        if images_per_prompt is not None:
+            mine &= r.scores["image_index"] < images_per_prompt
         if mine.any():
             frames[r.run_id] = r.scores[mine]
     shown = 0
