@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from bench import atomic
+from bench.errors import BenchError
 from bench.images import read_image
 
 QUALITY = 88  # JPEG
@@ -30,7 +31,13 @@ class Thumbnails:
 
     def of(self, source: Path) -> str:
         """The copy's path relative to `out` (made if missing)."""
-        stat = source.stat()
+        try:
+            stat = source.stat()
+        except OSError as e:
+            raise BenchError(
+                f"{source}: cannot read it ({e.strerror}); a run's photos and images must stay "
+                "where it stored them"
+            ) from None
         key = f"{source.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{self.size}"
         digest = hashlib.sha256(key.encode()).hexdigest()[:24]
         for suffix in (".png", ".jpg"):
