@@ -97,6 +97,15 @@ return [...document.images].filter(i => i.getAttribute("src"))
   .filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);
 """
 
+
+def _load_all(browser) -> None:
+    """Scroll every image into view (lazy images load once seen) and wait until all loaded."""
+    for img in browser.find_elements("css selector", "img"):
+        browser.execute_script("arguments[0].scrollIntoView()", img)
+    _wait(lambda: not browser.execute_script(NOT_LOADED))
+    browser.execute_script("window.scrollTo(0, 0)")
+
+
 COLUMNS = """
 const found = [];
 for (const [g, grid] of [...document.querySelectorAll('table.grid')].entries()) {
@@ -119,10 +128,7 @@ def test_the_report_in_chromium(browser, lower_store, tmp_path):
     assert result.exit_code == 0, result.output
     page = out / "subjects" / "red_mug.html"
     browser.get(page.as_uri())
-    for img in browser.find_elements("css selector", "img"):  # lazy images load once seen
-        browser.execute_script("arguments[0].scrollIntoView()", img)
-    _wait(lambda: not browser.execute_script(NOT_LOADED))
-    browser.execute_script("window.scrollTo(0, 0)")
+    _load_all(browser)
 
     # Each prompt's grid: one cell per column, its images one above the other.
     images = browser.execute_script(COLUMNS)
@@ -169,7 +175,7 @@ def test_the_report_in_chromium(browser, lower_store, tmp_path):
     _screenshot(browser, "report-details", tmp_path)
 
     browser.get((out / "index.html").as_uri())
-    _wait(lambda: not browser.execute_script(NOT_LOADED))
+    _load_all(browser)  # the sweep's plots
     headings = [h.text for h in browser.find_elements("css selector", "th")]
     assert "Pixel distance ↓" in headings
     _screenshot(browser, "report-index", tmp_path)

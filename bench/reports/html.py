@@ -72,8 +72,10 @@ def cell(value: Cell) -> Markup:
     if isinstance(value, Link):
         return Markup('<a href="{}">{}</a>').format(value.href, value.text)
     text = cell_text(value)
-    if isinstance(value, (Number, IntervalValue)) and value.best:
-        return Markup('<strong class="best">{}</strong>').format(text)
+    if isinstance(value, (Number, IntervalValue)):
+        if value.best:
+            return Markup('<strong class="best num">{}</strong>').format(text)
+        return Markup('<span class="num">{}</span>').format(text)
     return Markup("{}").format(text)
 
 

@@ -46,7 +46,7 @@ from bench.reports.document import (
     mark_best,
 )
 from bench.reports.labels import metric_label, run_label, run_metrics
-from bench.reports.leaderboard import convention_sections
+from bench.reports.leaderboard import convention_sections, how_to_read
 from bench.reports.thumbnails import Thumbnails
 from bench.store.layout import RunPaths, sweep_reports
 from bench.store.records import UnitManifest
@@ -289,7 +289,7 @@ def index_document(
         doc.add(Section("Sweeps", anchor="sweeps").add(*sweeps))
     if world_report is not None:
         doc.add(_world_section(world_report, out))
-    return doc
+    return doc.add(how_to_read(stats))
 
 
 def _sweep_sections(runs: list[RunResults], runs_root: Path, out: Path) -> list[Section]:
