@@ -45,6 +45,11 @@ def test_wheel_carries_the_data_and_finds_it(tmp_path):
         "bench/scorers/model_configs/bench-tiny-clip.json",
     ):
         assert expected in names, expected
+    # Every published table and sweep preset, and not the HTML report beside them.
+    for path in (REPO / "baselines").glob("*.toml"):
+        assert f"bench/_data/baselines/{path.name}" in names, f"list {path} in pyproject.toml"
+    assert not [n for n in names if "world-report" in n]
+    assert "bench/reports/templates/page.html.j2" in names
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     code = (
