@@ -97,10 +97,6 @@ class Table:
     notes: list[str] = field(default_factory=list)  # caveats that travel with the numbers
     index: int = 0  # how many leading columns label the row rather than hold values
 
-    def column(self, name: str) -> list[Cell]:
-        i = self.columns.index(name)
-        return [row[i] for row in self.rows]
-
 
 @dataclass
 class Paragraph:
@@ -161,20 +157,6 @@ class Document:
     def add(self, *blocks: Block) -> Document:
         self.blocks.extend(blocks)
         return self
-
-    def tables(self) -> list[Table]:
-        """Every table, depth first, in reading order."""
-        found: list[Table] = []
-
-        def walk(blocks: list[Block]) -> None:
-            for block in blocks:
-                if isinstance(block, Table):
-                    found.append(block)
-                elif isinstance(block, Section):
-                    walk(block.blocks)
-
-        walk(self.blocks)
-        return found
 
 
 def mark_best(rows: list[list[Cell]], column: int, higher_is_better: bool) -> None:

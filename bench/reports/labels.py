@@ -39,10 +39,6 @@ class Metric:
     def arrow(self) -> str:
         return "↑" if self.higher_is_better else "↓"
 
-    def better(self, a: float, b: float) -> bool:
-        """Whether value `a` is better than `b`."""
-        return a > b if self.higher_is_better else a < b
-
 
 def metric(scorer_id: str, info: Mapping[str, Any] | None = None) -> Metric:
     """The metric a scorer declared in a score row's scorer info (`scoring.scorer_info`). Rows

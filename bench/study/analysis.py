@@ -246,7 +246,10 @@ def document(results: StudyResults) -> Document:
 
 
 def stored_answers(folder: Path, study: Study) -> list[RaterAnswers]:
-    return [RaterAnswers.read(p, study) for p in sorted((folder / "answers").glob("*.json"))]
+    return [
+        RaterAnswers.read(p).check_items(study, p)
+        for p in sorted((folder / "answers").glob("*.json"))
+    ]
 
 
 def import_answers(files: list[Path], runs_root: Path) -> list[Study]:
@@ -259,16 +262,16 @@ def import_answers(files: list[Path], runs_root: Path) -> list[Study]:
     studies: dict[str, Study] = {}
     checked: list[tuple[Path, RaterAnswers]] = []
     for path in files:
-        head = RaterAnswers.read(path)  # its form, before its study is known
-        if head.study_id not in studies:
-            study_file = study_dir(runs_root, head.study_id) / "study.json"
-            if not _is_study_id(head.study_id) or not study_file.is_file():
+        answers = RaterAnswers.read(path)
+        if answers.study_id not in studies:
+            study_file = study_dir(runs_root, answers.study_id) / "study.json"
+            if not _is_study_id(answers.study_id) or not study_file.is_file():
                 raise BenchError(
-                    f"{path}: study {head.study_id!r} is not in the store {runs_root}; pass "
+                    f"{path}: study {answers.study_id!r} is not in the store {runs_root}; pass "
                     "--runs with the store `bench study make` wrote it to"
                 )
-            studies[head.study_id] = Study.read(study_file)
-        checked.append((path, RaterAnswers.read(path, studies[head.study_id])))
+            studies[answers.study_id] = Study.read(study_file)
+        checked.append((path, answers.check_items(studies[answers.study_id], path)))
     seen: dict[tuple[str, str], Path] = {}
     for path, answers in checked:
         key = (answers.study_id, answers.rater)

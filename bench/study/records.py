@@ -116,9 +116,9 @@ class RaterAnswers:
         atomic.write_json(path, asdict(self))
 
     @classmethod
-    def read(cls, path: Path, study: Study | None = None) -> RaterAnswers:
-        """Read and check an answers file; with `study`, every answer must name one of its
-        items, once. Any problem is a one-line error naming the file."""
+    def read(cls, path: Path) -> RaterAnswers:
+        """Read and check an answers file's form: each answer names an item once, with known
+        choices. Any problem is a one-line error naming the file."""
         try:
             data = json.loads(Path(path).read_text())
         except OSError as e:
@@ -137,16 +137,11 @@ class RaterAnswers:
         if not isinstance(study_id, str):
             raise BenchError(f"{path}: no study_id; give the file the study page downloaded")
         answers, seen = [], set()
-        items = study.items() if study is not None else None
         for n, raw in enumerate(data["answers"], 1):
             where = f"{path}: answer {n}"
             if not isinstance(raw, dict) or set(raw) != {"item", "left", "subject", "prompt"}:
                 raise BenchError(f"{where} must have exactly item, left, subject and prompt")
             answer = Answer(**raw)
-            if items is not None and answer.item not in items:
-                raise BenchError(
-                    f"{where} names item {answer.item!r}, which study {study_id} has not"
-                )
             if answer.item in seen:
                 raise BenchError(f"{where} answers item {answer.item!r} a second time")
             seen.add(answer.item)
@@ -160,3 +155,14 @@ class RaterAnswers:
                     )
             answers.append(answer)
         return cls(study_id, rater, answers)
+
+    def check_items(self, study: Study, path: Path) -> RaterAnswers:
+        """Every answer names an item of `study` (a forged or foreign file does not)."""
+        items = study.items()
+        for n, answer in enumerate(self.answers, 1):
+            if answer.item not in items:
+                raise BenchError(
+                    f"{path}: answer {n} names item {answer.item!r}, which study "
+                    f"{study.study_id} has not"
+                )
+        return self
