@@ -79,6 +79,19 @@ def execution_options(results: RunResults) -> dict[str, list]:
     return {key: sorted(values, key=str) for key, values in found.items()}
 
 
+def run_subjects(runs) -> dict[str, dict[str, Any]]:
+    """Every subject these runs (RunResults) hold, as their unit manifests record it (id, class,
+    kind, images: the photos' paths, ...), sorted by id; the first run's record of each wins."""
+    found: dict[str, dict[str, Any]] = {}
+    for results in runs:
+        for unit in RunPaths(results.root).units():
+            path = RunPaths.manifest(unit)
+            if path.is_file():
+                subject = UnitManifest.read(path).subject
+                found.setdefault(subject["id"], subject)
+    return dict(sorted(found.items()))
+
+
 def checkpoint_steps(run_root: Path) -> list[int]:
     """Training steps of the intermediate adapters that were generated and scored."""
     return RunPaths(run_root).checkpoint_steps()

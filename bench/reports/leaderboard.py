@@ -97,7 +97,7 @@ def _config_summary(results: RunResults) -> str:
     return ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
 
 
-def run_rows(runs: list[RunResults], stats: StatsOptions) -> tuple[Table, list[str]]:
+def run_rows(runs: list[RunResults], stats: StatsOptions) -> Table:
     """One row per run: each metric's mean and interval, ranked by the first metric in its
     scorer's direction (runs without it last), the best of each metric column marked."""
     metrics = run_metrics(runs)
@@ -136,7 +136,7 @@ def run_rows(runs: list[RunResults], stats: StatsOptions) -> tuple[Table, list[s
     for j, m in enumerate(metrics.values()):
         mark_best(table.rows, table.index + j, m.higher_is_better)
     table.notes = [f"{note[0].upper()}{note[1:]}." for note in interval_notes(notes)]
-    return table, table.notes
+    return table
 
 
 def _rank_key(cell: IntervalValue, sign: float) -> tuple[bool, float]:
@@ -234,7 +234,7 @@ def convention_sections(
             if r.convention == name:
                 by_suite.setdefault(r.record.suite["name"], []).append(r)
         for suite, suite_runs in sorted(by_suite.items()):
-            table, _ = run_rows(suite_runs, stats)
+            table = run_rows(suite_runs, stats)
             per_subject = Section(f"Per subject, suite `{suite}` (subject means)")
             for m in run_metrics(suite_runs).values():
                 if (block := subject_block(suite_runs, m)) is not None:

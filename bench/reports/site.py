@@ -27,7 +27,7 @@ import pandas as pd
 
 from bench import __version__, atomic
 from bench.analysis.options import StatsOptions
-from bench.analysis.results import RunResults, load_results
+from bench.analysis.results import RunResults, load_results, run_subjects
 from bench.analysis.stats import subject_means
 from bench.data.prompts import PRIOR_PROMPT_ID
 from bench.errors import BenchError
@@ -49,7 +49,6 @@ from bench.reports.labels import metric_label, run_label, run_metrics
 from bench.reports.leaderboard import convention_sections, how_to_read
 from bench.reports.thumbnails import Thumbnails
 from bench.store.layout import RunPaths, sweep_reports
-from bench.store.records import UnitManifest
 
 
 @dataclass
@@ -86,7 +85,7 @@ def write_site(
     out.mkdir(parents=True, exist_ok=True)
     report = SiteReport(out)
     thumbs = Thumbnails(out, size=256)
-    subjects = _subjects(runs)
+    subjects = {s: record["images"] for s, record in run_subjects(runs).items()}
     nav = [("Leaderboard", "index.html")] + [(s, f"subjects/{s}.html") for s in subjects]
 
     for subject, photos in subjects.items():
@@ -110,18 +109,6 @@ def write_site(
 
 def _up(href: str) -> str:
     return href.removeprefix("subjects/") if href.startswith("subjects/") else f"../{href}"
-
-
-def _subjects(runs: list[RunResults]) -> dict[str, list[str]]:
-    """subject id -> its photos (absolute paths), for every subject any run has, sorted."""
-    found: dict[str, list[str]] = {}
-    for results in runs:
-        for unit in RunPaths(results.root).units():
-            path = RunPaths.manifest(unit)
-            if path.is_file():
-                manifest = UnitManifest.read(path)
-                found.setdefault(manifest.subject["id"], list(manifest.subject["images"]))
-    return dict(sorted(found.items()))
 
 
 def subject_document(
@@ -158,24 +145,19 @@ def subject_document(
             frames[r.run_id] = r.scores[mine]
     shown = 0
     metrics = {r.run_id: run_metrics([r]) for r in generated}
-    prompts = _prompts(frames.values())
-    for prompt_id, prompt in prompts:
-        cells = sorted(
-            {
-                (int(row.replicate), int(row.image_index))
-                for frame in frames.values()
-                for row in frame[frame["prompt_id"] == prompt_id].itertuples()
-            }
-        )
+    # run id -> prompt id -> (replicate, image index) -> its score row, in one pass per run
+    by_prompt: dict[str, dict[str, dict[tuple[int, int], object]]] = {}
+    for run_id, frame in frames.items():
+        for row in frame.itertuples():
+            cells_of = by_prompt.setdefault(run_id, {}).setdefault(row.prompt_id, {})
+            cells_of[int(row.replicate), int(row.image_index)] = row
+    for prompt_id, prompt in _prompts(frames.values()):
+        cells = sorted({c for prompts in by_prompt.values() for c in prompts.get(prompt_id, {})})
         rows = []
         for results in generated:
-            frame = frames.get(results.run_id)
-            if frame is None:
+            if results.run_id not in by_prompt:
                 continue
-            by_cell = {
-                (int(row.replicate), int(row.image_index)): row
-                for row in frame[frame["prompt_id"] == prompt_id].itertuples()
-            }
+            by_cell = by_prompt[results.run_id].get(prompt_id, {})
             images: list[Image | None] = []
             for cell in cells:
                 row = by_cell.get(cell)

@@ -27,14 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from bench import __version__, atomic
-from bench.analysis.results import RunResults
+from bench.analysis.results import RunResults, run_subjects
 from bench.data.prompts import PRIOR_PROMPT_ID
 from bench.errors import BenchError
 from bench.reports import html
 from bench.reports.labels import run_label
 from bench.reports.thumbnails import Thumbnails
-from bench.store.layout import RunPaths
-from bench.store.records import UnitManifest
 from bench.study.records import QUESTIONS, Check, Pair, Study
 
 IMAGE_SIZE = 512  # px, the longer side of the page's copies
@@ -82,7 +80,10 @@ def make_study(
             "bench study make: the runs share no cell (same subject, prompt, image and seed); "
             "give runs of one suite"
         )
-    subjects = _subjects(runs)
+    subjects = {
+        s: {"class": record["class"], "photos": record["images"]}
+        for s, record in run_subjects(runs).items()
+    }
     rng = np.random.default_rng(seed)
     candidates = [
         (cell, a.run_id, b.run_id)
@@ -160,19 +161,6 @@ def _cell_images(results: RunResults) -> dict[tuple, tuple[Path, str]]:
         )
         for r in frame.itertuples()
     }
-
-
-def _subjects(runs: list[RunResults]) -> dict[str, dict]:
-    found: dict[str, dict] = {}
-    for results in runs:
-        for unit in RunPaths(results.root).units():
-            path = RunPaths.manifest(unit)
-            if path.is_file():
-                subject = UnitManifest.read(path).subject
-                found.setdefault(
-                    subject["id"], {"class": subject["class"], "photos": subject["images"]}
-                )
-    return found
 
 
 def _round_robin(candidates: list, rng: np.random.Generator, n: int) -> list:
